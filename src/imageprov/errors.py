@@ -1,0 +1,46 @@
+"""The one tree of errors that imageprov raises on purpose."""
+
+from __future__ import annotations
+
+
+class ImageprovError(Exception):
+    """Root of every error imageprov raises for bad input or a failed source."""
+
+
+class ConfigError(ImageprovError):
+    """A configuration file is missing or invalid."""
+
+    def __init__(self, path: str, detail: str) -> None:
+        self.path = path
+        self.detail = detail
+        super().__init__(f"{path}: {detail}")
+
+
+class PolicyError(ImageprovError):
+    """A policy file is invalid; each problem names the rule and the field."""
+
+    def __init__(self, path: str, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        listed = "\n".join(f"  - {problem}" for problem in problems)
+        super().__init__(f"invalid policy {path}:\n{listed}")
+
+
+class RecordError(ImageprovError):
+    """One log record could not be read; the rest of its file is still read."""
+
+    def __init__(self, location: str, index: int, field: str, detail: str) -> None:
+        self.location = location
+        self.index = index
+        self.field = field
+        self.detail = detail
+        super().__init__(f"{location} record {index} field {field!r}: {detail}")
+
+
+class SourceError(ImageprovError):
+    """A cloud API or a storage location failed while a source was read."""
+
+    def __init__(self, source: str, detail: str) -> None:
+        self.source = source
+        self.detail = detail
+        super().__init__(f"{source}: {detail}")

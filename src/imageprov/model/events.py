@@ -1,0 +1,103 @@
+"""Audit-log events that create, move, share or delete images."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+
+class EventEffect(StrEnum):
+    """What an event did to the image it names."""
+
+    CREATE = "create"
+    COPY = "copy"
+    IMPORT = "import"
+    PUSH = "push"
+    SHARE = "share"
+    UNSHARE = "unshare"
+    MODIFY = "modify"
+    DELETE = "delete"
+
+    @property
+    def creates(self) -> bool:
+        return self in (EventEffect.CREATE, EventEffect.COPY, EventEffect.IMPORT,
+                        EventEffect.PUSH)
+
+
+class PrincipalKind(StrEnum):
+    ROOT = "root"
+    USER = "user"
+    ROLE_SESSION = "role-session"
+    FEDERATED = "federated"
+    SERVICE = "service"
+    ACCOUNT = "account"
+    UNKNOWN = "unknown"
+
+
+class Principal(BaseModel):
+    """The identity that made a call.
+
+    `chain` lists the identities behind a session from the outermost in: for an AWS
+    assumed role, the role that issued the session, then the source identity.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: PrincipalKind
+    id: str
+    account: str | None = None
+    name: str | None = None
+    issuer: str | None = None
+    chain: tuple[str, ...] = ()
+    invoked_by: str | None = None
+    native_type: str | None = None
+
+
+class RecordOrigin(BaseModel):
+    """Where a record was read from: a file or object key and its position."""
+
+    model_config = ConfigDict(frozen=True)
+
+    location: str
+    index: int
+    shape: str
+
+
+class CreationEvent(BaseModel):
+    """One successful or failed call that concerns an image.
+
+    `target` is the native id of the image the event acts on (an AMI id or a digest),
+    and `repository`/`tag` place a container image. A failed call keeps its
+    `error_code` and never attributes an image.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    source: str
+    key: str
+    event_id: str
+    time: datetime
+    action: str
+    effect: EventEffect
+    platform: str
+    account: str
+    region: str
+    principal: Principal
+    source_ip: str | None = None
+    user_agent: str | None = None
+    target: str | None = None
+    registry: str | None = None
+    repository: str | None = None
+    tag: str | None = None
+    source_image: str | None = None
+    source_region: str | None = None
+    shared_with: tuple[str, ...] = ()
+    unshared_from: tuple[str, ...] = ()
+    error_code: str | None = None
+    origin: RecordOrigin
+
+    @property
+    def succeeded(self) -> bool:
+        return self.error_code is None

@@ -1,0 +1,52 @@
+"""Verdicts: what the policy decided about one image, and why."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+
+class VerdictStatus(StrEnum):
+    APPROVED = "approved"
+    FLAGGED = "flagged"
+    UNATTRIBUTED = "unattributed"
+    EXCEPTED = "excepted"
+    PENDING = "pending"
+
+
+class Flag(StrEnum):
+    ROOT = "root"
+    EXTERNAL_NETWORK = "external-network"
+    UNEXPECTED_ACTOR = "unexpected-actor"
+    UNAPPROVED_AGENT = "unapproved-agent"
+    PUBLIC = "public"
+    SHARED = "shared"
+    UNAPPROVED_SOURCE = "unapproved-source"
+
+
+class Verdict(BaseModel):
+    """The decision about one image under one policy version.
+
+    `rule` names the builder that approved the image or the check that flagged it;
+    `event_id` is the creation event that decided, when there is one.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    image: str
+    status: VerdictStatus
+    flags: tuple[Flag, ...] = ()
+    rule: str | None = None
+    event_id: str | None = None
+    reason: str
+    policy_hash: str
+    actor: str | None = None
+    source_ip: str | None = None
+    decided_at: datetime
+
+    def same_decision(self, other: Verdict) -> bool:
+        """Return whether two verdicts decide the same, ignoring when they were made."""
+        keep = {"decided_at"}
+        return self.model_dump(exclude=keep) == other.model_dump(exclude=keep)

@@ -1,0 +1,1 @@
+"""AWS: AMIs and ECR images from boto3 or saved CLI output, events from CloudTrail."""

@@ -1,0 +1,302 @@
+"""Read CloudTrail records from every shape they are delivered in.
+
+Shapes read for records:
+
+- a log file as S3 delivers it, `{"Records": [...]}`, plain or gzip;
+- a bare record, a JSON array of records, or a JSON array of log files;
+- an EventBridge envelope whose `detail-type` is "AWS API Call via CloudTrail"
+  (and the service-event, console-action and sign-in variants);
+- a LookupEvents response `{"Events": [...]}` or its items one per line, where
+  `CloudTrailEvent` holds the record as a JSON string;
+- newline-delimited JSON of any of the above.
+
+Files of other kinds that sit beside trail files are recognised and reported with
+a notice, not read as records: digest files, Insights events, S3, SNS and SQS
+delivery notices, S3 test events and other EventBridge events.
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from imageprov.errors import RecordError
+from imageprov.model import CreationEvent, RecordOrigin
+from imageprov.sources.aws.cloudtrail import event_time_of, events_from_record, parse_time
+from imageprov.sources.aws.event_table import EVENT_NAMES
+
+_CLOUDTRAIL_DETAIL_TYPES = frozenset(
+    {
+        "AWS API Call via CloudTrail",
+        "AWS Service Event via CloudTrail",
+        "AWS Console Action via CloudTrail",
+        "AWS Console Signin via CloudTrail",
+    }
+)
+# A bare object with none of these keys is some other JSON, not a broken record.
+_RECORD_KEYS = frozenset(
+    {"eventVersion", "eventTime", "eventSource", "eventName", "eventID", "userIdentity"}
+)
+_NOTIFICATION_SOURCES = {"aws:s3": "s3-notification", "aws:sns": "sns-notification",
+                         "aws:sqs": "sqs-message"}
+
+
+@dataclass
+class DocumentResult:
+    """What one file or object yielded: record counts, image events and problems."""
+
+    location: str
+    shapes: set[str] = field(default_factory=set)
+    records: int = 0
+    events: list[CreationEvent] = field(default_factory=list)
+    raw: dict[str, bytes] = field(default_factory=dict)
+    errors: list[RecordError] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+    spans: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+
+    @property
+    def shape(self) -> str:
+        return "+".join(sorted(self.shapes)) or "empty"
+
+    def span_times(self) -> Iterator[tuple[str, str, datetime, datetime]]:
+        """Yield (account, region, first, last) event times seen in this document."""
+        for (account, region), (first, last) in sorted(self.spans.items()):
+            yield account, region, _instant(first), _instant(last)
+
+
+def _instant(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value)
+    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def decompress(data: bytes) -> bytes:
+    """Return the bytes of a gzip document uncompressed, or the bytes unchanged."""
+    if data[:2] != b"\x1f\x8b":
+        return data
+    try:
+        # One gzip member is the common case and the fastest path.
+        return zlib.decompress(data, 47)
+    except zlib.error:
+        return gzip.decompress(data)
+
+
+def read_document(
+    data: bytes, location: str, fallback_account: str | None = None
+) -> DocumentResult:
+    """Read one file or object of audit-log JSON into a `DocumentResult`.
+
+    Nothing raises for bad content: an unreadable file or record becomes an entry in
+    `errors` that names the location, the record index and the field.
+    """
+    result = DocumentResult(location=location)
+    try:
+        text = decompress(data)
+    except (OSError, EOFError, zlib.error) as error:
+        result.errors.append(RecordError(location, -1, "(file)", f"invalid gzip: {error}"))
+        return result
+    if text.startswith(b"\xef\xbb\xbf"):
+        text = text[3:]
+    if not text.strip():
+        result.notices.append("empty file")
+        return result
+    reader = _Reader(result, fallback_account)
+    try:
+        document = orjson.loads(text)
+    except orjson.JSONDecodeError as whole_error:
+        _read_lines(text, reader, whole_error)
+        return result
+    reader.document(document, top=True)
+    return result
+
+
+def _read_lines(text: bytes, reader: _Reader, whole_error: Exception) -> None:
+    lines = text.split(b"\n")
+    parsed_any = False
+    bad: list[RecordError] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            document = orjson.loads(line)
+        except orjson.JSONDecodeError as error:
+            bad.append(RecordError(reader.result.location, number - 1, "(json)",
+                                   f"line {number} is not valid JSON: {error}"))
+            continue
+        parsed_any = True
+        reader.line = number
+        reader.document(document, top=False)
+    if not parsed_any:
+        reader.result.errors.append(
+            RecordError(reader.result.location, -1, "(file)",
+                        f"not valid JSON or JSON lines: {whole_error}")
+        )
+        return
+    reader.result.shapes.add("json-lines")
+    reader.result.errors.extend(bad)
+
+
+class _Reader:
+    """Walks one parsed document, counting records and extracting image events."""
+
+    def __init__(self, result: DocumentResult, fallback_account: str | None) -> None:
+        self.result = result
+        self.fallback_account = fallback_account
+        self.index = 0
+        self.line: int | None = None
+
+    def document(self, value: Any, top: bool) -> None:
+        if isinstance(value, list):
+            if top:
+                self.result.shapes.add("json-array")
+            for item in value:
+                self.document(item, top=False)
+            return
+        if not isinstance(value, dict):
+            self._error("(document)", f"expected a JSON object, got {type(value).__name__}")
+            return
+        self._object(value)
+
+    def _object(self, value: dict[str, Any]) -> None:
+        records = value.get("Records")
+        if isinstance(records, list):
+            self._records_wrapper(value, records)
+        elif "detail-type" in value and "detail" in value:
+            self._eventbridge(value)
+        elif isinstance(value.get("Events"), list):
+            self.result.shapes.add("lookup-events")
+            for item in value["Events"]:
+                self._lookup_item(item)
+        elif isinstance(value.get("CloudTrailEvent"), str):
+            self.result.shapes.add("lookup-events")
+            self._lookup_item(value)
+        elif "digestStartTime" in value or "logFiles" in value:
+            self._notice("cloudtrail-digest", "CloudTrail digest file, not log records")
+        elif value.get("Event") == "s3:TestEvent":
+            self._notice("s3-test-event", "S3 test event, not log records")
+        elif value.get("Type") == "Notification" and "Message" in value:
+            self._notice("sns-notification", "SNS notification, not log records")
+        elif "s3ObjectKey" in value and "s3Bucket" in value:
+            self._notice("cloudtrail-delivery-notification",
+                         "CloudTrail log delivery notice, not log records")
+        elif value.get("eventType") == "AwsCloudTrailInsight":
+            self._notice("cloudtrail-insights", "CloudTrail Insights event, not an API call")
+        elif _RECORD_KEYS.isdisjoint(value):
+            self._notice("unknown-json", "JSON object that is not a CloudTrail record")
+        else:
+            self.result.shapes.add("cloudtrail-record")
+            self.record(value, self.fallback_account)
+
+    def _records_wrapper(self, value: dict[str, Any], records: list[Any]) -> None:
+        first = records[0] if records and isinstance(records[0], dict) else {}
+        notice_shape = _NOTIFICATION_SOURCES.get(first.get("eventSource")) or (
+            _NOTIFICATION_SOURCES.get(first.get("EventSource"))
+        )
+        if notice_shape:
+            self._notice(notice_shape, f"{notice_shape.replace('-', ' ')}, not log records")
+            return
+        if first.get("eventType") == "AwsCloudTrailInsight":
+            self._notice("cloudtrail-insights", "CloudTrail Insights events, not API calls")
+            return
+        self.result.shapes.add("cloudtrail-log-file")
+        for record in records:
+            self.record(record, self.fallback_account)
+
+    def _eventbridge(self, value: dict[str, Any]) -> None:
+        detail_type = value.get("detail-type")
+        if detail_type not in _CLOUDTRAIL_DETAIL_TYPES:
+            self._notice("eventbridge-event",
+                         f"EventBridge event {detail_type!r} from {value.get('source')!r}, "
+                         "not a CloudTrail record")
+            return
+        self.result.shapes.add("eventbridge-cloudtrail")
+        account = value.get("account") if isinstance(value.get("account"), str) else None
+        self.record(value.get("detail"), account or self.fallback_account)
+
+    def _lookup_item(self, item: Any) -> None:
+        if isinstance(item, dict) and isinstance(item.get("CloudTrailEvent"), str):
+            try:
+                record = orjson.loads(item["CloudTrailEvent"])
+            except orjson.JSONDecodeError as error:
+                self._error("CloudTrailEvent", f"not valid JSON: {error}")
+                return
+            self.record(record, self.fallback_account)
+        elif isinstance(item, dict) and item.get("eventType") == "AwsCloudTrailInsight":
+            self._notice("cloudtrail-insights", "CloudTrail Insights event, not an API call")
+        else:
+            self.record(item, self.fallback_account)
+
+    def _notice(self, shape: str, text: str) -> None:
+        self.result.shapes.add(shape)
+        if text not in self.result.notices:
+            self.result.notices.append(text)
+
+    def _error(self, field_name: str, detail: str) -> None:
+        if self.line is not None:
+            detail = f"line {self.line}: {detail}"
+        self.result.errors.append(
+            RecordError(self.result.location, self.index, field_name, detail)
+        )
+        self.index += 1
+
+    def record(self, record: Any, fallback_account: str | None) -> None:
+        """Count one CloudTrail record, note its time span and extract image events."""
+        if not isinstance(record, dict):
+            self._error("(record)", f"expected a JSON object, got {type(record).__name__}")
+            return
+        name = record.get("eventName")
+        source = record.get("eventSource")
+        when = event_time_of(record)
+        for field_name, value in (("eventTime", when), ("eventSource", source),
+                                  ("eventName", name)):
+            if not isinstance(value, str) or not value:
+                self._error(field_name, "missing or not a string")
+                return
+        if not (len(when) == 20 and when[-1] == "Z"):
+            # Any other spelling is normalised so that span bounds compare as text.
+            try:
+                when = parse_time(when, self.result.location, self.index, "eventTime")
+            except RecordError as error:
+                self.result.errors.append(error)
+                self.index += 1
+                return
+            when = when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+        index = self.index
+        self.index += 1
+        self.result.records += 1
+        account = (record.get("recipientAccountId") or fallback_account
+                   or _identity_account(record) or "unknown")
+        region = record.get("awsRegion") or "unknown"
+        span = self.result.spans.get((account, region))
+        if span is None:
+            self.result.spans[(account, region)] = [when, when]
+        elif when < span[0]:
+            span[0] = when
+        elif when > span[1]:
+            span[1] = when
+
+        if name not in EVENT_NAMES:
+            return
+        shape = "json-lines" if self.line is not None else "json"
+        origin = RecordOrigin(location=self.result.location, index=index, shape=shape)
+        try:
+            events = events_from_record(record, origin, fallback_account)
+        except RecordError as error:
+            self.result.errors.append(error)
+            return
+        if events:
+            self.result.events.extend(events)
+            self.result.raw[events[0].key] = orjson.dumps(record)
+
+
+def _identity_account(record: dict[str, Any]) -> str | None:
+    identity = record.get("userIdentity")
+    if isinstance(identity, dict) and isinstance(identity.get("accountId"), str):
+        return identity["accountId"]
+    return None
