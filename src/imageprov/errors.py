@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from imageprov.model.logs import RecordProblem
+
 
 class ImageprovError(Exception):
     """Root of every error imageprov raises for bad input or a failed source."""
@@ -30,11 +32,8 @@ class RecordError(ImageprovError):
     """One log record could not be read; the rest of its file is still read."""
 
     def __init__(self, location: str, index: int, field: str, detail: str) -> None:
-        self.location = location
-        self.index = index
-        self.field = field
-        self.detail = detail
-        super().__init__(f"{location} record {index} field {field!r}: {detail}")
+        self.problem = RecordProblem(location, index, field, detail)
+        super().__init__(str(self.problem))
 
 
 class SourceError(ImageprovError):

@@ -8,6 +8,7 @@ from imageprov.model.events import (
     RecordOrigin,
 )
 from imageprov.model.images import Image, ImageKind, Platform, ami_arn, container_ref
+from imageprov.model.logs import LogDocument, RecordProblem
 from imageprov.model.verdicts import Flag, Verdict, VerdictStatus
 
 __all__ = [
@@ -15,6 +16,8 @@ __all__ = [
     "EventEffect",
     "Flag",
     "Image",
+    "LogDocument",
+    "RecordProblem",
     "ImageKind",
     "Platform",
     "Principal",

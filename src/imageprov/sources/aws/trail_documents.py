@@ -19,16 +19,14 @@ from __future__ import annotations
 
 import gzip
 import zlib
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 import orjson
 
 from imageprov.errors import RecordError
-from imageprov.model import CreationEvent, RecordOrigin
-from imageprov.sources.aws.cloudtrail import event_time_of, events_from_record, parse_time
+from imageprov.model import LogDocument, RecordOrigin, RecordProblem
+from imageprov.sources.aws.cloudtrail import SOURCE, event_time_of, events_from_record, parse_time
 from imageprov.sources.aws.event_table import EVENT_NAMES
 
 _CLOUDTRAIL_DETAIL_TYPES = frozenset(
@@ -47,34 +45,6 @@ _NOTIFICATION_SOURCES = {"aws:s3": "s3-notification", "aws:sns": "sns-notificati
                          "aws:sqs": "sqs-message"}
 
 
-@dataclass
-class DocumentResult:
-    """What one file or object yielded: record counts, image events and problems."""
-
-    location: str
-    shapes: set[str] = field(default_factory=set)
-    records: int = 0
-    events: list[CreationEvent] = field(default_factory=list)
-    raw: dict[str, bytes] = field(default_factory=dict)
-    errors: list[RecordError] = field(default_factory=list)
-    notices: list[str] = field(default_factory=list)
-    spans: dict[tuple[str, str], list[str]] = field(default_factory=dict)
-
-    @property
-    def shape(self) -> str:
-        return "+".join(sorted(self.shapes)) or "empty"
-
-    def span_times(self) -> Iterator[tuple[str, str, datetime, datetime]]:
-        """Yield (account, region, first, last) event times seen in this document."""
-        for (account, region), (first, last) in sorted(self.spans.items()):
-            yield account, region, _instant(first), _instant(last)
-
-
-def _instant(value: str) -> datetime:
-    parsed = datetime.fromisoformat(value)
-    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 def decompress(data: bytes) -> bytes:
     """Return the bytes of a gzip document uncompressed, or the bytes unchanged."""
     if data[:2] != b"\x1f\x8b":
@@ -88,17 +58,17 @@ def decompress(data: bytes) -> bytes:
 
 def read_document(
     data: bytes, location: str, fallback_account: str | None = None
-) -> DocumentResult:
-    """Read one file or object of audit-log JSON into a `DocumentResult`.
+) -> LogDocument:
+    """Read one file or object of audit-log JSON into a `LogDocument`.
 
     Nothing raises for bad content: an unreadable file or record becomes an entry in
-    `errors` that names the location, the record index and the field.
+    `problems` that names the location, the record index and the field.
     """
-    result = DocumentResult(location=location)
+    result = LogDocument(location=location, source=SOURCE, platform="aws")
     try:
         text = decompress(data)
     except (OSError, EOFError, zlib.error) as error:
-        result.errors.append(RecordError(location, -1, "(file)", f"invalid gzip: {error}"))
+        result.problems.append(RecordProblem(location, -1, "(file)", f"invalid gzip: {error}"))
         return result
     if text.startswith(b"\xef\xbb\xbf"):
         text = text[3:]
@@ -118,33 +88,33 @@ def read_document(
 def _read_lines(text: bytes, reader: _Reader, whole_error: Exception) -> None:
     lines = text.split(b"\n")
     parsed_any = False
-    bad: list[RecordError] = []
+    bad: list[RecordProblem] = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
             document = orjson.loads(line)
         except orjson.JSONDecodeError as error:
-            bad.append(RecordError(reader.result.location, number - 1, "(json)",
+            bad.append(RecordProblem(reader.result.location, number - 1, "(json)",
                                    f"line {number} is not valid JSON: {error}"))
             continue
         parsed_any = True
         reader.line = number
         reader.document(document, top=False)
     if not parsed_any:
-        reader.result.errors.append(
-            RecordError(reader.result.location, -1, "(file)",
+        reader.result.problems.append(
+            RecordProblem(reader.result.location, -1, "(file)",
                         f"not valid JSON or JSON lines: {whole_error}")
         )
         return
     reader.result.shapes.add("json-lines")
-    reader.result.errors.extend(bad)
+    reader.result.problems.extend(bad)
 
 
 class _Reader:
     """Walks one parsed document, counting records and extracting image events."""
 
-    def __init__(self, result: DocumentResult, fallback_account: str | None) -> None:
+    def __init__(self, result: LogDocument, fallback_account: str | None) -> None:
         self.result = result
         self.fallback_account = fallback_account
         self.index = 0
@@ -239,8 +209,8 @@ class _Reader:
     def _error(self, field_name: str, detail: str) -> None:
         if self.line is not None:
             detail = f"line {self.line}: {detail}"
-        self.result.errors.append(
-            RecordError(self.result.location, self.index, field_name, detail)
+        self.result.problems.append(
+            RecordProblem(self.result.location, self.index, field_name, detail)
         )
         self.index += 1
 
@@ -262,7 +232,7 @@ class _Reader:
             try:
                 when = parse_time(when, self.result.location, self.index, "eventTime")
             except RecordError as error:
-                self.result.errors.append(error)
+                self.result.problems.append(error.problem)
                 self.index += 1
                 return
             when = when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -288,7 +258,7 @@ class _Reader:
         try:
             events = events_from_record(record, origin, fallback_account)
         except RecordError as error:
-            self.result.errors.append(error)
+            self.result.problems.append(error.problem)
             return
         if events:
             self.result.events.extend(events)

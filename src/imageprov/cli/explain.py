@@ -1,0 +1,69 @@
+"""The `explain` view: everything behind one image's verdict."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from imageprov.model import Image
+from imageprov.policy.network import classify
+from imageprov.store import Store
+
+
+def show(console: Console, store: Store, image: Image) -> None:
+    console.rule(image.ref)
+    console.print(f"kind {image.kind.value}, account {image.account}, region {image.region}, "
+                  f"created {image.created.isoformat() if image.created else 'unknown'}, "
+                  f"state {image.state or '-'}, names {', '.join(image.names) or '-'}",
+                  highlight=False)
+    history = store.verdict_history(image.ref)
+    if not history:
+        console.print("no verdict yet: run `imageprov scan`")
+        return
+    current = history[-1]
+    console.print(f"[bold]{current.status.value}[/] flags "
+                  f"{', '.join(f.value for f in current.flags) or 'none'}; rule "
+                  f"{current.rule or '-'}; policy {current.policy_hash[:12]}", highlight=False)
+    console.print(f"reason: {current.reason}", highlight=False)
+
+    events = [e for e in store.events() if _names(e, image)]
+    if events:
+        table = Table(title="events naming this image")
+        for name in ("time", "action", "actor", "issuer", "address", "user agent",
+                     "result", "record"):
+            table.add_column(name, overflow="fold")
+        for event in events:
+            caller = classify(event.source_ip)
+            mark = " (decided)" if event.event_id == current.event_id else ""
+            table.add_row(event.time.isoformat(), event.action + mark, event.principal.id,
+                          event.principal.issuer or "-",
+                          f"{event.source_ip or '-'} [{caller.kind.value}]",
+                          event.user_agent or "-", event.error_code or "ok",
+                          f"{event.origin.location} #{event.origin.index}")
+        console.print(table)
+    for tag in image.names if image.registry else ():
+        moves = store.tag_history(image.registry or "", image.repository or "", tag)
+        if moves:
+            table = Table(title=f"history of tag {tag}")
+            for name in ("time", "digest", "pushed by", "event", "result"):
+                table.add_column(name, overflow="fold")
+            for move in moves:
+                table.add_row(move.time.isoformat(), move.digest or "-", move.actor,
+                              move.event_id, move.error_code or "ok")
+            console.print(table)
+    table = Table(title="verdict history")
+    for name in ("decided", "status", "flags", "rule", "policy"):
+        table.add_column(name)
+    for verdict in history:
+        table.add_row(verdict.decided_at.isoformat(), verdict.status.value,
+                      ", ".join(f.value for f in verdict.flags), verdict.rule or "-",
+                      verdict.policy_hash[:12])
+    console.print(table)
+
+
+def _names(event, image: Image) -> bool:  # type: ignore[no-untyped-def]
+    if image.registry:
+        return (event.registry == image.registry and event.repository == image.repository
+                and event.target == image.digest)
+    return (event.account == image.account and event.region == image.region
+            and event.target == image.native_id)

@@ -1,0 +1,266 @@
+"""The `imageprov` command line."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from imageprov import cycle
+from imageprov.cli import explain as explain_view
+from imageprov.cli import render
+from imageprov.config import database_url, load_config
+from imageprov.errors import ImageprovError
+from imageprov.ingest import ingest as ingest_objects
+from imageprov.policy import load_policy
+from imageprov.sources.aws.trail_locations import LocalTrail, S3Trail
+from imageprov.store import Store
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="Attribute every cloud image to the event that created it and "
+                       "judge it against an approved-builder policy.")
+policy_app = typer.Typer(no_args_is_help=True, help="Work with policy files.")
+db_app = typer.Typer(no_args_is_help=True, help="Manage the database schema.")
+quarantine_app = typer.Typer(no_args_is_help=True, help="Records that could not be read.")
+app.add_typer(policy_app, name="policy")
+app.add_typer(db_app, name="db")
+app.add_typer(quarantine_app, name="quarantine")
+
+out = Console()
+err = Console(stderr=True)
+
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option("--database", help="SQLAlchemy database URL; defaults to "
+                 "IMAGEPROV_DATABASE_URL, then the config file, then sqlite:///imageprov.db."),
+]
+
+
+class OutputFormat(StrEnum):
+    TABLE = "table"
+    JSON = "json"
+    CSV = "csv"
+
+
+@app.callback()
+def main(
+    log_level: Annotated[str, typer.Option(envvar="IMAGEPROV_LOG_LEVEL",
+                                           help="Level of the imageprov logger.")] = "INFO",
+) -> None:
+    logger = logging.getLogger("imageprov")
+    logger.setLevel(log_level.upper())
+    if not logger.handlers:
+        handler = RichHandler(console=err, show_path=False, rich_tracebacks=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
+def _fail(error: Exception) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
+    return typer.Exit(code=2)
+
+
+def _open_store(url: str) -> Store:
+    try:
+        return Store.open(url)
+    except Exception as error:  # noqa: BLE001 - any driver error means the same here
+        shown = Store(None, url).display_url if "://" in url else url  # type: ignore[arg-type]
+        raise _fail(ImageprovError(f"cannot open database {shown}: "
+                                   f"{type(error).__name__}: {error}")) from error
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=err, transient=True,
+                    disable=not err.is_terminal)
+
+
+@app.command()
+def scan(
+    config: Annotated[Path, typer.Option("--config", help="Configuration file (YAML).")],
+    database: DatabaseOption = None,
+    show: Annotated[bool, typer.Option(help="Print the verdict table at the end.")] = True,
+) -> None:
+    """Run one cycle: inventory, read audit logs, judge every image, store verdicts."""
+    try:
+        settings = load_config(config)
+        # The policy is validated before any cloud call or database write.
+        policy, text = load_policy(settings.policy)
+    except ImageprovError as error:
+        raise _fail(error) from error
+    store = _open_store(database_url(database, settings))
+    try:
+        with _progress() as progress:
+            task = progress.add_task("reading logs", total=None)
+            summary = cycle.run_cycle(settings, store, policy, text,
+                                      on_file=lambda _: progress.advance(task))
+    except ImageprovError as error:
+        raise _fail(error) from error
+    logs = summary.logs
+    err.print(f"images {summary.images}, log files {logs.files} read and {logs.skipped} "
+              f"already read, records {logs.records}, image events {logs.events} "
+              f"({logs.new_events} new), quarantined {logs.problems}, verdicts changed "
+              f"{summary.verdicts_changed}", highlight=False)
+    if show:
+        _print_verdicts(store, OutputFormat.TABLE)
+    store.close()
+    if summary.sources_failed:
+        err.print(f"[red]sources failed:[/] {', '.join(summary.sources_failed)}")
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[str], typer.Argument(help="Files, folders or s3://bucket/prefix.")],
+    database: DatabaseOption = None,
+    workers: Annotated[int, typer.Option(min=1, help="Parser processes.")] = 2,
+) -> None:
+    """Read audit-log files or folders into the database without judging images."""
+    store = _open_store(database_url(database))
+    try:
+        with _progress() as progress:
+            for path in paths:
+                source = _trail(path)
+                task = progress.add_task(f"reading {path}", total=None)
+                result = ingest_objects(store, source.objects(), workers,
+                                        lambda _: progress.advance(task))
+                err.print(f"{path}: files {result.files} read and {result.skipped} already "
+                          f"read, records {result.records}, image events {result.events} "
+                          f"({result.new_events} new), quarantined {result.problems}, "
+                          f"{result.records_per_second:,.0f} records/s", highlight=False)
+                for notice, count in sorted(result.notices.items()):
+                    err.print(f"  {count} file(s): {notice}", highlight=False)
+    except ImageprovError as error:
+        raise _fail(error) from error
+    finally:
+        store.close()
+
+
+def _trail(path: str) -> LocalTrail | S3Trail:
+    if path.startswith("s3://"):
+        import boto3
+
+        bucket, _, prefix = path[5:].partition("/")
+        return S3Trail(boto3.Session().client("s3"), bucket, prefix)
+    return LocalTrail(path)
+
+
+def _print_verdicts(store: Store, output: OutputFormat, status: str | None = None,
+                    platform: str | None = None) -> None:
+    images = {image.ref: image for image in store.images()}
+    records = [
+        render.verdict_record(verdict, images.get(ref))
+        for ref, verdict in store.current_verdicts().items()
+    ]
+    records = [r for r in records if (status is None or r["status"] == status)
+               and (platform is None or r["platform"] == platform)]
+    if output is OutputFormat.JSON:
+        sys.stdout.write(render.as_json(records))
+    elif output is OutputFormat.CSV:
+        sys.stdout.write(render.as_csv(records))
+    else:
+        out.print(render.as_table(records))
+
+
+@app.command()
+def verdicts(
+    output: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = (
+        OutputFormat.TABLE),
+    status: Annotated[str | None, typer.Option(help="Only this status.")] = None,
+    platform: Annotated[str | None, typer.Option(help="Only this platform.")] = None,
+    database: DatabaseOption = None,
+) -> None:
+    """Print the current verdict of every image."""
+    store = _open_store(database_url(database))
+    _print_verdicts(store, output, status, platform)
+    store.close()
+
+
+@app.command()
+def explain(
+    image: Annotated[str, typer.Argument(help="Image ARN, AMI id, reference or digest.")],
+    database: DatabaseOption = None,
+) -> None:
+    """Show the event, actor, address, rule and history behind an image's verdict."""
+    store = _open_store(database_url(database))
+    try:
+        found = store.find_images(image)
+        if not found:
+            raise _fail(ImageprovError(f"no image {image!r} in {store.display_url}"))
+        for one in found:
+            explain_view.show(out, store, one)
+    finally:
+        store.close()
+
+
+@policy_app.command("check")
+def policy_check(
+    path: Annotated[Path, typer.Argument(help="Policy file (YAML).")],
+) -> None:
+    """Validate a policy file; exit non-zero and list every problem if it is invalid."""
+    try:
+        policy, _ = load_policy(path)
+    except ImageprovError as error:
+        raise _fail(error) from error
+    out.print(f"{path}: valid, {len(policy.builders)} builder(s), "
+              f"{len(policy.exceptions)} exception(s), sha256 {policy.hash}",
+              highlight=False)
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+    database: DatabaseOption = None,
+) -> None:
+    """Migrate the database schema to the newest (or the given) revision."""
+    url = database_url(database)
+    try:
+        store = Store.open(url, upgrade=False)
+        store.upgrade(revision)
+    except Exception as error:  # noqa: BLE001 - reported to the user as is
+        raise _fail(ImageprovError(f"migration failed: {type(error).__name__}: {error}")) from error
+    out.print(f"{store.display_url}: at revision {revision}")
+    store.close()
+
+
+@quarantine_app.command("list")
+def quarantine_list(
+    limit: Annotated[int, typer.Option(min=1, help="Rows to show.")] = 100,
+    output: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.TABLE,
+    database: DatabaseOption = None,
+) -> None:
+    """List quarantined records with their file, record index, field and error."""
+    store = _open_store(database_url(database))
+    rows = store.quarantined(limit)
+    store.close()
+    records = [{"source": r.source, "location": r.location, "record": r.record_index,
+                "field": r.field, "error": r.error,
+                "quarantined_at": r.quarantined_at.isoformat()} for r in rows]
+    if output is OutputFormat.JSON:
+        import orjson
+
+        sys.stdout.write(orjson.dumps(records, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    from rich.table import Table
+
+    table = Table(title=f"quarantined records (first {limit})")
+    for name in ("source", "location", "record", "field", "error"):
+        table.add_column(name, overflow="fold")
+    for record in records:
+        table.add_row(record["source"], record["location"], str(record["record"]),
+                      record["field"], record["error"])
+    out.print(table)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    app()

@@ -1,0 +1,68 @@
+"""Verdicts as a rich table, JSON lines or CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+from rich.table import Table
+
+from imageprov.model import Image, Verdict
+
+STATUS_STYLE = {
+    "approved": "green",
+    "flagged": "bold red",
+    "unattributed": "yellow",
+    "excepted": "cyan",
+    "pending": "blue",
+}
+FIELDS = ["image", "platform", "kind", "account", "region", "status", "flags", "actor",
+          "source_ip", "event_id", "rule", "reason", "policy_hash", "decided_at"]
+
+
+def verdict_record(verdict: Verdict, image: Image | None) -> dict[str, Any]:
+    return {
+        "image": verdict.image,
+        "platform": image.platform.value if image else None,
+        "kind": image.kind.value if image else None,
+        "account": image.account if image else None,
+        "region": image.region if image else None,
+        "status": verdict.status.value,
+        "flags": [flag.value for flag in verdict.flags],
+        "actor": verdict.actor,
+        "source_ip": verdict.source_ip,
+        "event_id": verdict.event_id,
+        "rule": verdict.rule,
+        "reason": verdict.reason,
+        "policy_hash": verdict.policy_hash,
+        "decided_at": verdict.decided_at.isoformat(),
+    }
+
+
+def as_json(records: Iterable[dict[str, Any]]) -> str:
+    """Return a JSON array with one object per image."""
+    return orjson.dumps(list(records), option=orjson.OPT_INDENT_2).decode() + "\n"
+
+
+def as_csv(records: Iterable[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for record in records:
+        writer.writerow({**record, "flags": " ".join(record["flags"])})
+    return buffer.getvalue()
+
+
+def as_table(records: Iterable[dict[str, Any]]) -> Table:
+    table = Table(title="imageprov verdicts", show_lines=False, expand=False)
+    for name in ("image", "status", "flags", "actor", "source ip", "rule"):
+        table.add_column(name, overflow="fold")
+    for record in records:
+        style = STATUS_STYLE.get(record["status"], "")
+        table.add_row(record["image"], f"[{style}]{record['status']}[/]",
+                      ", ".join(record["flags"]), record["actor"] or "-",
+                      record["source_ip"] or "-", record["rule"] or "-")
+    return table

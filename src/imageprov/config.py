@@ -1,0 +1,119 @@
+"""The configuration file of a scan: database, policy, inventories and log locations."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from imageprov.errors import ConfigError
+
+DEFAULT_DATABASE = "sqlite:///imageprov.db"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InventoryFile(_Strict):
+    """Saved output of `aws ec2 describe-images` or `aws ecr describe-images`."""
+
+    path: Path
+    kind: Literal["ami", "ecr"]
+    region: str = Field(min_length=1)
+    account: str | None = None
+
+
+class TrailLocation(_Strict):
+    """CloudTrail files in a local folder or under a prefix of an S3 bucket."""
+
+    path: Path | None = None
+    s3_bucket: str | None = None
+    prefix: str = ""
+    region: str | None = None
+
+    @model_validator(mode="after")
+    def _one_place(self) -> TrailLocation:
+        if (self.path is None) == (self.s3_bucket is None):
+            raise ValueError("give exactly one of path or s3_bucket")
+        return self
+
+
+class AwsApi(_Strict):
+    """Live inventory through boto3; endpoints and credentials follow boto3's own
+    resolution (profiles, AWS_ENDPOINT_URL, environment variables)."""
+
+    profile: str | None = None
+    regions: list[str] = Field(min_length=1)
+    accounts: list[str] = Field(default_factory=list)
+    ami: bool = True
+    ecr: bool = True
+
+
+class AwsConfig(_Strict):
+    api: AwsApi | None = None
+    inventory_files: list[InventoryFile] = Field(default_factory=list)
+    cloudtrail: list[TrailLocation] = Field(default_factory=list)
+
+
+class Config(_Strict):
+    database: str | None = None
+    policy: Path
+    workers: int = Field(default=2, ge=1, le=64)
+    aws: AwsConfig = Field(default_factory=AwsConfig)
+
+    source_path: Path | None = None
+
+
+def _resolve(base: Path, path: Path | None) -> Path | None:
+    if path is None or path.is_absolute():
+        return path
+    return base / path
+
+
+def load_config(path: str | Path) -> Config:
+    """Read a configuration file; relative paths in it are taken from its folder.
+
+    Raises:
+        ConfigError: the file cannot be read or does not match the schema.
+    """
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ConfigError(str(path), f"cannot read the file: {error}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(str(path), f"invalid YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), "expected a mapping of settings")
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in item['loc']) or '(top level)'}: {item['msg']}"
+            for item in error.errors()
+        )
+        raise ConfigError(str(path), problems) from None
+    base = path.parent
+    aws = config.aws.model_copy(update={
+        "inventory_files": [
+            item.model_copy(update={"path": _resolve(base, item.path)})
+            for item in config.aws.inventory_files
+        ],
+        "cloudtrail": [
+            item.model_copy(update={"path": _resolve(base, item.path)})
+            for item in config.aws.cloudtrail
+        ],
+    })
+    return config.model_copy(update={
+        "policy": _resolve(base, config.policy), "aws": aws, "source_path": path,
+    })
+
+
+def database_url(option: str | None, config: Config | None = None) -> str:
+    """Choose the database: the option, then IMAGEPROV_DATABASE_URL, then the config."""
+    return (option or os.environ.get("IMAGEPROV_DATABASE_URL")
+            or (config.database if config else None) or DEFAULT_DATABASE)

@@ -1,0 +1,92 @@
+"""Join images to the events that created and changed them, whatever the cloud.
+
+An image is matched on its native id within its scope: the account and region of an
+AMI or another machine image, the registry and repository of a container image. The
+creation event is the earliest successful creating event (create, copy, import or
+push) for that id; failed calls are kept in the history but never attribute.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from imageprov.model import CreationEvent, EventEffect, Image, ImageKind
+
+_ScopeKey = tuple[str, str, str]
+
+
+def _image_key(image: Image) -> _ScopeKey:
+    if image.kind is ImageKind.CONTAINER:
+        return (image.registry or "", image.repository or "", image.digest or image.native_id)
+    return (image.account, image.region, image.native_id)
+
+
+def _event_key(event: CreationEvent) -> _ScopeKey | None:
+    if event.target is None:
+        return None
+    if event.registry is not None:
+        return (event.registry, event.repository or "", event.target)
+    return (event.account, event.region, event.target)
+
+
+def _order(event: CreationEvent) -> tuple[object, str]:
+    return (event.time, event.key)
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """An image's creation event, if found, and every event that names it."""
+
+    image: Image
+    creation: CreationEvent | None
+    history: tuple[CreationEvent, ...]
+    tag_pushes: dict[str, tuple[CreationEvent, ...]]
+
+    @property
+    def shares(self) -> tuple[CreationEvent, ...]:
+        return tuple(
+            event for event in self.history
+            if event.succeeded and event.effect in (EventEffect.SHARE, EventEffect.UNSHARE)
+        )
+
+
+class Correlator:
+    """An index of events by the image they name."""
+
+    def __init__(self, events: Iterable[CreationEvent]) -> None:
+        self._by_key: dict[_ScopeKey, list[CreationEvent]] = defaultdict(list)
+        self._imports: dict[tuple[str, str], list[CreationEvent]] = defaultdict(list)
+        self._tags: dict[tuple[str, str, str], list[CreationEvent]] = defaultdict(list)
+        for event in sorted(events, key=_order):
+            key = _event_key(event)
+            if key is not None:
+                self._by_key[key].append(event)
+            if event.effect is EventEffect.IMPORT and event.target:
+                self._imports[(event.account, event.region)].append(event)
+            if event.effect is EventEffect.PUSH and event.tag and event.registry:
+                self._tags[(event.registry, event.repository or "", event.tag)].append(event)
+
+    def attribute(self, image: Image) -> Attribution:
+        """Return the creation event and history of one image."""
+        history = list(self._by_key.get(_image_key(image), ()))
+        history.extend(self._import_events(image))
+        history.sort(key=_order)
+        creation = next(
+            (event for event in history if event.succeeded and event.effect.creates), None
+        )
+        tag_pushes = {}
+        if image.kind is ImageKind.CONTAINER:
+            for tag in image.names:
+                pushes = self._tags.get((image.registry or "", image.repository or "", tag))
+                if pushes:
+                    tag_pushes[tag] = tuple(pushes)
+        return Attribution(image, creation, tuple(history), tag_pushes)
+
+    def _import_events(self, image: Image) -> list[CreationEvent]:
+        # An imported AMI is named after its import task (import-ami-...) unless the
+        # caller renamed it; the ImportImage record holds only the task id.
+        candidates = self._imports.get((image.account, image.region), ())
+        names = set(image.names)
+        return [event for event in candidates if event.target in names]

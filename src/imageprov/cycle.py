@@ -1,0 +1,149 @@
+"""One provenance cycle: inventory, log reading, evaluation, verdicts."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import orjson
+
+from imageprov.config import AwsApi, Config, InventoryFile, TrailLocation
+from imageprov.errors import SourceError
+from imageprov.ingest import IngestSummary, ingest
+from imageprov.model import Image, Verdict
+from imageprov.policy import Policy, evaluate_images
+from imageprov.policy.evaluate import Evaluation
+from imageprov.sources.aws import ami, ecr
+from imageprov.sources.aws.trail_locations import LocalTrail, LogObject, S3Trail
+from imageprov.store import Store
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class CycleSummary:
+    images: int = 0
+    sources_failed: list[str] = field(default_factory=list)
+    logs: IngestSummary = field(default_factory=IngestSummary)
+    verdicts_changed: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+
+
+def _boto_session(api: AwsApi | None) -> boto3.Session:
+    return boto3.Session(profile_name=api.profile if api else None)
+
+
+def _file_images(item: InventoryFile) -> list[Image]:
+    origin = f"file:{item.path}"
+    try:
+        document = orjson.loads(item.path.read_bytes())
+    except (OSError, orjson.JSONDecodeError) as error:
+        raise SourceError(origin, f"cannot read saved inventory: {error}") from error
+    if item.kind == "ami":
+        return list(ami.images_from_saved_output(document, item.region, origin, item.account))
+    return list(ecr.images_from_saved_output(document, item.region, origin))
+
+
+def _api_sources(api: AwsApi) -> Iterator[Any]:
+    session = _boto_session(api)
+    for region in api.regions:
+        if api.ami:
+            yield ami.AmiInventory(session.client("ec2", region_name=region), region,
+                                   api.accounts)
+        if api.ecr:
+            yield ecr.EcrInventory(session.client("ecr", region_name=region), region,
+                                   api.accounts)
+
+
+def run_inventory(config: Config, store: Store, summary: CycleSummary) -> None:
+    """Store every image each inventory source reports; a failed source is logged."""
+    seen_at = datetime.now(UTC)
+    jobs: list[tuple[str, Callable[[], list[Image]]]] = [
+        (f"file:{item.path}", lambda item=item: _file_images(item))
+        for item in config.aws.inventory_files
+    ]
+    if config.aws.api is not None:
+        for source in _api_sources(config.aws.api):
+            jobs.append((source.name, lambda source=source: list(source.images())))
+    for name, job in jobs:
+        started = time.perf_counter()
+        try:
+            images = job()
+        except SourceError as error:
+            logger.error("inventory source failed: %s", error)
+            summary.sources_failed.append(name)
+            continue
+        store.save_images(images, seen_at)
+        summary.images += len(images)
+        logger.info("source=%s kind=inventory images=%d seconds=%.2f", name, len(images),
+                    time.perf_counter() - started)
+
+
+def trail_objects(location: TrailLocation, api: AwsApi | None) -> Iterator[LogObject]:
+    if location.path is not None:
+        yield from LocalTrail(location.path).objects()
+        return
+    client = _boto_session(api).client("s3", region_name=location.region)
+    yield from S3Trail(client, location.s3_bucket or "", location.prefix).objects()
+
+
+def run_logs(config: Config, store: Store, summary: CycleSummary,
+             on_file: Callable[[str], None] | None = None) -> None:
+    for location in config.aws.cloudtrail:
+        name = str(location.path) if location.path else f"s3://{location.s3_bucket}/{location.prefix}"
+        try:
+            result = ingest(store, trail_objects(location, config.aws.api), config.workers,
+                            on_file)
+        except SourceError as error:
+            logger.error("log source failed: %s", error)
+            summary.sources_failed.append(name)
+            continue
+        logger.info(
+            "source=%s kind=cloudtrail files=%d skipped=%d records=%d events=%d "
+            "new_events=%d quarantined=%d seconds=%.2f", name, result.files,
+            result.skipped, result.records, result.events, result.new_events,
+            result.problems, result.seconds)
+        _add(summary.logs, result)
+
+
+def _add(total: IngestSummary, part: IngestSummary) -> None:
+    for name in ("files", "skipped", "records", "events", "new_events", "problems"):
+        setattr(total, name, getattr(total, name) + getattr(part, name))
+    total.seconds += part.seconds
+    for notice, count in part.notices.items():
+        total.notices[notice] = total.notices.get(notice, 0) + count
+
+
+def evaluate(store: Store, policy: Policy, policy_text: str,
+             now: datetime | None = None) -> tuple[Evaluation, int]:
+    """Judge every stored image and append the verdicts that changed."""
+    now = now or datetime.now(UTC)
+    store.save_policy(policy.hash, policy.path, policy_text)
+    evaluation = evaluate_images(store.images(), store.events(), policy,
+                                 store.coverage(), now)
+    changed = store.save_verdicts(evaluation.verdicts.values())
+    return evaluation, changed
+
+
+def status_counts(verdicts: dict[str, Verdict]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for verdict in verdicts.values():
+        counts[verdict.status.value] = counts.get(verdict.status.value, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def run_cycle(config: Config, store: Store, policy: Policy, policy_text: str,
+              now: datetime | None = None,
+              on_file: Callable[[str], None] | None = None) -> CycleSummary:
+    """Run inventory, log reading and evaluation once."""
+    summary = CycleSummary()
+    run_inventory(config, store, summary)
+    run_logs(config, store, summary, on_file)
+    evaluation, summary.verdicts_changed = evaluate(store, policy, policy_text, now)
+    summary.by_status = status_counts(evaluation.verdicts)
+    return summary

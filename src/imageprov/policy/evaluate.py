@@ -1,0 +1,297 @@
+"""Judge each image against the policy, from its creation event and history."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from imageprov.correlate import Attribution, Correlator
+from imageprov.model import (
+    CreationEvent,
+    EventEffect,
+    Flag,
+    Image,
+    ImageKind,
+    PrincipalKind,
+    Verdict,
+    VerdictStatus,
+)
+from imageprov.policy.network import AddressClass, Caller, classify, service_name
+from imageprov.policy.schema import Builder, ImageException, Policy
+
+Spans = dict[tuple[str, str], list[tuple[datetime, datetime]]]
+
+_ORDER = [Flag.ROOT, Flag.UNEXPECTED_ACTOR, Flag.EXTERNAL_NETWORK, Flag.UNAPPROVED_AGENT,
+          Flag.UNAPPROVED_SOURCE, Flag.PUBLIC, Flag.SHARED]
+
+
+def _glob(value: str | None, patterns: Sequence[str]) -> bool:
+    return value is not None and any(fnmatch.fnmatchcase(value, p) for p in patterns)
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class _BuilderMatch:
+    builder: Builder
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _match_builder(
+    builder: Builder, event: CreationEvent, caller: Caller, service: str | None
+) -> _BuilderMatch | None:
+    """Return None when the builder does not name this principal, else what failed."""
+    principal = event.principal
+    if builder.platforms and event.platform not in builder.platforms:
+        return None
+    identity = False
+    if builder.principals and _glob(principal.id, builder.principals):
+        identity = True
+    if builder.roles and _glob(principal.issuer, builder.roles):
+        identity = True
+    if service is not None:
+        # A call an AWS service made is approved only where the builder names it.
+        if not _glob(service, builder.services):
+            return None
+        identity = identity or not (builder.principals or builder.roles)
+    if not identity:
+        return None
+
+    match = _BuilderMatch(builder)
+    if builder.accounts:
+        account = principal.account or event.account
+        if account not in builder.accounts:
+            match.failures.append(("accounts", f"account {account} is not listed"))
+    if event.effect not in builder.actions:
+        match.failures.append(("actions", f"action {event.effect.value} is not allowed"))
+    if builder.networks and not caller.within(builder.networks):
+        if caller.kind is AddressClass.HIDDEN:
+            detail = "the address is hidden (AWS Internal), so no network rule can hold"
+        else:
+            detail = f"address {caller.text} is outside the builder's networks"
+        match.failures.append(("networks", detail))
+    if builder.user_agents and not _glob(event.user_agent, builder.user_agents):
+        match.failures.append(("user_agents", f"user agent {event.user_agent!r} is not listed"))
+    return match
+
+
+@dataclass
+class Evaluation:
+    """The verdict of every image, with the attribution it was drawn from."""
+
+    verdicts: dict[str, Verdict]
+    attributions: dict[str, Attribution]
+
+
+class _Judge:
+    def __init__(self, policy: Policy, spans: Spans, now: datetime) -> None:
+        self.policy = policy
+        self.spans = spans
+        self.now = now
+
+    def verdict(self, attribution: Attribution) -> Verdict:
+        image = attribution.image
+        exception = self._exception(image)
+        if exception is not None:
+            return self._make(image, VerdictStatus.EXCEPTED, (), "exception",
+                              attribution.creation,
+                              f"excepted until {_stamp(exception.expires)}: "
+                              f"{exception.reason}")
+        exposure = self._exposure(image, attribution)
+        event = attribution.creation
+        if event is None:
+            return self._unattributed(image, exposure)
+        return self._judge_event(image, event, exposure)
+
+    def _exception(self, image: Image) -> ImageException | None:
+        for exception in self.policy.exceptions:
+            names = {image.ref, image.native_id, image.digest}
+            if exception.image in names and exception.expires > self.now:
+                return exception
+        return None
+
+    def _exposure(self, image: Image, attribution: Attribution) -> list[tuple[Flag, str]]:
+        """Replay launch-permission changes and flag a public or foreign share."""
+        grantees: set[str] = set()
+        for event in attribution.shares:
+            if event.effect is EventEffect.SHARE:
+                grantees.update(event.shared_with)
+            else:
+                grantees.difference_update(event.unshared_from)
+        found: list[tuple[Flag, str]] = []
+        if image.public or "all" in grantees:
+            found.append((Flag.PUBLIC, "the image can be launched by every AWS account"))
+        allowed = set(self.policy.share_targets) | {image.account}
+        foreign = sorted(g for g in grantees if g != "all" and g not in allowed)
+        if foreign:
+            found.append((Flag.SHARED, f"shared with {', '.join(foreign)}, "
+                                       "which share_targets does not list"))
+        return found
+
+    def _unattributed(self, image: Image, exposure: list[tuple[Flag, str]]) -> Verdict:
+        flags = tuple(flag for flag, _ in exposure)
+        created = image.created
+        if created is not None and self.now - created < self.policy.delivery_window:
+            return self._make(image, VerdictStatus.PENDING, flags, "delivery-window", None,
+                              f"created {_stamp(created)}, inside the "
+                              f"{self.policy.delivery_window} delivery window; "
+                              "its creation event may not have arrived yet")
+        reason = self._coverage_reason(image)
+        extra = "; ".join(text for _, text in exposure)
+        return self._make(image, VerdictStatus.UNATTRIBUTED, flags, "no-creation-event",
+                          None, reason + (f"; {extra}" if extra else ""))
+
+    def _coverage_reason(self, image: Image) -> str:
+        scope = f"{image.account}/{image.region}"
+        spans = self.spans.get((image.account, image.region), [])
+        if not spans:
+            return f"no creation event found: no audit logs have been read for {scope}"
+        read = ", ".join(f"{_stamp(a)} to {_stamp(b)}" for a, b in spans)
+        base = f"no creation event found in the audit logs read for {scope} ({read})"
+        created = image.created
+        if created is None:
+            return base
+        if created < spans[0][0]:
+            return (f"{base}; the image was created {_stamp(created)}, "
+                    "before the logs read begin")
+        for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+            if end < created < start:
+                return (f"{base}; the image was created {_stamp(created)}, inside a gap "
+                        f"in the logs read from {_stamp(end)} to {_stamp(start)}")
+        if created > spans[-1][1]:
+            return (f"{base}; the image was created {_stamp(created)}, "
+                    "after the newest log read")
+        return base
+
+    def _judge_event(
+        self, image: Image, event: CreationEvent, exposure: list[tuple[Flag, str]]
+    ) -> Verdict:
+        caller = classify(event.source_ip, self.policy.internal_networks)
+        service = service_name(caller, event.principal.invoked_by)
+        matches = [
+            match for builder in self.policy.builders
+            if (match := _match_builder(builder, event, caller, service)) is not None
+        ]
+        approving = next((m for m in matches if not m.failures), None)
+        flags: list[tuple[Flag, str, str]] = []
+
+        if event.principal.kind is PrincipalKind.ROOT and not event.principal.invoked_by:
+            flags.append((Flag.ROOT, "root", "made with the account's root credentials"))
+        approved_networks = approving.builder.networks if approving else []
+        if caller.kind is AddressClass.PUBLIC and not caller.within(approved_networks):
+            flags.append((Flag.EXTERNAL_NETWORK, "internal-networks",
+                          f"called from public address {caller.text}"))
+        if approving is None:
+            flags.extend(self._builder_flags(event, matches))
+        for flag, text in exposure:
+            flags.append((flag, "share_targets" if flag is Flag.SHARED else "public", text))
+
+        if not flags and approving is not None:
+            return self._make(image, VerdictStatus.APPROVED, (), approving.builder.name,
+                              event, f"{event.action} by {event.principal.id} matches "
+                              f"builder {approving.builder.name!r}")
+        flags.sort(key=lambda item: _ORDER.index(item[0]))
+        unique = tuple(dict.fromkeys(flag for flag, _, _ in flags))
+        reason = f"{event.action} by {event.principal.id}: " + "; ".join(
+            dict.fromkeys(text for _, _, text in flags)
+        )
+        return self._make(image, VerdictStatus.FLAGGED, unique, flags[0][1], event, reason)
+
+    def _builder_flags(
+        self, event: CreationEvent, matches: list[_BuilderMatch]
+    ) -> list[tuple[Flag, str, str]]:
+        if not matches:
+            return [(Flag.UNEXPECTED_ACTOR, "builders",
+                     f"{event.principal.id} is not an approved builder")]
+        found = []
+        for match in matches:
+            rule = f"builder:{match.builder.name}"
+            for field_name, detail in match.failures:
+                if field_name == "user_agents":
+                    found.append((Flag.UNAPPROVED_AGENT, rule, detail))
+                elif field_name == "networks" and "public address" in detail:
+                    found.append((Flag.EXTERNAL_NETWORK, rule, detail))
+                else:
+                    found.append((Flag.UNEXPECTED_ACTOR, f"{rule}.{field_name}",
+                                  f"builder {match.builder.name!r}: {detail}"))
+        return found
+
+    def _make(self, image: Image, status: VerdictStatus, flags: tuple[Flag, ...],
+              rule: str | None, event: CreationEvent | None, reason: str) -> Verdict:
+        return Verdict(
+            image=image.ref, status=status, flags=flags, rule=rule,
+            event_id=event.event_id if event else None, reason=reason,
+            policy_hash=self.policy.hash,
+            actor=event.principal.id if event else None,
+            source_ip=event.source_ip if event else None, decided_at=self.now,
+        )
+
+
+def _source_verdicts(
+    images: Sequence[Image], verdicts: dict[str, Verdict]
+) -> dict[tuple[str, str], Verdict]:
+    by_id: dict[tuple[str, str], Verdict] = {}
+    for image in images:
+        if image.kind is not ImageKind.CONTAINER and image.ref in verdicts:
+            by_id[(image.region, image.native_id)] = verdicts[image.ref]
+    return by_id
+
+
+def _judge_copies(
+    images: Sequence[Image], evaluation: Evaluation
+) -> None:
+    """Flag a copy whose source image is known here and not approved.
+
+    A copy is attributed to whoever copied it, but a backdoor survives the copy, so
+    the origin is judged as well. Chains of copies settle within their length.
+    """
+    for _ in range(len(images)):
+        sources = _source_verdicts(images, evaluation.verdicts)
+        changed = False
+        for image in images:
+            attribution = evaluation.attributions[image.ref]
+            event = attribution.creation
+            if event is None or event.effect is not EventEffect.COPY or not event.source_image:
+                continue
+            origin = sources.get((event.source_region or image.region, event.source_image))
+            verdict = evaluation.verdicts[image.ref]
+            if origin is None or origin.status in (VerdictStatus.APPROVED,
+                                                   VerdictStatus.EXCEPTED):
+                continue
+            if Flag.UNAPPROVED_SOURCE in verdict.flags or verdict.status is VerdictStatus.EXCEPTED:
+                continue
+            flags = tuple(f for f in _ORDER if f in (*verdict.flags, Flag.UNAPPROVED_SOURCE))
+            evaluation.verdicts[image.ref] = verdict.model_copy(update={
+                "status": VerdictStatus.FLAGGED,
+                "flags": flags,
+                "rule": verdict.rule if verdict.status is VerdictStatus.FLAGGED else "copy-source",
+                "reason": f"{verdict.reason}; copied from {event.source_image}, "
+                          f"which is {origin.status.value}",
+            })
+            changed = True
+        if not changed:
+            return
+
+
+def evaluate_images(
+    images: Iterable[Image],
+    events: Iterable[CreationEvent],
+    policy: Policy,
+    spans: Spans,
+    now: datetime,
+) -> Evaluation:
+    """Judge every image; the result depends only on its arguments."""
+    image_list = sorted(images, key=lambda image: image.ref)
+    correlator = Correlator(events)
+    judge = _Judge(policy, spans, now)
+    evaluation = Evaluation(verdicts={}, attributions={})
+    for image in image_list:
+        attribution = correlator.attribute(image)
+        evaluation.attributions[image.ref] = attribution
+        evaluation.verdicts[image.ref] = judge.verdict(attribution)
+    _judge_copies(image_list, evaluation)
+    return evaluation

@@ -1,0 +1,428 @@
+"""The store: every read and write the rest of imageprov makes to the database."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from imageprov.model import (
+    CreationEvent,
+    EventEffect,
+    Flag,
+    Image,
+    ImageKind,
+    LogDocument,
+    Platform,
+    Principal,
+    RecordOrigin,
+    RecordProblem,
+    Verdict,
+    VerdictStatus,
+)
+from imageprov.store import migrate
+from imageprov.store.tables import (
+    CoverageRow,
+    EventRow,
+    ImageRow,
+    LogFileRow,
+    PolicyRow,
+    QuarantineRow,
+    VerdictRow,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TagMove:
+    """One push that pointed a tag at a digest."""
+
+    time: datetime
+    digest: str | None
+    actor: str
+    event_id: str
+    error_code: str | None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+class Store:
+    """A database of images, events and verdicts behind one SQLAlchemy engine."""
+
+    def __init__(self, engine: Engine, url: str) -> None:
+        self.engine = engine
+        self.url = url
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def open(cls, url: str, upgrade: bool = True) -> Store:
+        """Connect to `url` and, unless told not to, migrate it to the newest schema."""
+        engine = create_engine(url)
+        if engine.dialect.name == "sqlite":
+            event.listen(engine, "connect", _sqlite_pragmas)
+        store = cls(engine, url)
+        if upgrade:
+            store.upgrade()
+        return store
+
+    def upgrade(self, revision: str = "head") -> None:
+        with self.engine.begin() as connection:
+            migrate.upgrade(connection, self.url, revision)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @property
+    def display_url(self) -> str:
+        """The database URL with any password hidden, for logs and messages."""
+        return make_url(self.url).render_as_string(hide_password=True)
+
+    def session(self) -> Session:
+        return self._sessions()
+
+    # Writes of log documents -------------------------------------------------
+
+    def _insert_ignoring(self, table: Any, index: list[str]) -> Any:
+        dialect = self.engine.dialect.name
+        module = postgresql if dialect == "postgresql" else sqlite
+        return module.insert(table).on_conflict_do_nothing(index_elements=index)
+
+    def known_log_files(self, hashes: Iterable[str]) -> set[str]:
+        """Return which of these content hashes belong to files already read."""
+        wanted = list(set(hashes))
+        found: set[str] = set()
+        with self.session() as session:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                rows = session.scalars(
+                    select(LogFileRow.sha256).where(LogFileRow.sha256.in_(chunk))
+                )
+                found.update(rows)
+        return found
+
+    def save_documents(self, documents: Sequence[tuple[LogDocument, str]]) -> int:
+        """Store read documents and their events in one transaction.
+
+        Events already stored under the same key (the same eventID for the same
+        account) are kept as they were, so reading a file twice changes nothing.
+        Returns the number of events that were new.
+        """
+        now = _now()
+        new_events = 0
+        with self.session() as session, session.begin():
+            for document, sha256 in documents:
+                if session.scalar(select(LogFileRow.id).where(LogFileRow.sha256 == sha256)):
+                    continue
+                row = LogFileRow(
+                    location=document.location,
+                    sha256=sha256,
+                    shape=document.shape[:160],
+                    records=document.records,
+                    image_events=len(document.events),
+                    errors=len(document.problems),
+                    notices=document.notices,
+                    read_at=now,
+                )
+                session.add(row)
+                session.flush()
+                session.add_all(
+                    CoverageRow(log_file_id=row.id, platform=document.platform,
+                                account=account, region=region, first=first, last=last)
+                    for account, region, first, last in document.span_times()
+                )
+                new_events += self._insert_events(session, document.events, document.raw)
+                self._insert_problems(session, document.source, document.problems, now)
+        return new_events
+
+    def _insert_events(
+        self, session: Session, events: Sequence[CreationEvent], raw: dict[str, bytes]
+    ) -> int:
+        if not events:
+            return 0
+        values = [_event_values(item, raw.get(item.key)) for item in events]
+        statement = self._insert_ignoring(EventRow, ["key"]).returning(EventRow.key)
+        inserted = session.connection().execute(statement, values)
+        return len(inserted.all())
+
+    def _insert_problems(
+        self, session: Session, source: str, problems: Sequence[RecordProblem],
+        now: datetime,
+    ) -> None:
+        if not problems:
+            return
+        values = [
+            {"source": source, "location": problem.location,
+             "record_index": problem.index, "field": problem.field[:256],
+             "error": problem.detail, "quarantined_at": now}
+            for problem in problems
+        ]
+        statement = self._insert_ignoring(
+            QuarantineRow, ["location", "record_index", "field"]
+        )
+        session.connection().execute(statement, values)
+
+    def record_problems(self, document: LogDocument) -> None:
+        """Quarantine the problems of a file that could not be read at all."""
+        with self.session() as session, session.begin():
+            self._insert_problems(session, document.source, document.problems, _now())
+
+    def save_events(self, events: Sequence[CreationEvent], raw: dict[str, bytes]) -> int:
+        """Store events that arrived outside a log file (pushed notifications)."""
+        with self.session() as session, session.begin():
+            return self._insert_events(session, events, raw)
+
+    # Images ------------------------------------------------------------------
+
+    def save_images(self, images: Iterable[Image], seen_at: datetime | None = None) -> int:
+        """Insert new images and refresh the fields of known ones; return the count."""
+        seen_at = seen_at or _now()
+        count = 0
+        with self.session() as session, session.begin():
+            known = {row.ref: row for row in session.scalars(select(ImageRow))}
+            for image in images:
+                count += 1
+                values = _image_values(image)
+                row = known.get(image.ref)
+                if row is None:
+                    row = ImageRow(first_seen=seen_at, last_seen=seen_at, **values)
+                    session.add(row)
+                    known[image.ref] = row
+                else:
+                    for name, value in values.items():
+                        setattr(row, name, value)
+                    row.last_seen = seen_at
+        return count
+
+    def images(self) -> list[Image]:
+        with self.session() as session:
+            rows = session.scalars(select(ImageRow).order_by(ImageRow.ref))
+            return [_image_of(row) for row in rows]
+
+    def image(self, ref: str) -> Image | None:
+        with self.session() as session:
+            row = session.scalar(select(ImageRow).where(ImageRow.ref == ref))
+            return _image_of(row) if row else None
+
+    def find_images(self, text: str) -> list[Image]:
+        """Return images whose ref, native id or digest equals `text`."""
+        with self.session() as session:
+            rows = session.scalars(
+                select(ImageRow).where(
+                    (ImageRow.ref == text) | (ImageRow.native_id == text)
+                    | (ImageRow.digest == text)
+                )
+            )
+            return [_image_of(row) for row in rows]
+
+    # Events ------------------------------------------------------------------
+
+    def events(self, platform: str | None = None) -> list[CreationEvent]:
+        """Return stored events, oldest first, ties broken by key."""
+        with self.session() as session:
+            query = select(EventRow).order_by(EventRow.time, EventRow.key)
+            if platform:
+                query = query.where(EventRow.platform == platform)
+            return [_event_of(row) for row in session.scalars(query)]
+
+    def iter_events(self, platform: str | None = None) -> Iterator[CreationEvent]:
+        yield from self.events(platform)
+
+    def raw_record(self, key: str) -> bytes | None:
+        with self.session() as session:
+            return session.scalar(select(EventRow.raw).where(EventRow.key == key))
+
+    def event_count(self) -> int:
+        with self.session() as session:
+            return session.scalar(select(func.count(EventRow.id))) or 0
+
+    def tag_history(self, registry: str, repository: str, tag: str) -> list[TagMove]:
+        """Return every push of `registry/repository:tag`, oldest first."""
+        with self.session() as session:
+            rows = session.scalars(
+                select(EventRow)
+                .where(EventRow.registry_host == registry, EventRow.repository == repository,
+                       EventRow.tag == tag, EventRow.effect == EventEffect.PUSH.value)
+                .order_by(EventRow.time, EventRow.key)
+            )
+            return [
+                TagMove(time=row.time, digest=row.target, actor=row.principal_id,
+                        event_id=row.event_id, error_code=row.error_code)
+                for row in rows
+            ]
+
+    # Coverage ----------------------------------------------------------------
+
+    def coverage(
+        self, platform: str | None = None
+    ) -> dict[tuple[str, str], list[tuple[datetime, datetime]]]:
+        """Return the merged spans of event time read, per (account, region)."""
+        spans: dict[tuple[str, str], list[tuple[datetime, datetime]]] = {}
+        with self.session() as session:
+            query = select(CoverageRow.account, CoverageRow.region, CoverageRow.first,
+                           CoverageRow.last).order_by(
+                CoverageRow.account, CoverageRow.region, CoverageRow.first)
+            if platform:
+                query = query.where(CoverageRow.platform == platform)
+            rows = session.execute(query)
+            for account, region, first, last in rows:
+                merged = spans.setdefault((account, region), [])
+                if merged and first <= merged[-1][1]:
+                    merged[-1] = (merged[-1][0], max(merged[-1][1], last))
+                else:
+                    merged.append((first, last))
+        return spans
+
+    def log_file_count(self) -> int:
+        with self.session() as session:
+            return session.scalar(select(func.count(LogFileRow.id))) or 0
+
+    # Quarantine --------------------------------------------------------------
+
+    def quarantined(self, limit: int | None = None) -> list[QuarantineRow]:
+        with self.session() as session:
+            query = select(QuarantineRow).order_by(QuarantineRow.id)
+            if limit:
+                query = query.limit(limit)
+            return list(session.scalars(query))
+
+    # Policies and verdicts ---------------------------------------------------
+
+    def save_policy(self, policy_hash: str, path: str, text: str) -> None:
+        with self.session() as session, session.begin():
+            if session.get(PolicyRow, policy_hash) is None:
+                session.add(PolicyRow(hash=policy_hash, path=path, text=text,
+                                      loaded_at=_now()))
+
+    def current_verdicts(self) -> dict[str, Verdict]:
+        """Return the newest verdict of every image that has one."""
+        with self.session() as session:
+            newest = (
+                select(VerdictRow.image, func.max(VerdictRow.id).label("id"))
+                .group_by(VerdictRow.image)
+                .subquery()
+            )
+            rows = session.scalars(
+                select(VerdictRow).join(newest, VerdictRow.id == newest.c.id)
+                .order_by(VerdictRow.image)
+            )
+            return {row.image: _verdict_of(row) for row in rows}
+
+    def save_verdicts(self, verdicts: Iterable[Verdict]) -> int:
+        """Append each verdict that differs from the image's current one.
+
+        Returns how many rows were added; an unchanged verdict adds none.
+        """
+        current = self.current_verdicts()
+        added = 0
+        with self.session() as session, session.begin():
+            for verdict in verdicts:
+                previous = current.get(verdict.image)
+                if previous is not None and previous.same_decision(verdict):
+                    continue
+                session.add(_verdict_row(verdict))
+                added += 1
+        return added
+
+    def verdict_history(self, image: str) -> list[Verdict]:
+        with self.session() as session:
+            rows = session.scalars(
+                select(VerdictRow).where(VerdictRow.image == image).order_by(VerdictRow.id)
+            )
+            return [_verdict_of(row) for row in rows]
+
+
+def _image_values(image: Image) -> dict[str, Any]:
+    return {
+        "ref": image.ref, "platform": image.platform.value, "kind": image.kind.value,
+        "account": image.account, "region": image.region, "native_id": image.native_id,
+        "digest": image.digest, "registry_host": image.registry,
+        "repository": image.repository, "names": list(image.names),
+        "tags": dict(image.tags), "created": image.created, "state": image.state,
+        "public": image.public, "source_image": image.source_image,
+        "source_region": image.source_region,
+        "inventory_source": image.inventory_source,
+    }
+
+
+def _image_of(row: ImageRow) -> Image:
+    return Image(
+        ref=row.ref, platform=Platform(row.platform), kind=ImageKind(row.kind),
+        account=row.account, region=row.region, native_id=row.native_id,
+        digest=row.digest, registry=row.registry_host, repository=row.repository,
+        names=tuple(row.names or ()), tags=row.tags or {}, created=row.created,
+        state=row.state, public=row.public, source_image=row.source_image,
+        source_region=row.source_region, inventory_source=row.inventory_source,
+    )
+
+
+def _event_values(item: CreationEvent, raw: bytes | None) -> dict[str, Any]:
+    return {
+        "key": item.key, "source": item.source, "event_id": item.event_id,
+        "time": item.time.astimezone(UTC), "action": item.action,
+        "effect": item.effect.value, "platform": item.platform,
+        "account": item.account, "region": item.region,
+        "principal": item.principal.model_dump(mode="json"),
+        "principal_id": item.principal.id, "source_ip": item.source_ip,
+        "user_agent": item.user_agent, "target": item.target,
+        "registry_host": item.registry, "repository": item.repository,
+        "tag": item.tag,
+        "source_image": item.source_image, "source_region": item.source_region,
+        "shared_with": list(item.shared_with),
+        "unshared_from": list(item.unshared_from), "error_code": item.error_code,
+        "origin_location": item.origin.location, "origin_index": item.origin.index,
+        "origin_shape": item.origin.shape, "raw": raw,
+    }
+
+
+def _event_of(row: EventRow) -> CreationEvent:
+    return CreationEvent(
+        source=row.source, key=row.key, event_id=row.event_id, time=row.time,
+        action=row.action, effect=EventEffect(row.effect), platform=row.platform,
+        account=row.account, region=row.region,
+        principal=Principal.model_validate(row.principal), source_ip=row.source_ip,
+        user_agent=row.user_agent, target=row.target, registry=row.registry_host,
+        repository=row.repository, tag=row.tag, source_image=row.source_image,
+        source_region=row.source_region, shared_with=tuple(row.shared_with or ()),
+        unshared_from=tuple(row.unshared_from or ()), error_code=row.error_code,
+        origin=RecordOrigin(location=row.origin_location, index=row.origin_index,
+                            shape=row.origin_shape),
+    )
+
+
+def _verdict_row(verdict: Verdict) -> VerdictRow:
+    return VerdictRow(
+        image=verdict.image, status=verdict.status.value,
+        flags=[flag.value for flag in verdict.flags], rule=verdict.rule,
+        event_id=verdict.event_id, reason=verdict.reason, actor=verdict.actor,
+        source_ip=verdict.source_ip, policy_hash=verdict.policy_hash,
+        decided_at=verdict.decided_at,
+    )
+
+
+def _verdict_of(row: VerdictRow) -> Verdict:
+    return Verdict(
+        image=row.image, status=VerdictStatus(row.status),
+        flags=tuple(Flag(flag) for flag in row.flags or ()), rule=row.rule,
+        event_id=row.event_id, reason=row.reason, actor=row.actor,
+        source_ip=row.source_ip, policy_hash=row.policy_hash,
+        decided_at=row.decided_at,
+    )
