@@ -151,14 +151,15 @@ def put_image(identity: dict, when: datetime, repository: str, tag: str, digest:
         **kw)
 
 
-def noise(when: datetime, count: int, identity: dict | None = None) -> list[dict]:
+def noise(when: datetime, count: int, identity: dict | None = None,
+          account: str = ACCOUNT) -> list[dict]:
     """Records of calls that name no image, as most of a real trail is."""
-    identity = identity or user_identity("auditor")
+    identity = identity or user_identity("auditor", account)
     names = ["DescribeInstances", "DescribeImages", "GetObject", "AssumeRole",
              "DescribeSecurityGroups"]
     return [
         record(names[i % len(names)], identity, when + timedelta(seconds=i),
-               request={"maxResults": 100}, response=None)
+               request={"maxResults": 100}, response=None, account=account)
         for i in range(count)
     ]
 

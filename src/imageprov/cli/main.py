@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -11,7 +10,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from imageprov import cycle
@@ -34,7 +32,8 @@ app.add_typer(policy_app, name="policy")
 app.add_typer(db_app, name="db")
 app.add_typer(quarantine_app, name="quarantine")
 
-out = Console()
+# Tables keep their width when piped, where rich would otherwise assume 80 columns.
+out = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True)
 
 DatabaseOption = Annotated[
@@ -58,8 +57,10 @@ def main(
     logger = logging.getLogger("imageprov")
     logger.setLevel(log_level.upper())
     if not logger.handlers:
-        handler = RichHandler(console=err, show_path=False, rich_tracebacks=False)
-        handler.setFormatter(logging.Formatter("%(message)s"))
+        # Plain lines, one per event, so that the key=value summaries stay greppable.
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(
+            "%(asctime)s %(levelname)s %(name)s %(message)s", "%Y-%m-%dT%H:%M:%S%z"))
         logger.addHandler(handler)
         logger.propagate = False
 
@@ -260,7 +261,3 @@ def quarantine_list(
                       record["field"], record["error"])
     out.print(table)
 
-
-if __name__ == "__main__":
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    app()

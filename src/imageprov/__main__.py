@@ -1,0 +1,3 @@
+from imageprov.cli.main import app
+
+app(prog_name="imageprov")

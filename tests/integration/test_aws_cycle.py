@@ -1,0 +1,267 @@
+"""The whole cycle on AWS: moto serves the images, the test writes the trail.
+
+moto writes no CloudTrail and fakes ECR digests, so each test reads the ids and
+digests moto assigned and writes the trail records that name them into moto's S3
+bucket, in the key layout CloudTrail uses.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import boto3
+import pytest
+import yaml
+
+from imageprov import cycle
+from imageprov.config import load_config
+from imageprov.model import Flag, VerdictStatus
+from imageprov.policy import load_policy
+from imageprov.store import Store
+from tests.helpers import trail
+
+BUCKET = "org-cloudtrail-logs"
+# moto's default account, which owns every image the tests create.
+ACCOUNT = "123456789012"
+T0 = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
+
+POLICY = {
+    "version": 1,
+    "delivery_window": "1h",
+    "builders": [
+        {"name": "golden-ami-pipeline",
+         "roles": ["arn:aws:iam::123456789012:role/build/ImageBuild"],
+         "networks": ["10.20.0.0/16"]},
+        {"name": "ci-image-push",
+         "roles": ["arn:aws:iam::123456789012:role/ci/GitHubActionsECRPush"],
+         "actions": ["push"]},
+    ],
+}
+
+
+@pytest.fixture
+def aws(moto):
+    session = boto3.Session(region_name="us-east-1")
+    ec2 = session.client("ec2")
+    ecr = session.client("ecr")
+    s3 = session.client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    return ec2, ecr, s3
+
+
+def _config(tmp_path: Path, ecr: bool = True) -> Path:
+    (tmp_path / "policy.yaml").write_text(yaml.safe_dump(POLICY))
+    config = {
+        "policy": "policy.yaml",
+        "workers": 1,
+        "aws": {
+            "api": {"regions": ["us-east-1"], "ami": True, "ecr": ecr},
+            "cloudtrail": [{"s3_bucket": BUCKET, "prefix": "AWSLogs/", "region": "us-east-1"}],
+        },
+    }
+    path = tmp_path / "imageprov.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _put_trail(s3, when: datetime, records: list[dict], org: str | None = None) -> str:
+    key = trail.log_key(when, account=ACCOUNT, org=org)
+    s3.put_object(Bucket=BUCKET, Key=key, Body=trail.log_file(records))
+    return key
+
+
+def _identity(kind, *args, **kwargs):
+    return kind(*args, account=ACCOUNT, **kwargs)
+
+
+def _scan(tmp_path: Path, now: datetime | None = None):
+    config = load_config(_config(tmp_path))
+    policy, text = load_policy(config.policy)
+    store = Store.open(f"sqlite:///{tmp_path / 'imageprov.db'}")
+    # moto stamps images with the real time, so judge them past the delivery window.
+    now = now or datetime.now(UTC) + timedelta(hours=2)
+    summary = cycle.run_cycle(config, store, policy, text, now=now)
+    return store, summary
+
+
+def _new_ami(ec2, name: str) -> str:
+    base = ec2.register_image(Name=f"{name}-base", RootDeviceName="/dev/xvda")["ImageId"]
+    instance = ec2.run_instances(ImageId=base, MinCount=1, MaxCount=1)["Instances"][0]
+    return ec2.create_image(InstanceId=instance["InstanceId"], Name=name)["ImageId"], base
+
+
+def _roles():
+    pipeline = _identity(trail.role_identity, "ImageBuild", "packer-7", path="/build/")
+    ci = _identity(trail.role_identity, "GitHubActionsECRPush", "gha-11", path="/ci/")
+    return pipeline, ci
+
+
+def _ami_arn(image_id: str) -> str:
+    return f"arn:aws:ec2:us-east-1:{ACCOUNT}:image/{image_id}"
+
+
+def test_pipeline_ami_from_internal_address_approved(aws, tmp_path):
+    ec2, _, s3 = aws
+    image_id, base = _new_ami(ec2, "golden-2026-11-30")
+    pipeline, _ = _roles()
+    _put_trail(s3, T0 + timedelta(minutes=5), [
+        *trail.noise(T0, 5, account=ACCOUNT),
+        trail.create_image(pipeline, T0 + timedelta(minutes=2), image_id, ip="10.20.4.17",
+                           account=ACCOUNT),
+    ])
+    store, summary = _scan(tmp_path)
+    verdict = store.current_verdicts()[_ami_arn(image_id)]
+    assert verdict.status is VerdictStatus.APPROVED
+    assert verdict.rule == "golden-ami-pipeline"
+    assert verdict.flags == ()
+    assert verdict.source_ip == "10.20.4.17"
+    assert summary.sources_failed == []
+
+
+def test_root_create_image_flagged_root(aws, tmp_path):
+    ec2, _, s3 = aws
+    image_id, _ = _new_ami(ec2, "hotfix")
+    root = _identity(trail.root_identity)
+    _put_trail(s3, T0 + timedelta(minutes=5), [
+        trail.create_image(root, T0 + timedelta(minutes=1), image_id, ip="10.20.4.17",
+                           account=ACCOUNT),
+    ])
+    store, _ = _scan(tmp_path)
+    verdict = store.current_verdicts()[_ami_arn(image_id)]
+    assert verdict.status is VerdictStatus.FLAGGED
+    assert Flag.ROOT in verdict.flags
+    assert Flag.EXTERNAL_NETWORK not in verdict.flags
+    assert verdict.actor == f"arn:aws:iam::{ACCOUNT}:root"
+
+
+def test_public_address_flagged_external_network(aws, tmp_path):
+    ec2, _, s3 = aws
+    image_id, _ = _new_ami(ec2, "golden-from-outside")
+    pipeline, _ = _roles()
+    _put_trail(s3, T0 + timedelta(minutes=5), [
+        trail.create_image(pipeline, T0 + timedelta(minutes=1), image_id, ip="172.64.1.1",
+                           account=ACCOUNT),
+    ])
+    store, _ = _scan(tmp_path)
+    verdict = store.current_verdicts()[_ami_arn(image_id)]
+    assert verdict.status is VerdictStatus.FLAGGED
+    assert Flag.EXTERNAL_NETWORK in verdict.flags
+    assert Flag.ROOT not in verdict.flags
+    assert "172.64.1.1" in verdict.reason
+
+
+def _push(ecr, repository: str, tag: str, layer: str) -> str:
+    manifest = json.dumps({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                   "size": 7023, "digest": "sha256:" + layer * 64},
+        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                    "size": 32654, "digest": "sha256:" + layer * 64}],
+    })
+    image = ecr.put_image(repositoryName=repository, imageManifest=manifest, imageTag=tag)
+    return image["image"]["imageId"]["imageDigest"]
+
+
+def test_moved_latest_tag_flags_new_digest(aws, tmp_path):
+    _, ecr, s3 = aws
+    ecr.create_repository(repositoryName="payments-api")
+    # moto deletes a digest when its last tag moves away, where ECR keeps it
+    # untagged, so the first digest also carries a release tag.
+    first = _push(ecr, "payments-api", "v1.4.0", "a")
+    assert _push(ecr, "payments-api", "latest", "a") == first
+    second = _push(ecr, "payments-api", "latest", "b")
+    assert first != second
+    _, ci = _roles()
+    intruder = _identity(trail.user_identity, "contractor-tmp")
+    _put_trail(s3, T0 + timedelta(minutes=10), [
+        trail.put_image(ci, T0 + timedelta(minutes=1), "payments-api", "v1.4.0", first,
+                        registry=ACCOUNT, account=ACCOUNT, ip="10.30.1.9"),
+        trail.put_image(ci, T0 + timedelta(minutes=2), "payments-api", "latest", first,
+                        registry=ACCOUNT, account=ACCOUNT, ip="10.30.1.9"),
+        trail.put_image(intruder, T0 + timedelta(minutes=7), "payments-api", "latest", second,
+                        registry=ACCOUNT, account=ACCOUNT, ip="10.30.1.50"),
+    ])
+    store, _ = _scan(tmp_path)
+    registry = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com"
+    verdicts = store.current_verdicts()
+    approved = verdicts[f"{registry}/payments-api@{first}"]
+    flagged = verdicts[f"{registry}/payments-api@{second}"]
+    assert approved.status is VerdictStatus.APPROVED
+    assert approved.rule == "ci-image-push"
+    assert flagged.status is VerdictStatus.FLAGGED
+    assert Flag.UNEXPECTED_ACTOR in flagged.flags
+    assert flagged.actor == f"arn:aws:iam::{ACCOUNT}:user/contractor-tmp"
+
+    moves = store.tag_history(registry, "payments-api", "latest")
+    assert [move.digest for move in moves] == [first, second]
+    assert moves[0].actor.endswith("assumed-role/GitHubActionsECRPush/gha-11")
+    assert moves[1].actor.endswith("user/contractor-tmp")
+
+
+def test_ami_without_event_unattributed_names_span(aws, tmp_path):
+    ec2, _, s3 = aws
+    image_id, base = _new_ami(ec2, "orphan")
+    _put_trail(s3, T0 + timedelta(minutes=5), trail.noise(T0, 3, account=ACCOUNT))
+    _put_trail(s3, T0 + timedelta(hours=2), trail.noise(T0 + timedelta(hours=2), 3, account=ACCOUNT))
+    store, _ = _scan(tmp_path)
+    verdict = store.current_verdicts()[_ami_arn(image_id)]
+    assert verdict.status is VerdictStatus.UNATTRIBUTED
+    assert verdict.event_id is None
+    assert f"{ACCOUNT}/us-east-1" in verdict.reason
+    assert "2026-11-30T08:00:00Z to 2026-11-30T08:00:02Z" in verdict.reason
+    assert "2026-11-30T10:00:00Z to 2026-11-30T10:00:02Z" in verdict.reason
+
+
+def test_failed_create_image_attributes_nothing(aws, tmp_path):
+    ec2, _, s3 = aws
+    image_id, _ = _new_ami(ec2, "contested")
+    pipeline, _ = _roles()
+    denied = trail.create_image(pipeline, T0 + timedelta(minutes=1), image_id,
+                                ip="10.20.4.17", account=ACCOUNT,
+                                error="AccessDenied")
+    # A failed call has no response; keep the id in it to prove it is still ignored.
+    denied["responseElements"] = {"imageId": image_id}
+    _put_trail(s3, T0 + timedelta(minutes=5), [denied])
+    store, _ = _scan(tmp_path)
+    verdict = store.current_verdicts()[_ami_arn(image_id)]
+    assert verdict.status is VerdictStatus.UNATTRIBUTED
+    assert verdict.event_id is None
+    stored = [e for e in store.events() if e.event_id == denied["eventID"]]
+    assert len(stored) == 1
+    assert stored[0].error_code == "AccessDenied"
+
+
+def test_organisation_trail_key_layout_read(aws, tmp_path):
+    ec2, _, s3 = aws
+    image_id, _ = _new_ami(ec2, "org-golden")
+    pipeline, _ = _roles()
+    record = trail.create_image(pipeline, T0 + timedelta(minutes=1), image_id,
+                                ip="10.20.9.9", account=ACCOUNT)
+    # Records of an organisation trail may omit recipientAccountId when exported;
+    # the account then comes from the key.
+    del record["recipientAccountId"]
+    record["userIdentity"] = dict(record["userIdentity"], accountId=None)
+    key = _put_trail(s3, T0 + timedelta(minutes=5), [record], org="o-a1b2c3d4e5")
+    assert key.startswith(f"AWSLogs/o-a1b2c3d4e5/{ACCOUNT}/CloudTrail/")
+    store, _ = _scan(tmp_path)
+    verdict = store.current_verdicts()[_ami_arn(image_id)]
+    assert verdict.status is VerdictStatus.APPROVED
+
+
+def test_second_scan_adds_no_verdict_rows(aws, tmp_path):
+    ec2, _, s3 = aws
+    image_id, _ = _new_ami(ec2, "steady")
+    pipeline, _ = _roles()
+    _put_trail(s3, T0 + timedelta(minutes=5), [
+        trail.create_image(pipeline, T0 + timedelta(minutes=1), image_id, ip="10.20.4.17",
+                           account=ACCOUNT),
+    ])
+    store, first = _scan(tmp_path)
+    store, second = _scan(tmp_path)
+    assert first.verdicts_changed == 2
+    assert second.verdicts_changed == 0
+    assert second.logs.skipped == 1
+    assert len(store.verdict_history(_ami_arn(image_id))) == 1
