@@ -1,10 +1,10 @@
 """A loopback HTTP stand-in for the EC2 and ECR inventory calls, with real paging.
 
-moto 5.2 returns every item in one response for EC2 DescribeImages and for ECR
-DescribeRepositories and DescribeImages, whatever MaxResults says. This server pages
-the way AWS does, so boto3 paginators can be tested through `endpoint_url` with no
-change to the client. One server at `url` takes both services on path `/`: a request
-with an `X-Amz-Target` header is ECR, any other request is EC2.
+moto 5.2.1 returns every item in one response for EC2 DescribeImages and for ECR
+DescribeRepositories and DescribeImages, and ignores MaxResults. This server pages the
+way AWS does, so boto3 paginators can be tested through `endpoint_url` with no change
+to the client. One server at `url` serves both services on path `/`. A request with an
+`X-Amz-Target` header is ECR, and any other request is EC2.
 
 What it follows:
 
@@ -87,7 +87,7 @@ _ECR_PARAMETERS = {
 
 @dataclass
 class Ami:
-    """One AMI as EC2 stores it; `creation_date` uses the EC2 string format."""
+    """One AMI as EC2 stores it, with `creation_date` in the EC2 string format."""
 
     image_id: str
     owner_id: str
@@ -107,7 +107,7 @@ class Ami:
 
 @dataclass
 class Repository:
-    """One ECR repository; `created_at` is in epoch seconds."""
+    """One ECR repository, with `created_at` in epoch seconds."""
 
     name: str
     registry_id: str
@@ -116,7 +116,7 @@ class Repository:
 
 @dataclass
 class ContainerImage:
-    """One ECR image (a manifest digest); `pushed_at` is in epoch seconds."""
+    """One ECR image, named by its manifest digest, with `pushed_at` in epoch seconds."""
 
     registry_id: str
     repository_name: str
@@ -172,8 +172,8 @@ class AwsStandIn:
     """A threaded HTTP server on 127.0.0.1 that serves EC2 and ECR inventory calls.
 
     Tests fill `amis`, `repositories` and `container_images`, point boto3 at `url`,
-    and read `requests` afterwards. Use it as a context manager; the port is chosen by
-    the operating system.
+    and read `requests` afterwards. Use it as a context manager. The operating system
+    chooses the port.
     """
 
     def __init__(
@@ -193,7 +193,10 @@ class AwsStandIn:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._server.daemon_threads = True
         self._server.standin = self  # type: ignore[attr-defined]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # A short poll interval keeps shutdown, and so each test's teardown, quick.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def url(self) -> str:
@@ -219,7 +222,7 @@ class AwsStandIn:
         message: str = "Request limit exceeded.",
         after: int = 0,
     ) -> None:
-        """Answer `action` of `service` with an error once `after` calls have succeeded."""
+        """Fail every call of `action` on `service` after the first `after` calls."""
         self._failures[(service, action)] = _Failure(code, message, status, after)
 
     def requests_for(self, service: str, action: str) -> list[RecordedRequest]:
@@ -273,8 +276,8 @@ class AwsStandIn:
         if token is not None:
             with self._lock:
                 issued = self._tokens.get(token)
-            # NOTE: the error codes for a token from another query are a guess; AWS
-            # documents no code for it on either API.
+            # NOTE: the error codes for an unknown token are a guess, because AWS
+            # documents none for it on either API.
             if issued is None or issued[0] != query:
                 raise _ApiError(400, bad_token_code, f"Invalid NextToken {token!r}.")
             start = issued[1]
@@ -320,7 +323,7 @@ class AwsStandIn:
             return False
         if ami.state == "disabled" and not _flag(params, "IncludeDisabled"):
             return False
-        # Owners always see their own deprecated AMIs, whatever IncludeDeprecated says.
+        # Owners always see their own deprecated AMIs, even without IncludeDeprecated.
         if ami.is_deprecated(datetime.now(UTC)) and not owned:
             return _flag(params, "IncludeDeprecated")
         return True

@@ -88,8 +88,7 @@ ROWS: tuple[EventRow, ...] = (
         "PolicyExecutionEvent",
         EventEffect.DELETE,
         "serviceEventDetails.lifecycleEventImageActions[].lifecycleEventImage.digest",
-        repository="serviceEventDetails.lifecycleEventImageActions[]"
-        ".lifecycleEventImage.repositoryName",
+        repository="serviceEventDetails.repositoryName",
     ),
     EventRow(
         ECR_PUBLIC,

@@ -1,0 +1,196 @@
+"""Reading CloudTrail records: the event table, the shapes and bad input."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import orjson
+import pytest
+
+from imageprov.model import EventEffect, PrincipalKind
+from imageprov.sources.aws.trail_documents import read_document
+
+DATA = Path(__file__).parents[2] / "data" / "aws"
+RECORDS = json.loads((DATA / "image-events.json").read_text())["Records"]
+
+
+def _events(records):
+    document = read_document(json.dumps({"Records": records}).encode(), "test.json")
+    assert document.problems == []
+    return document.events
+
+
+def _by_id(number: int):
+    event_id = f"5d0c6f0e-0000-4000-8000-{number:012d}"
+    return [e for e in _events(RECORDS) if e.event_id == event_id]
+
+
+@pytest.mark.parametrize(
+    ("number", "action", "effect", "target"),
+    [
+        (1, "ec2.amazonaws.com:CreateImage", EventEffect.CREATE, "ami-00000000000000001"),
+        (2, "ec2.amazonaws.com:RegisterImage", EventEffect.CREATE, "ami-00000000000000002"),
+        (3, "ec2.amazonaws.com:CopyImage", EventEffect.COPY, "ami-00000000000000003"),
+        (4, "ec2.amazonaws.com:CreateRestoreImageTask", EventEffect.CREATE,
+         "ami-00000000000000004"),
+        (5, "ec2.amazonaws.com:ImportImage", EventEffect.IMPORT,
+         "import-ami-0123456789abcdef0"),
+        (6, "ec2.amazonaws.com:ModifyImageAttribute", EventEffect.SHARE,
+         "ami-00000000000000001"),
+        (8, "ec2.amazonaws.com:ModifyImageAttribute", EventEffect.UNSHARE,
+         "ami-00000000000000001"),
+        (9, "ec2.amazonaws.com:ModifyImageAttribute", EventEffect.MODIFY,
+         "ami-00000000000000001"),
+        (10, "ec2.amazonaws.com:DeregisterImage", EventEffect.DELETE, "ami-00000000000000004"),
+        (11, "ecr.amazonaws.com:PutImage", EventEffect.PUSH, "sha256:" + "c3" * 32),
+        (13, "ecr.amazonaws.com:PolicyExecutionEvent", EventEffect.DELETE,
+         "sha256:" + "e5" * 32),
+    ],
+)
+def test_event_table_row_extracted(number, action, effect, target):
+    events = _by_id(number)
+    assert len(events) == 1
+    assert events[0].action == action
+    assert events[0].effect is effect
+    assert events[0].target == target
+
+
+def test_copy_image_links_source():
+    (event,) = _by_id(3)
+    assert event.source_image == "ami-00000000000000001"
+    assert event.source_region == "us-west-2"
+
+
+def test_share_lists_grantees():
+    (account_share,) = _by_id(6)
+    (public_share,) = _by_id(7)
+    (unshare,) = _by_id(8)
+    assert account_share.shared_with == ("999988887777",)
+    assert public_share.shared_with == ("all",)
+    assert unshare.unshared_from == ("999988887777",)
+
+
+def test_put_image_places_repository_and_tag():
+    (event,) = _by_id(11)
+    assert event.registry == "111122223333.dkr.ecr.us-east-1.amazonaws.com"
+    assert event.repository == "base/python"
+    assert event.tag == "3.12"
+
+
+def test_batch_delete_yields_each_digest():
+    events = _by_id(12)
+    assert [e.target for e in events] == ["sha256:" + "c3" * 32, "sha256:" + "d4" * 32]
+    assert len({e.key for e in events}) == 2
+    assert all(e.effect is EventEffect.DELETE for e in events)
+
+
+def test_lifecycle_expiry_names_repository():
+    (event,) = _by_id(13)
+    assert event.repository == "base/python"
+    assert event.source_ip == "AWS Internal"
+
+
+def test_assumed_role_keeps_issuer_path():
+    (event,) = _by_id(1)
+    assert event.principal.kind is PrincipalKind.ROLE_SESSION
+    assert event.principal.issuer == "arn:aws:iam::111122223333:role/build/ImageBuild"
+    assert event.principal.name == "packer-31"
+    assert event.principal.id == "arn:aws:sts::111122223333:assumed-role/ImageBuild/packer-31"
+
+
+def test_service_invoked_principal_recorded():
+    (event,) = _by_id(14)
+    assert event.principal.invoked_by == "imagebuilder.amazonaws.com"
+    assert event.source_ip == "imagebuilder.amazonaws.com"
+
+
+def test_appstream_create_image_ignored():
+    assert _by_id(15) == []
+
+
+def test_failed_call_kept_without_target():
+    (event,) = _by_id(16)
+    assert event.error_code == "Client.UnauthorizedOperation"
+    assert event.target is None
+    assert not event.succeeded
+
+
+def test_gzip_file_read_like_plain():
+    body = json.dumps({"Records": RECORDS}).encode()
+    plain = read_document(body, "a.json")
+    packed = read_document(gzip.compress(body), "a.json.gz")
+    assert packed.records == plain.records == len(RECORDS)
+    assert [e.key for e in packed.events] == [e.key for e in plain.events]
+
+
+def test_eventbridge_envelope_unwrapped():
+    envelope = {"version": "0", "id": "0d1e9c2f-7d3a-4b0e-9d7c-3a1f5e6b7c8d",
+                "detail-type": "AWS API Call via CloudTrail", "source": "aws.ec2",
+                "account": "111122223333", "time": RECORDS[0]["eventTime"],
+                "region": "us-east-1", "resources": [], "detail": RECORDS[0]}
+    document = read_document(json.dumps(envelope).encode(), "bus.json")
+    assert document.shapes == {"eventbridge-cloudtrail"}
+    assert [e.target for e in document.events] == ["ami-00000000000000001"]
+
+
+def test_lookup_events_record_decoded_twice():
+    item = {"EventId": RECORDS[0]["eventID"], "EventName": "CreateImage", "ReadOnly": "false",
+            "EventTime": "2026-11-02 20:00:00+11:00", "EventSource": "ec2.amazonaws.com",
+            "Username": "packer-31", "Resources": [],
+            "CloudTrailEvent": json.dumps(RECORDS[0])}
+    response = read_document(json.dumps({"Events": [item]}).encode(), "lookup.json")
+    lines = read_document((json.dumps(item) + "\n" + json.dumps(item) + "\n").encode(),
+                          "lookup.jsonl")
+    assert [e.target for e in response.events] == ["ami-00000000000000001"]
+    assert lines.records == 2
+    assert "lookup-events" in lines.shapes
+
+
+def test_malformed_record_reported_rest_kept():
+    broken = dict(RECORDS[0])
+    del broken["eventTime"]
+    records = [RECORDS[1], broken, "not a record", RECORDS[2]]
+    document = read_document(json.dumps({"Records": records}).encode(), "bad.json")
+    assert document.records == 2
+    assert [(p.index, p.field) for p in document.problems] == [(1, "eventTime"),
+                                                               (2, "(record)")]
+    assert {e.target for e in document.events} == {"ami-00000000000000002",
+                                                   "ami-00000000000000003"}
+
+
+def test_image_event_missing_id_quarantined():
+    broken = json.loads(json.dumps(RECORDS[0]))
+    broken["responseElements"] = {"requestId": "r-1"}
+    document = read_document(json.dumps({"Records": [broken]}).encode(), "noid.json")
+    assert document.events == []
+    assert len(document.problems) == 1
+    assert document.problems[0].field == "responseElements.imageId"
+
+
+def test_invalid_json_line_reported_with_line():
+    text = json.dumps(RECORDS[0]) + "\n{not json\n" + json.dumps(RECORDS[1]) + "\n"
+    document = read_document(text.encode(), "mixed.jsonl")
+    assert document.records == 2
+    assert len(document.problems) == 1
+    assert "line 2" in document.problems[0].detail
+
+
+def test_unreadable_file_is_one_problem():
+    document = read_document(b"\x1f\x8b\x08\x00garbage", "broken.json.gz")
+    assert document.records == 0
+    assert len(document.problems) == 1
+    assert document.problems[0].index == -1
+
+
+def test_spans_per_account_and_region():
+    document = read_document(json.dumps({"Records": RECORDS}).encode(), "spans.json")
+    assert document.spans[("111122223333", "us-east-1")] == [
+        "2026-11-02T09:00:00Z", "2026-11-02T09:15:00Z"]
+
+
+def test_raw_record_kept_for_evidence():
+    document = read_document(json.dumps({"Records": RECORDS[:1]}).encode(), "raw.json")
+    (event,) = document.events
+    assert orjson.loads(document.raw[event.key])["eventID"] == RECORDS[0]["eventID"]
