@@ -28,12 +28,13 @@ What it follows:
   image, as ECR does. Errors are `{"__type": ..., "message": ...}`.
 - ECR filters: a missing `imageStatus` means ACTIVE only, as the DescribeImagesFilter
   reference states. A missing `tagStatus` means ANY, so tagged and untagged images are
-  both returned. NOTE: the ECR reference gives no default for `tagStatus`; returning
-  both is what an unfiltered DescribeImages is expected to do, not a documented rule.
-- Paging: a page holds min(MaxResults, `page_size`) items, so the server can return
-  fewer items than asked for, as AWS may. Without MaxResults, EC2 returns every match
-  in one response, and ECR uses its documented default of 100, capped by `page_size`. `nextToken` is absent from the last page. A token is opaque and only
-  valid for the query that produced it.
+  both returned. NOTE: the ECR reference gives no default for `tagStatus`, so returning
+  both is the expected behaviour of an unfiltered DescribeImages, not a documented rule.
+- Paging: a page contains min(MaxResults, `page_size`) items, so the server can return
+  fewer items than requested, as AWS may. Without MaxResults or NextToken, EC2 returns
+  every match in one response. ECR uses its documented default of 100 when maxResults
+  is missing, capped by `page_size`. `nextToken` is absent from the last page. A token
+  is opaque and only valid for the query that produced it.
 
 What it leaves out: request signatures (any Authorization header is accepted),
 DescribeImages Filters, ImageIds, ExecutableBy and DryRun, ECR repositoryNames and
@@ -64,6 +65,8 @@ ECR_TARGET_PREFIX = "AmazonEC2ContainerRegistry_V20150921."
 ECR_DEFAULT_MAX_RESULTS = 100
 ECR_TAG_STATUSES = ("TAGGED", "UNTAGGED", "ANY")
 ECR_IMAGE_STATUSES = ("ACTIVE", "ARCHIVED", "ACTIVATING", "ANY")
+_EC2_CONTENT_TYPE = "text/xml;charset=UTF-8"
+_ECR_CONTENT_TYPE = "application/x-amz-json-1.1"
 
 _EC2_PARAMETERS = {
     "Action",
@@ -116,7 +119,10 @@ class Repository:
 
 @dataclass
 class ContainerImage:
-    """One ECR image, named by its manifest digest, with `pushed_at` in epoch seconds."""
+    """One ECR image, named by its manifest digest, with `pushed_at` in epoch seconds.
+
+    `status` is the ECR imageStatus: ACTIVE, ARCHIVED or ACTIVATING.
+    """
 
     registry_id: str
     repository_name: str
@@ -177,7 +183,10 @@ class AwsStandIn:
     """
 
     def __init__(
-        self, account: str = "111122223333", region: str = "us-east-1", page_size: int = 1000
+        self,
+        account: str = "111122223333",
+        region: str = "us-east-1",
+        page_size: int = 1000,
     ) -> None:
         self.account = account
         self.region = region
@@ -195,7 +204,9 @@ class AwsStandIn:
         self._server.standin = self  # type: ignore[attr-defined]
         # A short poll interval keeps shutdown, and so each test's teardown, quick.
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            daemon=True,
         )
 
     @property
@@ -227,17 +238,21 @@ class AwsStandIn:
 
     def requests_for(self, service: str, action: str) -> list[RecordedRequest]:
         with self._lock:
-            return [r for r in self.requests if (r.service, r.action) == (service, action)]
+            recorded = list(self.requests)
+        return [r for r in recorded if (r.service, r.action) == (service, action)]
 
     def handle(self, headers: Any, body: bytes) -> _Response:
         """Serve one request, record it, and return the response to send."""
         target = headers.get("X-Amz-Target")
         if target is None:
             service = "ec2"
-            params: dict[str, Any] = dict(parse_qsl(body.decode(), keep_blank_values=True))
+            form = parse_qsl(body.decode(), keep_blank_values=True)
+            params: dict[str, Any] = dict(form)
             action = params.get("Action", "")
         else:
-            service, action, params = "ecr", target.removeprefix(ECR_TARGET_PREFIX), {}
+            service = "ecr"
+            params = {}
+            action = target.removeprefix(ECR_TARGET_PREFIX)
 
         try:
             if service == "ecr":
@@ -250,10 +265,11 @@ class AwsStandIn:
         except _ApiError as error:
             response = _ec2_error(error) if service == "ec2" else _ecr_error(error)
 
+        recorded = RecordedRequest(
+            service, action, params, response.status, response.next_token
+        )
         with self._lock:
-            self.requests.append(
-                RecordedRequest(service, action, params, response.status, response.next_token)
-            )
+            self.requests.append(recorded)
         return response
 
     def _raise_planned_failure(self, service: str, action: str) -> None:
@@ -279,7 +295,7 @@ class AwsStandIn:
             # NOTE: the error codes for an unknown token are a guess, because AWS
             # documents none for it on either API.
             if issued is None or issued[0] != query:
-                raise _ApiError(400, bad_token_code, f"Invalid NextToken {token!r}.")
+                raise _bad_request(bad_token_code, f"Invalid NextToken {token!r}.")
             start = issued[1]
         size = min(max_results, self.page_size)
         page = items[start : start + size]
@@ -294,26 +310,35 @@ class AwsStandIn:
 
     def _serve_ec2(self, action: str, params: dict[str, str]) -> _Response:
         if params.get("Version") != EC2_VERSION:
-            raise _ApiError(400, "InvalidParameterValue", f"Version must be {EC2_VERSION}.")
+            message = f"Version must be {EC2_VERSION}, not {params.get('Version')!r}."
+            raise _bad_request("InvalidParameterValue", message)
         if action != "DescribeImages":
-            raise _ApiError(400, "InvalidAction", f"The action {action} is not valid.")
+            raise _bad_request("InvalidAction", f"The action {action!r} is not valid.")
         for name in params:
             if name not in _EC2_PARAMETERS and not name.startswith("Owner."):
                 raise _unsupported(name)
 
         owners = _numbered(params, "Owner")
         matches = [ami for ami in self.amis if self._ami_visible(ami, owners, params)]
-        query = ("DescribeImages", tuple(owners), _flag(params, "IncludeDeprecated"),
-                 _flag(params, "IncludeDisabled"))
-        max_results = int(params["MaxResults"]) if "MaxResults" in params else None
-        if max_results is None:
-            page, token = matches, None
-        else:
-            page, token = self._page(
-                matches, query, max_results, params.get("NextToken"), "InvalidParameterValue"
-            )
+        if "MaxResults" not in params and "NextToken" not in params:
+            body = _describe_images_xml(matches, None)
+            return _Response(200, _EC2_CONTENT_TYPE, body)
+
+        query = (
+            action,
+            tuple(owners),
+            _flag(params, "IncludeDeprecated"),
+            _flag(params, "IncludeDisabled"),
+        )
+        page, token = self._page(
+            matches,
+            query,
+            int(params.get("MaxResults", self.page_size)),
+            params.get("NextToken"),
+            "InvalidParameterValue",
+        )
         body = _describe_images_xml(page, token)
-        return _Response(200, "text/xml;charset=UTF-8", body, token)
+        return _Response(200, _EC2_CONTENT_TYPE, body, token)
 
     def _ami_visible(self, ami: Ami, owners: list[str], params: dict[str, str]) -> bool:
         owned = ami.owner_id == self.account
@@ -333,7 +358,8 @@ class AwsStandIn:
     def _serve_ecr(self, action: str, body: dict[str, Any]) -> _Response:
         known = _ECR_PARAMETERS.get(action)
         if known is None:
-            raise _ApiError(400, "UnknownOperationException", f"Unknown operation {action}.")
+            message = f"Unknown operation {action!r}."
+            raise _bad_request("UnknownOperationException", message)
         for name in body:
             if name not in known:
                 raise _unsupported(name)
@@ -344,8 +370,12 @@ class AwsStandIn:
             result_key, render = "repositories", self._repository_json
         else:
             items = self._matching_images(registry_id, body)
-            query = (action, registry_id, body["repositoryName"],
-                     json.dumps(body.get("filter"), sort_keys=True))
+            query = (
+                action,
+                registry_id,
+                body["repositoryName"],
+                json.dumps(body.get("filter"), sort_keys=True),
+            )
             result_key, render = "imageDetails", _image_detail_json
         page, token = self._page(
             items,
@@ -357,27 +387,28 @@ class AwsStandIn:
         document: dict[str, Any] = {result_key: [render(item) for item in page]}
         if token is not None:
             document["nextToken"] = token
-        return _Response(200, "application/x-amz-json-1.1", json.dumps(document).encode(), token)
+        return _Response(200, _ECR_CONTENT_TYPE, json.dumps(document).encode(), token)
 
-    def _matching_images(self, registry_id: str, body: dict[str, Any]) -> list[ContainerImage]:
+    def _matching_images(
+        self, registry_id: str, body: dict[str, Any]
+    ) -> list[ContainerImage]:
         repository = body.get("repositoryName")
-        if not any(
-            (r.registry_id, r.name) == (registry_id, repository) for r in self.repositories
-        ):
-            raise _ApiError(
-                400,
+        known = {(r.registry_id, r.name) for r in self.repositories}
+        if (registry_id, repository) not in known:
+            raise _bad_request(
                 "RepositoryNotFoundException",
-                f"The repository with name '{repository}' does not exist in the registry "
-                f"with id '{registry_id}'",
+                f"The repository with name '{repository}' does not exist in the "
+                f"registry with id '{registry_id}'",
             )
-        wanted = body.get("filter") or {}
-        for name in wanted:
+        requested_filter = body.get("filter") or {}
+        for name in requested_filter:
             if name not in ("tagStatus", "imageStatus"):
                 raise _unsupported(f"filter.{name}")
-        tag_status = wanted.get("tagStatus", "ANY")
-        image_status = wanted.get("imageStatus", "ACTIVE")
+        tag_status = requested_filter.get("tagStatus", "ANY")
+        image_status = requested_filter.get("imageStatus", "ACTIVE")
         if tag_status not in ECR_TAG_STATUSES or image_status not in ECR_IMAGE_STATUSES:
-            raise _ApiError(400, "InvalidParameterException", f"Invalid filter {wanted!r}.")
+            message = f"Invalid filter {requested_filter!r}."
+            raise _bad_request("InvalidParameterException", message)
         return [
             image
             for image in self.container_images
@@ -406,7 +437,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
-        response = self.server.standin.handle(self.headers, body)  # type: ignore[attr-defined]
+        standin: AwsStandIn = self.server.standin  # type: ignore[attr-defined]
+        response = standin.handle(self.headers, body)
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
         self.send_header("Content-Length", str(len(response.body)))
@@ -415,21 +447,28 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(response.body)
 
     def log_message(self, format: str, *args: Any) -> None:
-        """Keep the access log out of pytest output; `requests` records every call."""
+        """Silence the access log, because `requests` already records each call."""
 
 
 def _decode_json(body: bytes) -> dict[str, Any]:
     try:
         document = json.loads(body or b"{}")
     except ValueError:
-        raise _ApiError(400, "SerializationException", "The request body is not JSON.") from None
+        message = "The request body is not valid JSON."
+        raise _bad_request("SerializationException", message) from None
     if not isinstance(document, dict):
-        raise _ApiError(400, "SerializationException", "The request body is not an object.")
+        message = "The request body is not a JSON object."
+        raise _bad_request("SerializationException", message)
     return document
 
 
+def _bad_request(code: str, message: str) -> _ApiError:
+    return _ApiError(400, code, message)
+
+
 def _unsupported(name: str) -> _ApiError:
-    return _ApiError(400, "UnsupportedParameter", f"The stand-in does not implement {name}.")
+    message = f"The stand-in does not implement the parameter {name}."
+    return _bad_request("UnsupportedParameter", message)
 
 
 def _flag(params: dict[str, str], name: str) -> bool:
@@ -509,12 +548,12 @@ def _ec2_error(error: _ApiError) -> _Response:
         f"{_element('Message', error.message)}</Error></Errors>"
         f"<RequestID>{uuid.uuid4()}</RequestID></Response>"
     )
-    return _Response(error.status, "text/xml;charset=UTF-8", document.encode())
+    return _Response(error.status, _EC2_CONTENT_TYPE, document.encode())
 
 
 def _ecr_error(error: _ApiError) -> _Response:
     document = {"__type": error.code, "message": error.message}
-    return _Response(error.status, "application/x-amz-json-1.1", json.dumps(document).encode())
+    return _Response(error.status, _ECR_CONTENT_TYPE, json.dumps(document).encode())
 
 
 def _image_detail_json(image: ContainerImage) -> dict[str, Any]:

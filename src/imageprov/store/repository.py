@@ -122,9 +122,9 @@ class Store:
     def save_documents(self, documents: Sequence[tuple[LogDocument, str]]) -> int:
         """Store read documents and their events in one transaction.
 
-        Events already stored under the same key (the same eventID for the same
-        account) are kept as they were, so reading a file twice changes nothing.
-        Returns the number of events that were new.
+        An event already stored under the same key (the same eventID for the same
+        account) is not added again, so reading a file twice changes nothing.
+        Returns the number of event rows written, new or moved to an earlier origin.
         """
         now = _now()
         new_events = 0
@@ -159,9 +159,23 @@ class Store:
         if not events:
             return 0
         values = [_event_values(item, raw.get(item.key)) for item in events]
-        statement = self._insert_ignoring(EventRow, ["key"]).returning(EventRow.key)
-        inserted = session.connection().execute(statement, values)
-        return len(inserted.all())
+        module = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        statement = module.insert(EventRow)
+        new = statement.excluded
+        # A duplicate delivery carries the same record; keep the copy from the file
+        # that sorts first, so that the stored origin does not depend on read order.
+        earlier = (new.origin_location < EventRow.origin_location) | (
+            (new.origin_location == EventRow.origin_location)
+            & (new.origin_index < EventRow.origin_index)
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=["key"],
+            set_={"origin_location": new.origin_location, "origin_index": new.origin_index,
+                  "origin_shape": new.origin_shape, "raw": new.raw},
+            where=earlier,
+        ).returning(EventRow.key)
+        stored = session.connection().execute(statement, values)
+        return len(stored.all())
 
     def _insert_problems(
         self, session: Session, source: str, problems: Sequence[RecordProblem],

@@ -151,8 +151,14 @@ def _grantees(item: Any) -> list[str]:
         for one in values if isinstance(values, list) else [values]:
             if isinstance(one, dict):
                 one = next(iter(one.values()), None)
-            if isinstance(one, str) and one:
-                found.append(one)
+            if not isinstance(one, str) or not one:
+                continue
+            # `all` is the only launch-permission group EC2 has; it means public.
+            if key in ("group", "groups"):
+                if one.lower() == "all":
+                    found.append("all")
+                continue
+            found.append(one)
     return found
 
 

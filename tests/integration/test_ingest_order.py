@@ -1,0 +1,118 @@
+"""Reading the same files twice, or in another order, changes nothing."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from imageprov import cycle
+from imageprov.ingest import ingest
+from imageprov.model import Image, ImageKind, Platform, ami_arn
+from imageprov.policy.schema import load_policy
+from imageprov.sources.aws.trail_locations import LocalTrail, LogObject
+from imageprov.store import Store
+from tests.helpers import trail
+
+T0 = datetime(2026, 11, 3, 6, 0, tzinfo=UTC)
+NOW = T0 + timedelta(days=2)
+POLICY = Path(__file__).parents[2] / "policies" / "example.yaml"
+BUILD = trail.role_identity("ImageBuild", "packer-9", path="/build/")
+PACKER = "Packer/1.11.2 (+https://www.packer.io)"
+
+
+def _write_files(folder: Path) -> list[str]:
+    """Write five log files; the fourth repeats two records of the first, as
+    CloudTrail may, and one file holds a record only the late delivery carries."""
+    first = [trail.create_image(BUILD, T0, "ami-0000000000000a001", ip="10.20.0.5",
+                                agent=PACKER),
+             trail.create_image(trail.root_identity(), T0 + timedelta(minutes=1),
+                                "ami-0000000000000a002", ip="172.64.9.9")]
+    files = [
+        first + trail.noise(T0, 10),
+        [trail.copy_image(BUILD, T0 + timedelta(minutes=20), "ami-0000000000000a003",
+                          "ami-0000000000000a001", "us-east-1", ip="10.20.0.5",
+                          agent=PACKER)] + trail.noise(T0 + timedelta(minutes=20), 10),
+        [trail.share_image(trail.user_identity("mallory"), T0 + timedelta(minutes=40),
+                           "ami-0000000000000a003", {"group": "all"}, ip="10.20.0.9")],
+        first[:2],
+        trail.noise(T0 + timedelta(hours=1), 5),
+    ]
+    names = []
+    for number, records in enumerate(files):
+        when = T0 + timedelta(minutes=5 + 10 * number)
+        path = folder / trail.log_key(when, suffix=f"Order{number:02d}Abcdefghi")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(trail.log_file(records))
+        names.append(str(path))
+    return names
+
+
+def _images() -> list[Image]:
+    return [
+        Image(ref=ami_arn("us-east-1", trail.ACCOUNT, image_id), platform=Platform.AWS,
+              kind=ImageKind.AMI, account=trail.ACCOUNT, region="us-east-1",
+              native_id=image_id, created=T0)
+        for image_id in ("ami-0000000000000a001", "ami-0000000000000a002",
+                         "ami-0000000000000a003", "ami-0000000000000a004")
+    ]
+
+
+def _run(db: Path, objects: list[LogObject], times: int = 1):
+    store = Store.open(f"sqlite:///{db}")
+    store.save_images(_images())
+    for _ in range(times):
+        ingest(store, objects, workers=1)
+    policy, text = load_policy(POLICY)
+    evaluation, _ = cycle.evaluate(store, policy, text, now=NOW)
+    events = sorted((e.key, e.model_dump_json()) for e in store.events())
+    verdicts = {ref: v.model_dump(exclude={"decided_at"})
+                for ref, v in store.current_verdicts().items()}
+    return events, verdicts, store
+
+
+def test_ingest_twice_same_result(tmp_path):
+    _write_files(tmp_path / "logs")
+    objects = list(LocalTrail(tmp_path / "logs").objects())
+    once = _run(tmp_path / "once.db", objects)
+    twice = _run(tmp_path / "twice.db", objects, times=2)
+    assert once[0] == twice[0]
+    assert once[1] == twice[1]
+    assert len(once[0]) == 4
+
+
+def test_ingest_any_order_same_result(tmp_path):
+    _write_files(tmp_path / "logs")
+    objects = list(LocalTrail(tmp_path / "logs").objects())
+    baseline = _run(tmp_path / "base.db", objects)
+    shuffler = random.Random(7)
+    for attempt in range(4):
+        shuffled = objects[:]
+        shuffler.shuffle(shuffled)
+        result = _run(tmp_path / f"shuffled{attempt}.db", shuffled)
+        assert result[0] == baseline[0]
+        assert result[1] == baseline[1]
+
+
+def test_duplicate_record_stored_once(tmp_path):
+    _write_files(tmp_path / "logs")
+    events, verdicts, store = _run(tmp_path / "dup.db",
+                                   list(LocalTrail(tmp_path / "logs").objects()))
+    keys = [key for key, _ in events]
+    assert len(keys) == len(set(keys))
+    copy = verdicts[ami_arn("us-east-1", trail.ACCOUNT, "ami-0000000000000a003")]
+    assert copy["status"] == "flagged"
+    assert [flag.value for flag in copy["flags"]] == ["public"]
+
+
+def test_reingest_keeps_earlier_rows(tmp_path):
+    names = _write_files(tmp_path / "logs")
+    store = Store.open(f"sqlite:///{tmp_path / 'keep.db'}")
+    ingest(store, LocalTrail(names[0]).objects())
+    before = {e.key for e in store.events()}
+    Path(names[1]).write_bytes(b"\x1f\x8b\x08 truncated")
+    summary = ingest(store, LocalTrail(tmp_path / "logs").objects())
+    after = {e.key for e in store.events()}
+    assert before <= after
+    assert summary.problems == 1
+    assert store.quarantined()[0].location == names[1]
