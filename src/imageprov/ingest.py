@@ -158,6 +158,13 @@ def _executor(workers: int) -> ProcessPoolExecutor:
     return executor
 
 
+def close_workers() -> None:
+    """Shut down the worker processes that parallel ingest runs keep between calls."""
+    while _EXECUTORS:
+        _, executor = _EXECUTORS.popitem()
+        executor.shutdown()
+
+
 def _parse_parallel(
     chunk: list[tuple[LogObject, bytes, str]],
     workers: int,

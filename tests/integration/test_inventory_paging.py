@@ -34,7 +34,8 @@ NO_RETRIES = Config(retries={"total_max_attempts": 1})
 
 @pytest.fixture
 def standin() -> Iterator[AwsStandIn]:
-    with AwsStandIn(account=ACCOUNT, region=REGION, page_size=SERVER_PAGE_SIZE) as server:
+    server = AwsStandIn(account=ACCOUNT, region=REGION, page_size=SERVER_PAGE_SIZE)
+    with server:
         yield server
 
 
@@ -72,7 +73,7 @@ def digest(number: int) -> str:
 
 
 def add_repository(standin: AwsStandIn, name: str, images: list[list[str]]) -> None:
-    """Add a repository holding one image per entry of `images`, each a list of tags."""
+    """Add a repository with one image per entry of `images`, each a list of tags."""
     standin.repositories.append(Repository(name=name, registry_id=ACCOUNT))
     for tags in images:
         number = len(standin.container_images) + 1
@@ -178,7 +179,9 @@ def test_ami_shared_deprecated_image_included(standin: AwsStandIn) -> None:
         public=True,
         deprecation_time="2025-03-01T00:00:00.000Z",
     )
-    stranger = Ami("ami-0575a9e0000000004", STRANGER_ACCOUNT, "public-base", public=True)
+    stranger = Ami(
+        "ami-0575a9e0000000004", STRANGER_ACCOUNT, "public-base", public=True
+    )
     standin.amis = [*owned_amis(1), shared, stranger]
     owners = ["self", SHARING_ACCOUNT]
     inventory = AmiInventory(make_client("ec2", standin), REGION, owners)
@@ -331,7 +334,11 @@ def test_ecr_image_requests_send_tag_status_any(registry: AwsStandIn) -> None:
 
 def test_ecr_throttling_raises_source_error(registry: AwsStandIn) -> None:
     registry.fail(
-        "ecr", "DescribeImages", "ThrottlingException", status=400, message="Rate exceeded"
+        "ecr",
+        "DescribeImages",
+        "ThrottlingException",
+        status=400,
+        message="Rate exceeded",
     )
     client = make_client("ecr", registry, NO_RETRIES)
     inventory = EcrInventory(client, REGION, [])
@@ -340,7 +347,7 @@ def test_ecr_throttling_raises_source_error(registry: AwsStandIn) -> None:
         list(inventory.images())
 
     assert raised.value.source == "ecr:us-east-1"
-    assert "ECR inventory failed" in str(raised.value)
+    assert "DescribeImages failed for repository" in str(raised.value)
     assert "ThrottlingException" in str(raised.value)
     assert isinstance(raised.value.__cause__, ClientError)
     error = raised.value.__cause__.response

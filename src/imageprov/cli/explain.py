@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from imageprov.model import Image
@@ -11,10 +12,10 @@ from imageprov.store import Store
 
 
 def show(console: Console, store: Store, image: Image) -> None:
-    console.rule(image.ref)
-    console.print(f"kind {image.kind.value}, account {image.account}, region {image.region}, "
+    console.rule(escape(image.ref))
+    console.print(escape(f"kind {image.kind.value}, account {image.account}, region {image.region}, "
                   f"created {image.created.isoformat() if image.created else 'unknown'}, "
-                  f"state {image.state or '-'}, names {', '.join(image.names) or '-'}",
+                  f"state {image.state or '-'}, names {', '.join(image.names) or '-'}"),
                   highlight=False)
     history = store.verdict_history(image.ref)
     if not history:
@@ -24,7 +25,7 @@ def show(console: Console, store: Store, image: Image) -> None:
     console.print(f"[bold]{current.status.value}[/] flags "
                   f"{', '.join(f.value for f in current.flags) or 'none'}; rule "
                   f"{current.rule or '-'}; policy {current.policy_hash[:12]}", highlight=False)
-    console.print(f"reason: {current.reason}", highlight=False)
+    console.print(f"reason: {escape(current.reason)}", highlight=False)
 
     events = [e for e in store.events() if _names(e, image)]
     if events:
@@ -35,21 +36,24 @@ def show(console: Console, store: Store, image: Image) -> None:
         for event in events:
             caller = classify(event.source_ip)
             mark = " (decided)" if event.event_id == current.event_id else ""
-            table.add_row(event.time.isoformat(), event.action + mark, event.principal.id,
-                          event.principal.issuer or "-",
-                          f"{event.source_ip or '-'} [{caller.kind.value}]",
-                          event.user_agent or "-", event.error_code or "ok",
-                          f"{event.origin.location} #{event.origin.index}")
+            cells = [event.time.isoformat(), event.action + mark, event.principal.id,
+                     event.principal.issuer or "-",
+                     f"{event.source_ip or '-'} [{caller.kind.value}]",
+                     event.user_agent or "-", event.error_code or "ok",
+                     f"{event.origin.location} #{event.origin.index}"]
+            # Record values are written by whoever made the call; never read as markup.
+            table.add_row(*(escape(cell) for cell in cells))
         console.print(table)
     for tag in image.names if image.registry else ():
         moves = store.tag_history(image.registry or "", image.repository or "", tag)
         if moves:
             table = Table(title=f"history of tag {tag}")
             for name in ("time", "digest", "pushed by", "event", "result"):
-                table.add_column(name, overflow="fold")
+                table.add_column(name, overflow="fold", no_wrap=name == "digest")
             for move in moves:
-                table.add_row(move.time.isoformat(), move.digest or "-", move.actor,
-                              move.event_id, move.error_code or "ok")
+                table.add_row(*(escape(cell) for cell in (
+                    move.time.isoformat(), move.digest or "-", move.actor, move.event_id,
+                    move.error_code or "ok")))
             console.print(table)
     table = Table(title="verdict history")
     for name in ("decided", "status", "flags", "rule", "policy"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -32,8 +33,8 @@ app.add_typer(policy_app, name="policy")
 app.add_typer(db_app, name="db")
 app.add_typer(quarantine_app, name="quarantine")
 
-# Tables keep their width when piped, where rich would otherwise assume 80 columns.
-out = Console(width=None if sys.stdout.isatty() else 200)
+# Piped tables are 200 columns wide, where rich would assume 80; COLUMNS overrides.
+out = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 200)
 err = Console(stderr=True)
 
 DatabaseOption = Annotated[

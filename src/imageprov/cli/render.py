@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import orjson
+from rich.markup import escape
 from rich.table import Table
 
 from imageprov.model import Image, Verdict
@@ -62,7 +63,8 @@ def as_table(records: Iterable[dict[str, Any]]) -> Table:
         table.add_column(name, overflow="fold")
     for record in records:
         style = STATUS_STYLE.get(record["status"], "")
-        table.add_row(record["image"], f"[{style}]{record['status']}[/]",
-                      ", ".join(record["flags"]), record["actor"] or "-",
-                      record["source_ip"] or "-", record["rule"] or "-")
+        # Actors and addresses come from audit records; never read them as markup.
+        table.add_row(escape(record["image"]), f"[{style}]{record['status']}[/]",
+                      ", ".join(record["flags"]), escape(record["actor"] or "-"),
+                      escape(record["source_ip"] or "-"), escape(record["rule"] or "-"))
     return table

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -9,6 +10,8 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from imageprov.errors import SourceError
+
+logger = logging.getLogger(__name__)
 from imageprov.model import Image, ImageKind, Platform, container_ref
 
 
@@ -101,9 +104,18 @@ class EcrInventory:
             filter=self._filter(),
             PaginationConfig={"PageSize": 1000},
         )
-        for page in pages:
-            for detail in page.get("imageDetails", []):
-                yield image_from_detail(detail, self.region, self.name)
+        try:
+            for page in pages:
+                for detail in page.get("imageDetails", []):
+                    yield image_from_detail(detail, self.region, self.name)
+        except ClientError as error:
+            # A repository deleted between the two listings is no longer inventory.
+            if error.response.get("Error", {}).get("Code") != "RepositoryNotFoundException":
+                raise SourceError(self.name, f"DescribeImages failed for repository "
+                                             f"{repository['repositoryName']}: {error}"
+                                  ) from error
+            logger.info("repository %s disappeared during inventory",
+                        repository["repositoryName"])
 
 
 def images_from_saved_output(document: Any, region: str, origin: str) -> Iterator[Image]:

@@ -1,0 +1,186 @@
+"""The `imageprov` command as a user runs it, on the bundled example."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import run_cli
+
+ROOT = Path(__file__).parents[2]
+EXAMPLE = ROOT / "examples" / "aws"
+ACCOUNT = "111122223333"
+REGISTRY = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com"
+
+
+@pytest.fixture
+def example(tmp_path: Path) -> tuple[Path, str]:
+    """A copy of the bundled example with its own database."""
+    folder = tmp_path / "example"
+    shutil.copytree(EXAMPLE, folder)
+    shutil.copy(ROOT / "policies" / "example.yaml", tmp_path / "policy.yaml")
+    config = yaml.safe_load((folder / "imageprov.yaml").read_text())
+    config["policy"] = "../policy.yaml"
+    (folder / "imageprov.yaml").write_text(yaml.safe_dump(config))
+    return folder / "imageprov.yaml", f"sqlite:///{tmp_path / 'cli.db'}"
+
+
+def _verdicts(database: str) -> dict[str, dict]:
+    result = run_cli("verdicts", "--format", "json", "--database", database)
+    assert result.returncode == 0, result.stderr
+    return {item["image"]: item for item in json.loads(result.stdout)}
+
+
+def test_scan_example_prints_table(example):
+    config, database = example
+    result = run_cli("scan", "--config", str(config), "--database", database)
+    assert result.returncode == 0, result.stderr
+    assert "imageprov verdicts" in result.stdout
+    assert "flagged" in result.stdout
+    assert "source=" in result.stderr and "kind=cloudtrail" in result.stderr
+
+
+def test_verdicts_json_fields_and_names(example):
+    config, database = example
+    assert run_cli("scan", "--config", str(config), "--database", database,
+                   "--no-show").returncode == 0
+    verdicts = _verdicts(database)
+    assert len(verdicts) == 8
+    for item in verdicts.values():
+        for field in ("image", "platform", "status", "flags", "actor", "source_ip",
+                      "event_id", "rule"):
+            assert field in item
+    golden = verdicts[f"arn:aws:ec2:us-east-1:{ACCOUNT}:image/ami-0a1b2c3d4e5f60001"]
+    assert golden["status"] == "approved"
+    assert golden["platform"] == "aws"
+    assert golden["rule"] == "golden-ami-pipeline"
+    root = verdicts[f"arn:aws:ec2:us-east-1:{ACCOUNT}:image/ami-0a1b2c3d4e5f60003"]
+    assert root["flags"][0] == "root"
+    assert "external-network" in root["flags"]
+    pushed = verdicts[f"{REGISTRY}/payments-api@sha256:{'b2' * 32}"]
+    assert pushed["status"] == "flagged"
+    assert "unexpected-actor" in pushed["flags"]
+    assert pushed["actor"] == f"arn:aws:iam::{ACCOUNT}:user/mallory"
+    assert pushed["source_ip"] == "172.64.1.1"
+    legacy = verdicts[f"arn:aws:ec2:us-east-1:{ACCOUNT}:image/ami-0a1b2c3d4e5f60004"]
+    assert legacy["status"] == "unattributed"
+    assert "2026-11-30T08:00:00Z" in legacy["reason"]
+    vendor = verdicts[f"arn:aws:ec2:us-east-1:{ACCOUNT}:image/ami-0a1b2c3d4e5f60006"]
+    assert vendor["status"] == "excepted"
+
+
+def test_verdicts_csv_and_filter(example):
+    config, database = example
+    run_cli("scan", "--config", str(config), "--database", database, "--no-show")
+    result = run_cli("verdicts", "--format", "csv", "--status", "flagged",
+                     "--database", database)
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert result.returncode == 0
+    assert len(rows) == 3
+    assert {row["status"] for row in rows} == {"flagged"}
+
+
+def test_explain_shows_event_and_tag_history(example):
+    config, database = example
+    run_cli("scan", "--config", str(config), "--database", database, "--no-show")
+    result = run_cli("explain", f"sha256:{'b2' * 32}", "--database", database,
+                     env={"COLUMNS": "400"})
+    assert result.returncode == 0, result.stderr
+    assert "ecr.amazonaws.com:PutImage" in result.stdout
+    assert "(decided)" in result.stdout
+    assert "history of tag latest" in result.stdout
+    assert f"sha256:{'a1' * 32}" in result.stdout
+    assert "assumed-role/GitHubActionsECRPush/gha-run-91322" in result.stdout
+    assert "172.64.1.1 [public]" in result.stdout
+    assert "verdict history" in result.stdout
+
+
+def test_explain_unknown_image_fails(example):
+    _, database = example
+    result = run_cli("explain", "ami-00000000000000000", "--database", database)
+    assert result.returncode == 2
+    assert "no image 'ami-00000000000000000'" in result.stderr
+
+
+def test_policy_check_valid(tmp_path):
+    result = run_cli("policy", "check", str(ROOT / "policies" / "example.yaml"))
+    assert result.returncode == 0
+    assert "valid, 3 builder(s), 1 exception(s)" in result.stdout
+
+
+def test_policy_check_names_file_rule_field(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"builders": [
+        {"name": "ci", "roles": ["arn:aws:iam::1:role/ci"], "networks": ["10.0.0.0/40"]}]}))
+    result = run_cli("policy", "check", str(bad))
+    assert result.returncode == 2
+    assert str(bad) in result.stderr
+    assert "builders[0] (ci).networks[0]" in result.stderr
+    assert "invalid CIDR '10.0.0.0/40'" in result.stderr
+
+
+def test_scan_invalid_policy_touches_nothing(example, tmp_path):
+    config, database = example
+    (tmp_path / "policy.yaml").write_text("builders: []\n")
+    result = run_cli("scan", "--config", str(config), "--database", database)
+    assert result.returncode == 2
+    assert "builders" in result.stderr
+    assert not (tmp_path / "cli.db").exists()
+
+
+def test_scan_invalid_policy_keeps_verdicts(example, tmp_path):
+    config, database = example
+    run_cli("scan", "--config", str(config), "--database", database, "--no-show")
+    before = _verdicts(database)
+    (tmp_path / "policy.yaml").write_text("builders:\n  - name: x\n")
+    assert run_cli("scan", "--config", str(config), "--database", database).returncode == 2
+    assert _verdicts(database) == before
+
+
+def test_ingest_reports_quarantine(tmp_path):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "good.json").write_text(json.dumps({"Records": []}))
+    (logs / "bad.json").write_text('{"Records": [{"eventName": "CreateImage"}]}')
+    (logs / "broken.json").write_text("{not json")
+    database = f"sqlite:///{tmp_path / 'q.db'}"
+    result = run_cli("ingest", str(logs), "--database", database)
+    assert result.returncode == 0, result.stderr
+    assert "quarantined 2" in result.stderr
+    listing = run_cli("quarantine", "list", "--format", "json", "--database", database)
+    rows = json.loads(listing.stdout)
+    assert {(Path(r["location"]).name, r["record"], r["field"]) for r in rows} == {
+        ("bad.json", 0, "eventTime"), ("broken.json", -1, "(file)")}
+
+
+def test_database_from_environment(example, tmp_path):
+    config, _ = example
+    url = f"sqlite:///{tmp_path / 'env.db'}"
+    result = run_cli("scan", "--config", str(config), "--no-show",
+                     env={"IMAGEPROV_DATABASE_URL": url})
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "env.db").exists()
+    assert len(_verdicts(url)) == 8
+
+
+def test_db_upgrade_postgres(postgres_url):
+    result = run_cli("db", "upgrade", "--database", postgres_url)
+    assert result.returncode == 0, result.stderr
+    assert "at revision head" in result.stdout
+
+
+def test_scan_example_on_postgres(example, postgres_url):
+    config, _ = example
+    result = run_cli("scan", "--config", str(config), "--database", postgres_url, "--no-show")
+    assert result.returncode == 0, result.stderr
+    verdicts = _verdicts(postgres_url)
+    assert len(verdicts) == 8
+    statuses = sorted(v["status"] for v in verdicts.values())
+    assert statuses.count("approved") == 3
+    assert statuses.count("flagged") == 3
