@@ -20,6 +20,7 @@ from imageprov.config import load_config
 from imageprov.model import Flag, VerdictStatus
 from imageprov.policy import load_policy
 from imageprov.store import Store
+from tests.conftest import run_cli
 from tests.helpers import trail
 
 BUCKET = "org-cloudtrail-logs"
@@ -265,3 +266,31 @@ def test_second_scan_adds_no_verdict_rows(aws, tmp_path):
     assert second.verdicts_changed == 0
     assert second.logs.skipped == 1
     assert len(store.verdict_history(_ami_arn(image_id))) == 1
+
+
+def test_credentials_never_logged_or_stored(aws, tmp_path):
+    ec2, _, s3 = aws
+    image_id, _ = _new_ami(ec2, "secretive")
+    pipeline, _ = _roles()
+    _put_trail(s3, T0 + timedelta(minutes=5), [
+        trail.create_image(pipeline, T0 + timedelta(minutes=1), image_id, ip="10.20.4.17",
+                           account=ACCOUNT),
+    ])
+    planted = "planted-secret-key-5d0c6f0e9a"
+    database = tmp_path / "secrets.db"
+    result = run_cli("--log-level", "DEBUG", "scan", "--config", str(_config(tmp_path)),
+                     "--database", f"sqlite:///{database}",
+                     env={"AWS_SECRET_ACCESS_KEY": planted, "AWS_SESSION_TOKEN": planted})
+    assert result.returncode == 0, result.stderr
+    assert planted not in result.stdout
+    assert planted not in result.stderr
+    for path in tmp_path.glob("secrets.db*"):
+        assert planted.encode() not in path.read_bytes()
+
+
+def test_database_password_hidden_in_errors(tmp_path):
+    url = "postgresql+psycopg://imageprov:hunter2-planted@127.0.0.1:9/imageprov"
+    result = run_cli("verdicts", "--database", url)
+    assert result.returncode == 2
+    assert "hunter2-planted" not in result.stderr
+    assert "cannot open database" in result.stderr

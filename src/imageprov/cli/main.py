@@ -21,7 +21,7 @@ from imageprov.errors import ImageprovError
 from imageprov.ingest import ingest as ingest_objects
 from imageprov.policy import load_policy
 from imageprov.sources.aws.trail_locations import LocalTrail, S3Trail
-from imageprov.store import Store
+from imageprov.store import Store, redact_url
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Attribute every cloud image to the event that created it and "
@@ -75,9 +75,10 @@ def _open_store(url: str) -> Store:
     try:
         return Store.open(url)
     except Exception as error:  # noqa: BLE001 - any driver error means the same here
-        shown = Store(None, url).display_url if "://" in url else url  # type: ignore[arg-type]
-        raise _fail(ImageprovError(f"cannot open database {shown}: "
-                                   f"{type(error).__name__}: {error}")) from error
+        # Driver messages can repeat the URL they were given, password included.
+        detail = str(error).replace(url, redact_url(url))
+        raise _fail(ImageprovError(f"cannot open database {redact_url(url)}: "
+                                   f"{type(error).__name__}: {detail}")) from error
 
 
 def _progress() -> Progress:
@@ -229,7 +230,9 @@ def db_upgrade(
         store = Store.open(url, upgrade=False)
         store.upgrade(revision)
     except Exception as error:  # noqa: BLE001 - reported to the user as is
-        raise _fail(ImageprovError(f"migration failed: {type(error).__name__}: {error}")) from error
+        detail = str(error).replace(url, redact_url(url))
+        raise _fail(ImageprovError(f"migration of {redact_url(url)} failed: "
+                                   f"{type(error).__name__}: {detail}")) from error
     out.print(f"{store.display_url}: at revision {revision}")
     store.close()
 

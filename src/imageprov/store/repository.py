@@ -52,6 +52,14 @@ class TagMove:
     error_code: str | None
 
 
+def redact_url(url: str) -> str:
+    """Return a database URL with its password masked; unparsable text is hidden whole."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - any parse failure means the URL is not shown
+        return "(unparsable database URL)"
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -94,7 +102,7 @@ class Store:
     @property
     def display_url(self) -> str:
         """The database URL with any password hidden, for logs and messages."""
-        return make_url(self.url).render_as_string(hide_password=True)
+        return redact_url(self.url)
 
     def session(self) -> Session:
         return self._sessions()
