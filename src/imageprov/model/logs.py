@@ -1,4 +1,4 @@
-"""What reading one audit-log file yields, before it is stored."""
+"""The result of reading one audit-log file, before it is stored."""
 
 from __future__ import annotations
 

@@ -83,7 +83,7 @@ class Store:
 
     @classmethod
     def open(cls, url: str, upgrade: bool = True) -> Store:
-        """Connect to `url` and, unless told not to, migrate it to the newest schema."""
+        """Connect to `url` and, when `upgrade` is true, migrate it to the newest schema."""
         engine = create_engine(url)
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas)
@@ -170,8 +170,8 @@ class Store:
         module = postgresql if self.engine.dialect.name == "postgresql" else sqlite
         statement = module.insert(EventRow)
         new = statement.excluded
-        # A duplicate delivery carries the same record; keep the copy from the file
-        # that sorts first, so that the stored origin does not depend on read order.
+        # A duplicate delivery carries the same record. The copy from the file that
+        # sorts first is kept, so the stored origin does not depend on read order.
         earlier = (new.origin_location < EventRow.origin_location) | (
             (new.origin_location == EventRow.origin_location)
             & (new.origin_index < EventRow.origin_index)

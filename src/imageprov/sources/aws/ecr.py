@@ -87,8 +87,8 @@ class EcrInventory:
             raise SourceError(self.name, f"ECR inventory failed: {error}") from error
 
     def _filter(self) -> dict[str, str]:
-        # Untagged digests are where a moved tag leaves the old image, and archived
-        # images are hidden by default; ask for both where the API model knows them.
+        # A moved tag leaves the old image as an untagged digest, and archived images
+        # are hidden by default, so ask for both where the API model defines them.
         wanted = {"tagStatus": "ANY"}
         shape = self.client.meta.service_model.operation_model("DescribeImages")
         members = shape.input_shape.members["filter"].members

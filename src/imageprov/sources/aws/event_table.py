@@ -1,4 +1,4 @@
-"""Where each CloudTrail image event keeps the image it names.
+"""The CloudTrail image events, and the field where each keeps the image it names.
 
 One row per (eventSource, eventName). `eventName` alone is not unique: AppStream also
 emits `CreateImage`, so rows are keyed on both. Paths are dotted keys into the record;
