@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -10,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from imageprov.errors import ConfigError
+from imageprov.policy.schema import Duration
 
 DEFAULT_DATABASE = "sqlite:///imageprov.db"
 
@@ -59,11 +61,49 @@ class AwsConfig(_Strict):
     cloudtrail: list[TrailLocation] = Field(default_factory=list)
 
 
+class Trigger(_Strict):
+    """When a daemon step runs: every `interval`, or on a five-field `cron` line (UTC)."""
+
+    interval: Duration | None = None
+    cron: str | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Trigger:
+        if (self.interval is None) == (self.cron is None):
+            raise ValueError("give exactly one of interval or cron")
+        if self.interval is not None and self.interval.total_seconds() < 1:
+            raise ValueError("interval must be at least one second")
+        if self.cron is not None and len(self.cron.split()) != 5:
+            raise ValueError(f"cron {self.cron!r} must have five fields")
+        return self
+
+
+def _every(minutes: int) -> Trigger:
+    return Trigger(interval=timedelta(minutes=minutes))
+
+
+class Schedule(_Strict):
+    """The daemon's steps and their triggers."""
+
+    inventory: Trigger = Field(default_factory=lambda: _every(15))
+    logs: Trigger = Field(default_factory=lambda: _every(5))
+    evaluate: Trigger = Field(default_factory=lambda: _every(5))
+
+
+class Metrics(_Strict):
+    """Where the daemon serves `/metrics` (Prometheus) and `/healthz`."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=9464, ge=0, le=65535)
+
+
 class Config(_Strict):
     database: str | None = None
     policy: Path
     workers: int = Field(default=2, ge=1, le=64)
     aws: AwsConfig = Field(default_factory=AwsConfig)
+    schedule: Schedule = Field(default_factory=Schedule)
+    metrics: Metrics | None = None
 
     source_path: Path | None = None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -92,13 +93,23 @@ def trail_objects(location: TrailLocation, api: AwsApi | None) -> Iterator[LogOb
     yield from S3Trail(client, location.s3_bucket or "", location.prefix).objects()
 
 
+def _until(stop: threading.Event | None, objects: Iterator[LogObject]) -> Iterator[LogObject]:
+    # Stopping between files leaves every stored file whole; the rest is read next time.
+    for item in objects:
+        if stop is not None and stop.is_set():
+            return
+        yield item
+
+
 def run_logs(config: Config, store: Store, summary: CycleSummary,
-             on_file: Callable[[str], None] | None = None) -> None:
+             on_file: Callable[[str], None] | None = None,
+             stop: threading.Event | None = None) -> None:
+    """Read every configured log location; a failed location is logged and skipped."""
     for location in config.aws.cloudtrail:
         name = str(location.path) if location.path else f"s3://{location.s3_bucket}/{location.prefix}"
         try:
-            result = ingest(store, trail_objects(location, config.aws.api), config.workers,
-                            on_file)
+            objects = _until(stop, trail_objects(location, config.aws.api))
+            result = ingest(store, objects, config.workers, on_file)
         except SourceError as error:
             logger.error("log source failed: %s", error)
             summary.sources_failed.append(name)

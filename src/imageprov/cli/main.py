@@ -122,6 +122,26 @@ def scan(
 
 
 @app.command()
+def run(
+    config: Annotated[Path, typer.Option("--config", help="Configuration file (YAML).")],
+    database: DatabaseOption = None,
+) -> None:
+    """Run the daemon: inventory, log reading and evaluation on their schedules."""
+    from imageprov.daemon import Daemon
+
+    try:
+        settings = load_config(config)
+        load_policy(settings.policy)
+    except ImageprovError as error:
+        raise _fail(error) from error
+    store = _open_store(database_url(database, settings))
+    try:
+        Daemon(settings, store).run()
+    finally:
+        store.close()
+
+
+@app.command()
 def ingest(
     paths: Annotated[list[str], typer.Argument(help="Files, folders or s3://bucket/prefix.")],
     database: DatabaseOption = None,
