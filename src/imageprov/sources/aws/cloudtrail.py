@@ -204,6 +204,11 @@ def events_from_record(
     if not isinstance(region, str) or not region:
         raise RecordError(location, index, "awsRegion", "missing on an image event")
 
+    identity = record.get("userIdentity")
+    if identity is not None and not isinstance(identity, dict):
+        raise RecordError(location, index, "userIdentity",
+                          f"expected an object, got {type(identity).__name__}")
+
     error_code = record.get("errorCode") or None
     effect = row.effect
     shared: tuple[str, ...] = ()
