@@ -184,3 +184,13 @@ def test_scan_example_on_postgres(example, postgres_url):
     statuses = sorted(v["status"] for v in verdicts.values())
     assert statuses.count("approved") == 3
     assert statuses.count("flagged") == 3
+
+
+def test_explain_copy_names_source(example):
+    config, database = example
+    run_cli("scan", "--config", str(config), "--database", database, "--no-show")
+    result = run_cli("explain", "ami-0a1b2c3d4e5f60002", "--database", database,
+                     env={"COLUMNS": "400"})
+    assert result.returncode == 0, result.stderr
+    assert "copy of ami-0f9e8d7c6b5a40001 in us-west-2, copied by" in result.stdout
+    assert "ec2.amazonaws.com:CopyImage" in result.stdout

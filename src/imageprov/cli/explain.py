@@ -28,6 +28,14 @@ def show(console: Console, store: Store, image: Image) -> None:
     console.print(f"reason: {escape(current.reason)}", highlight=False)
 
     events = [e for e in store.events() if _names(e, image)]
+    for event in events:
+        if event.event_id == current.event_id and event.source_image:
+            console.print(escape(f"copy of {event.source_image} in "
+                                 f"{event.source_region or image.region}, copied by "
+                                 f"{event.principal.id}"), highlight=False)
+    if image.source_image:
+        console.print(escape(f"inventory names the source image {image.source_image} in "
+                             f"{image.source_region or image.region}"), highlight=False)
     if events:
         table = Table(title="events naming this image")
         for name in ("time", "action", "actor", "issuer", "address", "user agent",
