@@ -2,14 +2,17 @@
 
 Files follow the key layout of S3 delivery,
 `AWSLogs/<account>/CloudTrail/<region>/YYYY/MM/DD/<account>_CloudTrail_<region>_
-<YYYYMMDDTHHMMZ>_<16 characters>.json.gz`, and each holds `{"Records": [...]}` on one
+<YYYYMMDDTHHMMZ>_<16 characters>.json.gz`, and each contains `{"Records": [...]}` on one
 line, as CloudTrail writes it. Records mix services and calls the way a busy account
 does: mostly reads, a share of writes, a few denied calls, and about 0.5% image events
 (EC2 AMI and ECR calls that imageprov extracts). AppStream `CreateImage` calls are
 mixed in too, because that name is an image event only for EC2.
 
-Output is deterministic. Every file is built from its own generator seeded with the
-run seed and the file number, so the bytes do not depend on the number of processes.
+Output is deterministic. Records are drawn in blocks of 100, each block from a
+generator seeded with the run seed and the block number, so the same `--records` and
+`--seed` give the same records whatever `--per-file` is and however many processes
+write them. Each window of 10,000 records belongs to one account, region and
+five-minute delivery period, and is split into files of `--per-file` records.
 
 Usage: python benchmarks/generate.py [FOLDER] [--records N] [--per-file N]
 """
@@ -37,18 +40,23 @@ DEFAULT_FOLDER = Path(__file__).parent / "data"
 ACCOUNTS = ("111122223333", "444455556666", "777788889999")
 REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-2", "us-west-2")
 START = datetime(2026, 11, 1, tzinfo=UTC)
-# CloudTrail delivers a file per account and region about every five minutes.
+# Minutes of event time that one window of records covers.
 DELIVERY_MINUTES = 5
 IMAGE_EVENT_SHARE = 0.005
 FAILED_SHARE = 0.02
 MANIFEST_FILE = "manifest.json"
+# Records are drawn in blocks, each from its own seeded generator, so a record's
+# content does not depend on how records are split into files. A window is the
+# records of one account and region in one delivery period, and no file crosses one.
+BLOCK_RECORDS = 100
+WINDOW_RECORDS = 10_000
 
 Record = dict[str, Any]
 Builder = Callable[["_Context"], Record]
 
 
 class _Context:
-    """The random source and fixed values of one log file."""
+    """The random generator, account, region and window start of one block of records."""
 
     def __init__(self, rng: random.Random, account: str, region: str,
                  first: datetime) -> None:
@@ -304,7 +312,7 @@ def _get_parameter(context: _Context) -> Record:
                  {"name": name, "withDecryption": True}, None, True)
 
 
-def _put_log_events(context: _Context) -> Record:
+def _create_log_stream(context: _Context) -> Record:
     group = f"/aws/lambda/payments-{context.rng.choice(('api', 'worker', 'cron'))}"
     return _base(context, "logs.amazonaws.com", "CreateLogStream",
                  {"logGroupName": group,
@@ -327,7 +335,7 @@ def _appstream_image(context: _Context) -> Record:
                  {"image": {"name": request["name"], "state": "PENDING"}}, False)
 
 
-# Weights are records per thousand that name no image.
+# Relative weights of the calls that name no image; they add up to 1,000.
 _NOISE: tuple[tuple[Builder, int], ...] = (
     (_describe_instances, 180),
     (_describe_images, 90),
@@ -337,7 +345,7 @@ _NOISE: tuple[tuple[Builder, int], ...] = (
     (_assume_role, 140),
     (_decrypt, 140),
     (_get_parameter, 70),
-    (_put_log_events, 40),
+    (_create_log_stream, 40),
     (_ecr_pull, 33),
     (_appstream_image, 2),
 )
@@ -440,34 +448,40 @@ _NOISE_PICK = _picker(_NOISE)
 _IMAGE_PICK = _picker(_IMAGE_EVENTS)
 
 
-def _records(context: _Context, count: int) -> list[Record]:
+def _record(context: _Context) -> Record:
     rng = context.rng
-    records = []
-    for _ in range(count):
-        builders, weights = _IMAGE_PICK if rng.random() < IMAGE_EVENT_SHARE else _NOISE_PICK
-        builder = rng.choices(builders, cum_weights=weights)[0]
-        records.append(builder(context))
-    # CloudTrail files are ordered roughly, not strictly, by event time.
-    records.sort(key=lambda item: item["eventTime"])
-    return records
+    builders, weights = _IMAGE_PICK if rng.random() < IMAGE_EVENT_SHARE else _NOISE_PICK
+    return rng.choices(builders, cum_weights=weights)[0](context)
 
 
-def _stream_of(number: int) -> tuple[str, str, datetime]:
-    """Return the account, region and delivery time of file `number`."""
+def _window_of(window: int) -> tuple[str, str, datetime]:
+    """Return the account, region and first event time of window number `window`."""
     streams = len(ACCOUNTS) * len(REGIONS)
-    stream, slot = number % streams, number // streams
+    stream, slot = window % streams, window // streams
     account = ACCOUNTS[stream // len(REGIONS)]
     region = REGIONS[stream % len(REGIONS)]
     return account, region, START + timedelta(minutes=DELIVERY_MINUTES * slot)
 
 
-def _write_file(folder: str, seed: int, number: int, count: int) -> int:
-    """Write file `number` with `count` records and return its uncompressed size."""
-    rng = random.Random(f"{seed}:{number}")
-    account, region, delivered = _stream_of(number)
-    context = _Context(rng, account, region, delivered - timedelta(minutes=DELIVERY_MINUTES))
-    records = _records(context, count)
-    suffix = "".join(rng.choices(string.ascii_letters + string.digits, k=16))
+def _block(seed: int, block: int) -> list[Record]:
+    account, region, first = _window_of(block * BLOCK_RECORDS // WINDOW_RECORDS)
+    context = _Context(random.Random(f"{seed}:{block}"), account, region, first)
+    return [_record(context) for _ in range(BLOCK_RECORDS)]
+
+
+def _write_file(folder: str, seed: int, start: int, end: int) -> int:
+    """Write records `start` to `end` (exclusive) as one file; return its JSON size."""
+    records: list[Record] = []
+    for block in range(start // BLOCK_RECORDS, (end - 1) // BLOCK_RECORDS + 1):
+        offset = block * BLOCK_RECORDS
+        records.extend(_block(seed, block)[max(start - offset, 0) : end - offset])
+    # Each file lists its records in event-time order.
+    records.sort(key=lambda item: item["eventTime"])
+
+    account, region, first = _window_of(start // WINDOW_RECORDS)
+    delivered = first + timedelta(minutes=DELIVERY_MINUTES)
+    suffix_source = random.Random(f"{seed}:name:{start}")
+    suffix = "".join(suffix_source.choices(string.ascii_letters + string.digits, k=16))
     key = (f"AWSLogs/{account}/CloudTrail/{region}/{delivered:%Y/%m/%d}/"
            f"{account}_CloudTrail_{region}_{delivered:%Y%m%dT%H%MZ}_{suffix}.json.gz")
     path = Path(folder) / key
@@ -477,24 +491,39 @@ def _write_file(folder: str, seed: int, number: int, count: int) -> int:
     return len(body)
 
 
+def file_ranges(records: int, per_file: int) -> list[tuple[int, int]]:
+    """Return the (start, end) record numbers of each file; files stay in one window."""
+    ranges = []
+    for window_start in range(0, records, WINDOW_RECORDS):
+        window_end = min(window_start + WINDOW_RECORDS, records)
+        for start in range(window_start, window_end, per_file):
+            ranges.append((start, min(start + per_file, window_end)))
+    return ranges
+
+
 def generate(folder: Path, records: int, per_file: int, seed: int = 1,
              processes: int | None = None) -> dict[str, Any]:
     """Write `records` records in files of `per_file` under `folder`; return a manifest.
 
     The manifest, also written to `folder/manifest.json`, names the settings, so a
     benchmark can tell whether the folder matches what it needs.
+
+    Raises:
+        ValueError: `per_file` is larger than `WINDOW_RECORDS`.
     """
+    if per_file > WINDOW_RECORDS:
+        raise ValueError(f"records per file must be at most {WINDOW_RECORDS:,}, "
+                         f"got {per_file:,}")
     folder.mkdir(parents=True, exist_ok=True)
-    files = -(-records // per_file)
-    counts = [min(per_file, records - number * per_file) for number in range(files)]
+    ranges = file_ranges(records, per_file)
     total_bytes = 0
     with ProcessPoolExecutor(max_workers=processes or os.cpu_count()) as pool:
-        futures = [pool.submit(_write_file, str(folder), seed, number, count)
-                   for number, count in enumerate(counts)]
+        futures = [pool.submit(_write_file, str(folder), seed, start, end)
+                   for start, end in ranges]
         for future in futures:
             total_bytes += future.result()
-    manifest = {"records": records, "per_file": per_file, "files": files, "seed": seed,
-                "uncompressed_bytes": total_bytes}
+    manifest = {"records": records, "per_file": per_file, "files": len(ranges),
+                "seed": seed, "uncompressed_bytes": total_bytes}
     (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
@@ -509,8 +538,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="records per log file (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=1, help="random seed (default: 1)")
     args = parser.parse_args(argv)
-    if args.records < 1 or args.per_file < 1:
-        parser.error("--records and --per-file must be at least 1")
+    if args.records < 1 or not 1 <= args.per_file <= WINDOW_RECORDS:
+        parser.error(f"--records must be at least 1 and --per-file from 1 to "
+                     f"{WINDOW_RECORDS:,}")
     manifest = generate(args.folder, args.records, args.per_file, args.seed)
     print(f"wrote {manifest['records']:,} records in {manifest['files']:,} files "
           f"({manifest['uncompressed_bytes'] / 1e6:,.0f} MB uncompressed) to {args.folder}")

@@ -23,8 +23,24 @@ from imageprov.store import Store
 
 logger = logging.getLogger(__name__)
 
-# Files stored per transaction, and records parsed ahead of the writer per worker.
+# Files stored per transaction, and files looked up per query of known hashes.
 BATCH_FILES = 200
+CHECK_FILES = 200
+# Bounds on file content in memory here. The reader keeps up to CHECK_BYTES between
+# the lookup of known hashes and submission. Tasks sent to the workers keep up to
+# IN_FLIGHT_BYTES until their parsed documents are taken, and the task being filled
+# adds up to TASK_BYTES. Each bound lets at least one file through, however large.
+# NOTE: a worker parses a whole file at once and needs about four times its
+# uncompressed size in memory (the JSON text and the objects orjson builds, measured
+# on generated CloudTrail files), so peak memory grows with the largest file.
+CHECK_BYTES = 16 * 2**20
+IN_FLIGHT_BYTES = 32 * 2**20
+# Files sent to a worker in one task. Small files are grouped so that the cost of a
+# task (pickling, queues, waking a worker) is paid once per group, not per file.
+TASK_FILES = 16
+TASK_BYTES = 2**20
+# Tasks in flight per worker. Enough queued work keeps the workers busy while this
+# process stores a batch.
 IN_FLIGHT_PER_WORKER = 8
 
 
@@ -50,6 +66,10 @@ def _parse(location: str, data: bytes, fallback_account: str | None) -> LogDocum
     return read_document(data, location, fallback_account)
 
 
+def _parse_group(group: list[tuple[str, bytes, str | None]]) -> list[LogDocument]:
+    return [read_document(data, location, fallback) for location, data, fallback in group]
+
+
 def _hashed(objects: Iterable[LogObject]) -> Iterator[tuple[LogObject, bytes | None, str]]:
     for item in objects:
         try:
@@ -69,17 +89,39 @@ def ingest(
     """Read every object into the store and return the counts.
 
     A file that cannot be read is quarantined with the reason and the run goes on.
+    With more than one worker, files are read, hashed and stored here while the
+    workers parse the files that follow, so `on_file` may report a skipped file
+    before earlier files that were parsed.
     """
     summary = IngestSummary()
     started = time.perf_counter()
-    batch: list[tuple[LogDocument, str]] = []
+    writer = _Writer(store, summary, on_file)
+    fresh = _fresh_files(store, _hashed(objects), summary, on_file, writer.unstored)
+    if workers <= 1:
+        for item, data, sha256 in fresh:
+            writer.take(_parse(item.location, data, item.fallback_account), sha256)
+    else:
+        _parse_parallel(fresh, workers, writer.take)
+    writer.flush()
+    summary.seconds = time.perf_counter() - started
+    return summary
 
-    def flush() -> None:
-        if batch:
-            summary.new_events += store.save_documents(batch)
-            batch.clear()
 
-    def take(document: LogDocument, sha256: str) -> None:
+class _Writer:
+    """Counts parsed documents and stores them `BATCH_FILES` to a transaction."""
+
+    def __init__(self, store: Store, summary: IngestSummary,
+                 on_file: Callable[[str], None] | None) -> None:
+        self.store = store
+        self.summary = summary
+        self.on_file = on_file
+        self.batch: list[tuple[LogDocument, str]] = []
+        # Hashes of files accepted for parsing but not stored yet, so that a second
+        # copy read meanwhile is skipped as it would be once the first is stored.
+        self.unstored: set[str] = set()
+
+    def take(self, document: LogDocument, sha256: str) -> None:
+        summary = self.summary
         summary.files += 1
         summary.records += document.records
         summary.events += len(document.events)
@@ -91,53 +133,59 @@ def ingest(
         if len(document.problems) > 3:
             logger.warning("quarantined %d more records of %s", len(document.problems) - 3,
                            document.location)
-        batch.append((document, sha256))
-        if len(batch) >= BATCH_FILES:
-            flush()
-        if on_file:
-            on_file(document.location)
+        self.batch.append((document, sha256))
+        if len(self.batch) >= BATCH_FILES:
+            self.flush()
+        if self.on_file:
+            self.on_file(document.location)
 
-    for chunk in _unread_chunks(store, _hashed(objects), summary, on_file):
-        if workers <= 1:
-            for item, data, sha256 in chunk:
-                take(_parse(item.location, data, item.fallback_account), sha256)
-        else:
-            _parse_parallel(chunk, workers, take)
-        flush()
-    summary.seconds = time.perf_counter() - started
-    return summary
+    def flush(self) -> None:
+        if not self.batch:
+            return
+        self.summary.new_events += self.store.save_documents(self.batch)
+        self.unstored.difference_update(sha256 for _, sha256 in self.batch)
+        self.batch.clear()
 
 
-def _unread_chunks(
+def _fresh_files(
     store: Store,
     hashed: Iterator[tuple[LogObject, bytes | None, str]],
     summary: IngestSummary,
     on_file: Callable[[str], None] | None,
-) -> Iterator[list[tuple[LogObject, bytes, str]]]:
-    """Yield chunks of files not read before; quarantine those that cannot be loaded."""
+    unstored: set[str],
+) -> Iterator[tuple[LogObject, bytes, str]]:
+    """Yield the files not read before; quarantine those that cannot be loaded.
+
+    Files are looked up a chunk at a time. Every file of a chunk is decided when the
+    chunk is looked up, so a hash is always either stored or in `unstored`.
+    """
     while True:
         chunk: list[tuple[LogObject, bytes | None, str]] = []
+        size = 0
         for entry in hashed:
             chunk.append(entry)
-            if len(chunk) >= BATCH_FILES:
+            size += len(entry[1] or b"")
+            if len(chunk) >= CHECK_FILES or size >= CHECK_BYTES:
                 break
         if not chunk:
             return
         known = store.known_log_files(sha for _, data, sha in chunk if data is not None)
-        fresh: list[tuple[LogObject, bytes, str]] = []
-        seen: set[str] = set()
+        fresh: deque[tuple[LogObject, bytes, str]] = deque()
         for item, data, sha256 in chunk:
             if data is None:
                 _quarantine_unloadable(store, item, sha256)
                 summary.problems += 1
-            elif sha256 in known or sha256 in seen:
+            elif sha256 in known or sha256 in unstored:
                 summary.skipped += 1
                 if on_file:
                     on_file(item.location)
             else:
-                seen.add(sha256)
+                unstored.add(sha256)
                 fresh.append((item, data, sha256))
-        yield fresh
+        chunk.clear()
+        # Popping as the consumer goes lets each file's bytes be freed once sent.
+        while fresh:
+            yield fresh.popleft()
 
 
 def _quarantine_unloadable(store: Store, item: LogObject, detail: str) -> None:
@@ -166,21 +214,43 @@ def close_workers() -> None:
 
 
 def _parse_parallel(
-    chunk: list[tuple[LogObject, bytes, str]],
+    files: Iterable[tuple[LogObject, bytes, str]],
     workers: int,
     take: Callable[[LogDocument, str], None],
 ) -> None:
-    # Results are taken in submission order so that a run is repeatable, and at most
-    # a bounded number of files are in flight to keep memory flat.
+    # Results are taken in submission order so that a run is repeatable. Files are
+    # submitted as they arrive, across lookup chunks and stored batches, so the
+    # workers do not wait for this process between chunks.
     executor = _executor(workers)
-    pending: deque[tuple[Future[LogDocument], str]] = deque()
+    pending: deque[tuple[Future[list[LogDocument]], list[str], int]] = deque()
+    held_bytes = 0
     limit = workers * IN_FLIGHT_PER_WORKER
-    for item, data, sha256 in chunk:
-        pending.append((executor.submit(_parse, item.location, data, item.fallback_account),
-                        sha256))
-        if len(pending) >= limit:
-            future, digest = pending.popleft()
-            take(future.result(), digest)
+    group: list[tuple[str, bytes, str | None]] = []
+    digests: list[str] = []
+    group_bytes = 0
+    for item, data, sha256 in files:
+        group.append((item.location, data, item.fallback_account))
+        digests.append(sha256)
+        group_bytes += len(data)
+        if len(group) < TASK_FILES and group_bytes < TASK_BYTES:
+            continue
+        pending.append((executor.submit(_parse_group, group), digests, group_bytes))
+        held_bytes += group_bytes
+        group, digests, group_bytes = [], [], 0
+        while len(pending) >= limit or held_bytes >= IN_FLIGHT_BYTES:
+            held_bytes -= _take_oldest(pending, take)
+    if group:
+        pending.append((executor.submit(_parse_group, group), digests, group_bytes))
     while pending:
-        future, digest = pending.popleft()
-        take(future.result(), digest)
+        _take_oldest(pending, take)
+
+
+def _take_oldest(
+    pending: deque[tuple[Future[list[LogDocument]], list[str], int]],
+    take: Callable[[LogDocument, str], None],
+) -> int:
+    """Take the documents of the oldest task and return the bytes it was sent."""
+    future, digests, size = pending.popleft()
+    for document, digest in zip(future.result(), digests, strict=True):
+        take(document, digest)
+    return size

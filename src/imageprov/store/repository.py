@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy import Engine, create_engine, event, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -130,43 +130,76 @@ class Store:
     def save_documents(self, documents: Sequence[tuple[LogDocument, str]]) -> int:
         """Store read documents and their events in one transaction.
 
-        An event already stored under the same key (the same eventID for the same
-        account) is not added again, so reading a file twice changes nothing.
+        A document whose content hash is stored already is left out, and so is a
+        second document with the same hash in `documents`. An event already stored
+        under the same key (the same eventID for the same account) is not added
+        again, so reading a file twice changes nothing. Rows are written a table at a
+        time for the whole batch, in the order of `documents`, except problems, which
+        are written per document.
         Returns the number of event rows written, new or moved to an earlier origin.
         """
         now = _now()
-        new_events = 0
         with self.session() as session, session.begin():
+            connection = session.connection()
+            stored = self._stored_hashes(session, [sha256 for _, sha256 in documents])
+            fresh: list[LogDocument] = []
+            file_values: list[dict[str, Any]] = []
             for document, sha256 in documents:
-                if session.scalar(select(LogFileRow.id).where(LogFileRow.sha256 == sha256)):
+                if sha256 in stored:
                     continue
-                row = LogFileRow(
-                    location=document.location,
-                    sha256=sha256,
-                    shape=document.shape[:160],
-                    records=document.records,
-                    image_events=len(document.events),
-                    errors=len(document.problems),
-                    notices=document.notices,
-                    read_at=now,
-                )
-                session.add(row)
-                session.flush()
-                session.add_all(
-                    CoverageRow(log_file_id=row.id, platform=document.platform,
-                                account=account, region=region, first=first, last=last)
-                    for account, region, first, last in document.span_times()
-                )
-                new_events += self._insert_events(session, document.events, document.raw)
+                stored.add(sha256)
+                fresh.append(document)
+                file_values.append({
+                    "location": document.location, "sha256": sha256,
+                    "shape": document.shape[:160], "records": document.records,
+                    "image_events": len(document.events),
+                    "errors": len(document.problems), "notices": document.notices,
+                    "read_at": now,
+                })
+            if not fresh:
+                return 0
+
+            statement = insert(LogFileRow).returning(
+                LogFileRow.id, sort_by_parameter_order=True
+            )
+            ids = connection.execute(statement, file_values).scalars().all()
+            coverage = [
+                {"log_file_id": file_id, "platform": document.platform,
+                 "account": account, "region": region, "first": first, "last": last}
+                for document, file_id in zip(fresh, ids, strict=True)
+                for account, region, first, last in document.span_times()
+            ]
+            if coverage:
+                connection.execute(insert(CoverageRow), coverage)
+
+            events = [
+                _event_values(item, document.raw.get(item.key))
+                for document in fresh for item in document.events
+            ]
+            new_events = self._write_event_values(session, events)
+            for document in fresh:
                 self._insert_problems(session, document.source, document.problems, now)
         return new_events
+
+    def _stored_hashes(self, session: Session, hashes: Sequence[str]) -> set[str]:
+        wanted = list(set(hashes))
+        found: set[str] = set()
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            found.update(
+                session.scalars(select(LogFileRow.sha256).where(LogFileRow.sha256.in_(chunk)))
+            )
+        return found
 
     def _insert_events(
         self, session: Session, events: Sequence[CreationEvent], raw: dict[str, bytes]
     ) -> int:
-        if not events:
-            return 0
         values = [_event_values(item, raw.get(item.key)) for item in events]
+        return self._write_event_values(session, values)
+
+    def _write_event_values(self, session: Session, values: list[dict[str, Any]]) -> int:
+        if not values:
+            return 0
         module = postgresql if self.engine.dialect.name == "postgresql" else sqlite
         statement = module.insert(EventRow)
         new = statement.excluded
@@ -182,8 +215,22 @@ class Store:
                   "origin_shape": new.origin_shape, "raw": new.raw},
             where=earlier,
         ).returning(EventRow.key)
-        stored = session.connection().execute(statement, values)
-        return len(stored.all())
+
+        # PostgreSQL rejects an upsert that meets the same key twice in one statement,
+        # so the nth copy of a key goes in the nth statement. The statements run in
+        # order, so the copies of each key are applied in the order given, as with one
+        # statement per copy, and new rows are inserted in the order given.
+        rounds: list[list[dict[str, Any]]] = []
+        copies: dict[str, int] = {}
+        for value in values:
+            copy = copies.get(value["key"], 0)
+            copies[value["key"]] = copy + 1
+            if copy == len(rounds):
+                rounds.append([])
+            rounds[copy].append(value)
+
+        connection = session.connection()
+        return sum(len(connection.execute(statement, part).all()) for part in rounds)
 
     def _insert_problems(
         self, session: Session, source: str, problems: Sequence[RecordProblem],
