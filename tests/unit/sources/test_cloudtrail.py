@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import pytest
 
 from imageprov.model import EventEffect, PrincipalKind
@@ -194,3 +196,87 @@ def test_raw_record_kept_for_evidence():
     document = read_document(json.dumps({"Records": RECORDS[:1]}).encode(), "raw.json")
     (event,) = document.events
     assert orjson.loads(document.raw[event.key])["eventID"] == RECORDS[0]["eventID"]
+
+
+def _general_reader(monkeypatch):
+    from imageprov.sources.aws import trail_documents
+
+    monkeypatch.setattr(trail_documents, "simdjson", None)
+
+
+def _same_documents(a, b):
+    assert a.records == b.records
+    assert a.shapes == b.shapes
+    assert a.spans == b.spans
+    assert a.problems == b.problems
+    assert a.notices == b.notices
+    assert [e.model_dump() for e in a.events] == [e.model_dump() for e in b.events]
+    assert {k: orjson.loads(v) for k, v in a.raw.items()} == {
+        k: orjson.loads(v) for k, v in b.raw.items()}
+
+
+@pytest.mark.parametrize("variant", ["clean", "broken", "mixed-accounts", "other-times"])
+def test_fast_reader_matches_general_reader(variant, monkeypatch):
+    records = json.loads(json.dumps(RECORDS))
+    if variant == "broken":
+        del records[2]["eventTime"]
+        records[3]["userIdentity"] = "AssumedRole"
+        records.insert(5, ["not", "a", "record"])
+        records.insert(6, 17)
+        records[8]["eventName"] = None
+    elif variant == "mixed-accounts":
+        records[1]["recipientAccountId"] = "999988887777"
+        del records[4]["recipientAccountId"]
+        records[6]["awsRegion"] = "eu-west-1"
+    elif variant == "other-times":
+        records[0]["eventTime"] = "2026-11-02T09:00:00.123Z"
+        records[2]["eventTime"] = "2026-11-02 08:00:00"
+    body = json.dumps({"Records": records}).encode()
+    fast = read_document(gzip.compress(body), "f.json.gz", "111122223333")
+    _general_reader(monkeypatch)
+    general = read_document(gzip.compress(body), "f.json.gz", "111122223333")
+    _same_documents(fast, general)
+
+
+def test_fast_reader_leaves_notices_to_general(monkeypatch):
+    notice = {"Records": [{"eventVersion": "2.1", "eventSource": "aws:s3",
+                           "eventName": "ObjectCreated:Put"}]}
+    document = read_document(json.dumps(notice).encode(), "n.json")
+    assert document.shapes == {"s3-notification"}
+    assert document.records == 0
+
+
+_VALUES = st.one_of(st.none(), st.integers(), st.text(max_size=5), st.booleans(),
+                    st.lists(st.integers(), max_size=2), st.dictionaries(
+                        st.sampled_from(["accountId", "type"]), st.text(max_size=3),
+                        max_size=2))
+_TIMES = st.one_of(st.sampled_from(["2026-11-02T09:00:00Z", "2026-11-02T10:30:00Z",
+                                    "2026-11-02 11:00:00", "2026-11-02T09:00:00.5Z",
+                                    "yesterday", ""]), _VALUES)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.fixed_dictionaries({}, optional={
+    "eventTime": _TIMES,
+    "eventName": st.one_of(st.sampled_from(["CreateImage", "DescribeInstances",
+                                            "PutImage", "ModifyImageAttribute"]), _VALUES),
+    "eventSource": st.one_of(st.sampled_from(["ec2.amazonaws.com", "ecr.amazonaws.com"]),
+                             _VALUES),
+    "eventID": st.one_of(st.uuids().map(str), _VALUES),
+    "awsRegion": st.one_of(st.sampled_from(["us-east-1", "eu-west-1"]), _VALUES),
+    "recipientAccountId": st.one_of(st.sampled_from(["111122223333", ""]), _VALUES),
+    "userIdentity": _VALUES,
+    "responseElements": st.one_of(st.just({"imageId": "ami-1"}), _VALUES),
+}), max_size=12))
+def test_fast_reader_agrees_on_any_records(records):
+    from imageprov.sources.aws import trail_documents
+
+    body = json.dumps({"Records": records}).encode()
+    fast = read_document(body, "h.json", "444455556666")
+    saved = trail_documents.simdjson
+    trail_documents.simdjson = None
+    try:
+        general = read_document(body, "h.json", "444455556666")
+    finally:
+        trail_documents.simdjson = saved
+    _same_documents(fast, general)
