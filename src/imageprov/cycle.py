@@ -85,12 +85,16 @@ def run_inventory(config: Config, store: Store, summary: CycleSummary) -> None:
                     time.perf_counter() - started)
 
 
-def trail_objects(location: TrailLocation, api: AwsApi | None) -> Iterator[LogObject]:
+def trail_objects(location: TrailLocation, api: AwsApi | None,
+                  start_after: Callable[[str], str | None] | None = None
+                  ) -> Iterator[LogObject]:
     if location.path is not None:
         yield from LocalTrail(location.path).objects()
         return
     client = _boto_session(api).client("s3", region_name=location.region)
-    yield from S3Trail(client, location.s3_bucket or "", location.prefix).objects()
+    trail = S3Trail(client, location.s3_bucket or "", location.prefix,
+                    start_after=start_after)
+    yield from trail.objects()
 
 
 def _until(stop: threading.Event | None, objects: Iterator[LogObject]) -> Iterator[LogObject]:
@@ -108,7 +112,7 @@ def run_logs(config: Config, store: Store, summary: CycleSummary,
     for location in config.aws.cloudtrail:
         name = str(location.path) if location.path else f"s3://{location.s3_bucket}/{location.prefix}"
         try:
-            objects = _until(stop, trail_objects(location, config.aws.api))
+            objects = _until(stop, trail_objects(location, config.aws.api, store.checkpoint))
             result = ingest(store, objects, config.workers, on_file)
         except SourceError as error:
             logger.error("log source failed: %s", error)

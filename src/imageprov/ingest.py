@@ -96,7 +96,7 @@ def ingest(
     summary = IngestSummary()
     started = time.perf_counter()
     writer = _Writer(store, summary, on_file)
-    fresh = _fresh_files(store, _hashed(objects), summary, on_file, writer.unstored)
+    fresh = _fresh_files(store, _hashed(objects), summary, on_file, writer)
     if workers <= 1:
         for item, data, sha256 in fresh:
             writer.take(_parse(item.location, data, item.fallback_account), sha256)
@@ -116,6 +116,10 @@ class _Writer:
         self.summary = summary
         self.on_file = on_file
         self.batch: list[tuple[LogDocument, str]] = []
+        # Checkpoint positions of the files accepted for parsing, by location, and
+        # the positions the current batch reaches, stored with it.
+        self.positions: dict[str, tuple[str, str]] = {}
+        self.reached: dict[str, str] = {}
         # Hashes of files accepted for parsing but not stored yet, so that a second
         # copy read meanwhile is skipped as it would be once the first is stored.
         self.unstored: set[str] = set()
@@ -134,6 +138,11 @@ class _Writer:
             logger.warning("quarantined %d more records of %s", len(document.problems) - 3,
                            document.location)
         self.batch.append((document, sha256))
+        position = self.positions.pop(document.location, None)
+        if position is not None:
+            # Documents arrive in the order their files were listed, so the newest
+            # position taken is the furthest one that every earlier file has reached.
+            self.reached[position[0]] = position[1]
         if len(self.batch) >= BATCH_FILES:
             self.flush()
         if self.on_file:
@@ -142,7 +151,8 @@ class _Writer:
     def flush(self) -> None:
         if not self.batch:
             return
-        self.summary.new_events += self.store.save_documents(self.batch)
+        self.summary.new_events += self.store.save_documents(self.batch, self.reached)
+        self.reached = {}
         self.unstored.difference_update(sha256 for _, sha256 in self.batch)
         self.batch.clear()
 
@@ -152,13 +162,14 @@ def _fresh_files(
     hashed: Iterator[tuple[LogObject, bytes | None, str]],
     summary: IngestSummary,
     on_file: Callable[[str], None] | None,
-    unstored: set[str],
+    writer: _Writer,
 ) -> Iterator[tuple[LogObject, bytes, str]]:
     """Yield the files not read before; quarantine those that cannot be loaded.
 
     Files are looked up a chunk at a time. Every file of a chunk is decided when the
     chunk is looked up, so a hash is always either stored or in `unstored`.
     """
+    unstored = writer.unstored
     while True:
         chunk: list[tuple[LogObject, bytes | None, str]] = []
         size = 0
@@ -181,6 +192,8 @@ def _fresh_files(
                     on_file(item.location)
             else:
                 unstored.add(sha256)
+                if item.checkpoint is not None and item.position is not None:
+                    writer.positions[item.location] = (item.checkpoint, item.position)
                 fresh.append((item, data, sha256))
         chunk.clear()
         # Popping as the consumer goes lets each file's bytes be freed once sent.

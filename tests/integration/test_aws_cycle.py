@@ -264,8 +264,38 @@ def test_second_scan_adds_no_verdict_rows(aws, tmp_path):
     store, second = _scan(tmp_path)
     assert first.verdicts_changed == 2
     assert second.verdicts_changed == 0
-    assert second.logs.skipped == 1
+    # The checkpoint of the region folder keeps the stored file from being fetched.
+    assert second.logs.files == 0
+    assert second.logs.skipped == 0
     assert len(store.verdict_history(_ami_arn(image_id))) == 1
+
+
+def test_checkpoint_reads_only_new_objects(aws, tmp_path):
+    ec2, _, s3 = aws
+    image_id, _ = _new_ami(ec2, "later-golden")
+    pipeline, _ = _roles()
+    _put_trail(s3, T0 + timedelta(minutes=5), trail.noise(T0, 4, account=ACCOUNT))
+    store, first = _scan(tmp_path)
+    assert first.logs.files == 1
+    folder = f"s3://{BUCKET}/AWSLogs/{ACCOUNT}/CloudTrail/us-east-1/"
+    assert store.checkpoint(folder).endswith("_CloudTrail_us-east-1_20261130T0805Z_"
+                                             "A1b2C3d4E5f6G7h8.json.gz")
+    # A late record is delivered in a later file, under a later date folder.
+    late = trail.create_image(pipeline, T0 + timedelta(minutes=1), image_id,
+                              ip="10.20.4.17", account=ACCOUNT)
+    _put_trail(s3, T0 + timedelta(days=1, hours=3), [late])
+    other = trail.log_key(T0 + timedelta(minutes=7), account=ACCOUNT, region="eu-west-1")
+    s3.put_object(Bucket=BUCKET, Key=other,
+                  Body=trail.log_file(trail.noise(T0, 2, account=ACCOUNT)))
+    s3.put_object(Bucket=BUCKET, Key=f"AWSLogs/{ACCOUNT}/CloudTrail-Digest/us-east-1/"
+                  "2026/11/30/digest.json.gz", Body=b"not read")
+    store, second = _scan(tmp_path)
+    assert second.logs.files == 2
+    assert second.logs.skipped == 0
+    assert second.logs.problems == 0
+    verdict = store.current_verdicts()[_ami_arn(image_id)]
+    assert verdict.status is VerdictStatus.APPROVED
+    assert verdict.event_id == late["eventID"]
 
 
 def test_credentials_never_logged_or_stored(aws, tmp_path):

@@ -116,3 +116,32 @@ def test_reingest_keeps_earlier_rows(tmp_path):
     assert before <= after
     assert summary.problems == 1
     assert store.quarantined()[0].location == names[1]
+
+
+def test_checkpoint_moves_only_with_stored_files(tmp_path, monkeypatch):
+    import imageprov.ingest as ingest_module
+
+    names = _write_files(tmp_path / "logs")
+    objects = [
+        LogObject(item.location, item.fallback_account, item.loader, "folder", f"key-{n}")
+        for n, item in enumerate(LocalTrail(tmp_path / "logs").objects())
+    ]
+    store = Store.open(f"sqlite:///{tmp_path / 'ck.db'}")
+    monkeypatch.setattr(ingest_module, "BATCH_FILES", 2)
+    original = store._write_event_values
+    calls = {"count": 0}
+
+    def failing(session, values):
+        calls["count"] += 1
+        if calls["count"] == 2:
+            raise RuntimeError("disk full")
+        return original(session, values)
+
+    monkeypatch.setattr(store, "_write_event_values", failing)
+    try:
+        ingest(store, objects, workers=1)
+    except RuntimeError:
+        pass
+    assert store.checkpoint("folder") == "key-1"
+    assert store.log_file_count() == 2
+    assert len(names) == 5

@@ -29,6 +29,7 @@ from imageprov.model import (
 )
 from imageprov.store import migrate
 from imageprov.store.tables import (
+    CheckpointRow,
     CoverageRow,
     EventRow,
     ImageRow,
@@ -127,7 +128,29 @@ class Store:
                 found.update(rows)
         return found
 
-    def save_documents(self, documents: Sequence[tuple[LogDocument, str]]) -> int:
+    def checkpoint(self, name: str) -> str | None:
+        """Return the stored position of an incremental log source, if any."""
+        with self.session() as session:
+            row = session.get(CheckpointRow, name)
+            return row.position if row else None
+
+    def _write_checkpoints(self, session: Session, checkpoints: dict[str, str],
+                           now: datetime) -> None:
+        module = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        for name, position in checkpoints.items():
+            statement = module.insert(CheckpointRow).values(
+                name=name, position=position, updated_at=now)
+            statement = statement.on_conflict_do_update(
+                index_elements=["name"],
+                set_={"position": statement.excluded.position,
+                      "updated_at": statement.excluded.updated_at},
+                # Positions only move forward, whatever order batches commit in.
+                where=statement.excluded.position > CheckpointRow.position,
+            )
+            session.execute(statement)
+
+    def save_documents(self, documents: Sequence[tuple[LogDocument, str]],
+                       checkpoints: dict[str, str] | None = None) -> int:
         """Store read documents and their events in one transaction.
 
         A document whose content hash is stored already is left out, and so is a
@@ -136,10 +159,15 @@ class Store:
         again, so reading a file twice changes nothing. Rows are written a table at a
         time for the whole batch, in the order of `documents`, except problems, which
         are written per document.
+        `checkpoints` maps incremental sources to the position they reached with
+        these documents; they advance in the same transaction, so a crash never
+        leaves a checkpoint past a file that was not stored.
         Returns the number of event rows written, new or moved to an earlier origin.
         """
         now = _now()
         with self.session() as session, session.begin():
+            if checkpoints:
+                self._write_checkpoints(session, checkpoints, now)
             connection = session.connection()
             stored = self._stored_hashes(session, [sha256 for _, sha256 in documents])
             fresh: list[LogDocument] = []

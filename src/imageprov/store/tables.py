@@ -199,3 +199,13 @@ class VerdictRow(Base):
     source_ip: Mapped[str | None] = mapped_column(String(256))
     policy_hash: Mapped[str] = mapped_column(String(64))
     decided_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class CheckpointRow(Base):
+    """How far an incremental log source has been read, stored with what it read."""
+
+    __tablename__ = "checkpoints"
+
+    name: Mapped[str] = mapped_column(String(512), primary_key=True)
+    position: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)

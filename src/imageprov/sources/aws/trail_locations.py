@@ -18,6 +18,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from imageprov.errors import SourceError
 
 _KEY_ACCOUNT = re.compile(r"AWSLogs/(?:o-[a-z0-9]+/)?(\d{12})/")
+_REGION_FOLDER = re.compile(r"/CloudTrail/[^/]+/$")
+# Folders beside CloudTrail/ that hold no API-call records.
+_NOT_LOGS = frozenset({"CloudTrail-Digest", "CloudTrail-Insight"})
 _SUFFIXES = (".json", ".json.gz", ".jsonl", ".jsonl.gz", ".ndjson", ".gz")
 
 
@@ -29,11 +32,17 @@ def account_from_key(key: str) -> str | None:
 
 @dataclass(frozen=True)
 class LogObject:
-    """One file or object to read; `load` returns its bytes as stored."""
+    """One file or object to read; `load` returns its bytes as stored.
+
+    `checkpoint` names the incremental source the object belongs to, and `position`
+    is where that source stands once the object is stored.
+    """
 
     location: str
     fallback_account: str | None
     loader: Any
+    checkpoint: str | None = None
+    position: str | None = None
 
     def load(self) -> bytes:
         return self.loader()
@@ -63,24 +72,64 @@ class LocalTrail:
 
 
 class S3Trail:
-    """Every object under a key prefix of a trail bucket, in key order."""
+    """The objects under a key prefix of a trail bucket, in key order.
 
-    def __init__(self, client: Any, bucket: str, prefix: str = "") -> None:
+    Under the S3 delivery layout every `.../CloudTrail/<region>/` folder is read on its
+    own, from just after the last key stored for it: keys there are dated by
+    delivery time, so a new file, a late one included, sorts after every file read
+    before. Digest and Insights folders are left out. A prefix with no CloudTrail
+    folder under it is read whole, in key order.
+    """
+
+    def __init__(self, client: Any, bucket: str, prefix: str = "",
+                 start_after: Any = None) -> None:
         self.client = client
         self.bucket = bucket
         self.prefix = prefix
         self.name = f"s3://{bucket}/{prefix}"
+        self.start_after = start_after or (lambda _name: None)
+
+    def folders(self) -> list[str]:
+        """Return the prefixes to read incrementally, one per account and region."""
+        try:
+            found = self._region_folders(self.prefix, depth=0)
+        except (ClientError, BotoCoreError) as error:
+            raise SourceError(self.name, f"listing the bucket failed: {error}") from error
+        return sorted(found) or [self.prefix]
+
+    def _region_folders(self, prefix: str, depth: int) -> list[str]:
+        if _REGION_FOLDER.search(prefix):
+            return [prefix]
+        if depth > 6:
+            return []
+        paginator = self.client.get_paginator("list_objects_v2")
+        found: list[str] = []
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/"):
+            for common in page.get("CommonPrefixes", []):
+                child = common["Prefix"]
+                if child.rstrip("/").rsplit("/", 1)[-1] in _NOT_LOGS:
+                    continue
+                found.extend(self._region_folders(child, depth + 1))
+        return found
 
     def objects(self) -> Iterator[LogObject]:
+        for folder in self.folders():
+            checkpoint = f"s3://{self.bucket}/{folder}"
+            yield from self._folder_objects(folder, checkpoint,
+                                            self.start_after(checkpoint))
+
+    def _folder_objects(self, folder: str, checkpoint: str,
+                        after: str | None) -> Iterator[LogObject]:
         paginator = self.client.get_paginator("list_objects_v2")
+        options = {"StartAfter": after} if after else {}
         try:
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=folder, **options):
                 for item in page.get("Contents", []):
                     key = item["Key"]
                     if key.endswith("/"):
                         continue
                     yield LogObject(f"s3://{self.bucket}/{key}", account_from_key(key),
-                                    self._loader(key))
+                                    self._loader(key), checkpoint, key)
         except (ClientError, BotoCoreError) as error:
             raise SourceError(self.name, f"listing the bucket failed: {error}") from error
 
