@@ -86,14 +86,15 @@ def run_inventory(config: Config, store: Store, summary: CycleSummary) -> None:
 
 
 def trail_objects(location: TrailLocation, api: AwsApi | None,
-                  start_after: Callable[[str], str | None] | None = None
+                  start_after: Callable[[str], str | None] | None = None,
+                  claim: Callable[[str], bool] | None = None,
                   ) -> Iterator[LogObject]:
     if location.path is not None:
         yield from LocalTrail(location.path).objects()
         return
     client = _boto_session(api).client("s3", region_name=location.region)
     trail = S3Trail(client, location.s3_bucket or "", location.prefix,
-                    start_after=start_after)
+                    start_after=start_after, claim=claim)
     yield from trail.objects()
 
 
@@ -112,8 +113,11 @@ def run_logs(config: Config, store: Store, summary: CycleSummary,
     for location in config.aws.cloudtrail:
         name = str(location.path) if location.path else f"s3://{location.s3_bucket}/{location.prefix}"
         try:
-            objects = _until(stop, trail_objects(location, config.aws.api, store.checkpoint))
-            result = ingest(store, objects, config.workers, on_file)
+            # Claims on trail folders last until the files read under them are stored.
+            with store.claims() as claim:
+                objects = _until(stop, trail_objects(location, config.aws.api,
+                                                     store.checkpoint, claim))
+                result = ingest(store, objects, config.workers, on_file)
         except SourceError as error:
             logger.error("log source failed: %s", error)
             summary.sources_failed.append(name)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, func, insert, select
+from sqlalchemy import text as sql_text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -51,6 +54,12 @@ class TagMove:
     actor: str
     event_id: str
     error_code: str | None
+
+
+def _lock_key(name: str) -> int:
+    """Return a signed 64-bit advisory-lock key for a name, stable across processes."""
+    digest = hashlib.sha256(name.encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 def redact_url(url: str) -> str:
@@ -128,6 +137,33 @@ class Store:
                 found.update(rows)
         return found
 
+    @contextmanager
+    def claims(self) -> Iterator[Callable[[str], bool]]:
+        """Yield a function that claims a unit of work by name for this process.
+
+        On PostgreSQL a claim is a session advisory lock on a connection kept for the
+        block, so another replica's claim of the same name fails until the block
+        ends, and a replica that dies releases its claims with its connection. On
+        SQLite, one process writes at a time and every claim succeeds.
+        """
+        if self.engine.dialect.name != "postgresql":
+            yield lambda _name: True
+            return
+        connection = self.engine.connect()
+        try:
+            def claim(name: str) -> bool:
+                taken = connection.execute(
+                    sql_text("SELECT pg_try_advisory_lock(:key)"), {"key": _lock_key(name)}
+                ).scalar()
+                connection.commit()
+                return bool(taken)
+
+            yield claim
+        finally:
+            # Closing the connection ends its session and every lock it holds.
+            connection.invalidate()
+            connection.close()
+
     def checkpoint(self, name: str) -> str | None:
         """Return the stored position of an incremental log source, if any."""
         with self.session() as session:
@@ -166,6 +202,11 @@ class Store:
         """
         now = _now()
         with self.session() as session, session.begin():
+            if self.engine.dialect.name == "postgresql":
+                # Replicas write one batch at a time, so the check of stored hashes
+                # below cannot race another replica's insert of the same file.
+                session.execute(sql_text("SELECT pg_advisory_xact_lock(:key)"),
+                                {"key": _lock_key("imageprov:save-documents")})
             if checkpoints:
                 self._write_checkpoints(session, checkpoints, now)
             connection = session.connection()

@@ -7,6 +7,7 @@ trails; the account in the key is the fallback for records that name none.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from imageprov.errors import SourceError
+
+logger = logging.getLogger(__name__)
 
 _KEY_ACCOUNT = re.compile(r"AWSLogs/(?:o-[a-z0-9]+/)?(\d{12})/")
 _REGION_FOLDER = re.compile(r"/CloudTrail/[^/]+/$")
@@ -82,12 +85,14 @@ class S3Trail:
     """
 
     def __init__(self, client: Any, bucket: str, prefix: str = "",
-                 start_after: Any = None) -> None:
+                 start_after: Any = None, claim: Any = None) -> None:
         self.client = client
         self.bucket = bucket
         self.prefix = prefix
         self.name = f"s3://{bucket}/{prefix}"
         self.start_after = start_after or (lambda _name: None)
+        # A folder another replica has claimed is left to it.
+        self.claim = claim or (lambda _name: True)
 
     def folders(self) -> list[str]:
         """Return the prefixes to read incrementally, one per account and region."""
@@ -115,6 +120,9 @@ class S3Trail:
     def objects(self) -> Iterator[LogObject]:
         for folder in self.folders():
             checkpoint = f"s3://{self.bucket}/{folder}"
+            if not self.claim(checkpoint):
+                logger.info("%s is being read by another replica", checkpoint)
+                continue
             yield from self._folder_objects(folder, checkpoint,
                                             self.start_after(checkpoint))
 

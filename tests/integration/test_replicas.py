@@ -1,0 +1,99 @@
+"""Two daemon processes on one PostgreSQL store divide the trail folders between them."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+
+import boto3
+import yaml
+from sqlalchemy import create_engine, text
+
+from tests.helpers import trail
+
+BUCKET = "replica-trail"
+ACCOUNT = "123456789012"
+T0 = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
+REGIONS = ["us-east-1", "eu-west-1", "ap-southeast-2", "us-west-2"]
+
+
+def _fill_bucket() -> int:
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket=BUCKET)
+    role = trail.role_identity("ImageBuild", "packer", account=ACCOUNT, path="/build/")
+    count = 0
+    for number, region in enumerate(REGIONS):
+        for hour in range(3):
+            when = T0 + timedelta(hours=hour, minutes=number)
+            records = trail.noise(when, 20, account=ACCOUNT)
+            for record in records:
+                record["awsRegion"] = region
+            records.append(trail.create_image(
+                role, when, f"ami-{number:08x}{hour:09x}", account=ACCOUNT, region=region))
+            key = trail.log_key(when, account=ACCOUNT, region=region,
+                                suffix=f"Replica{number}{hour}abcdefgh")
+            s3.put_object(Bucket=BUCKET, Key=key, Body=trail.log_file(records))
+            count += 1
+    return count
+
+
+def test_two_daemons_store_each_record_once(moto, postgres_url, tmp_path):
+    files = _fill_bucket()
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(yaml.safe_dump({"builders": [
+        {"name": "pipeline", "roles": [f"arn:aws:iam::{ACCOUNT}:role/build/ImageBuild"]}]}))
+    config = tmp_path / "replica.yaml"
+    config.write_text(yaml.safe_dump({
+        "policy": str(policy), "workers": 1,
+        "schedule": {"inventory": {"interval": "1h"}, "logs": {"interval": "1s"},
+                     "evaluate": {"interval": "1h"}},
+        "aws": {"cloudtrail": [{"s3_bucket": BUCKET, "prefix": "AWSLogs/",
+                                "region": "us-east-1"}]},
+    }))
+    command = [sys.executable, "-m", "imageprov", "run", "--config", str(config),
+               "--database", postgres_url]
+    replicas = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True, env=os.environ.copy()) for _ in range(2)]
+    engine = create_engine(postgres_url)
+    try:
+        deadline = time.monotonic() + 90
+        stored = 0
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            try:
+                with engine.connect() as connection:
+                    stored = connection.execute(text("SELECT count(*) FROM log_files")).scalar()
+            except Exception:  # noqa: BLE001 - the schema may not exist yet
+                continue
+            if stored == files:
+                break
+        # A few more turns of the log step on both replicas.
+        time.sleep(3)
+    finally:
+        outputs = []
+        for process in replicas:
+            process.send_signal(signal.SIGTERM)
+            outputs.append(process.communicate(timeout=60)[1])
+    assert [process.returncode for process in replicas] == [0, 0], outputs
+    with engine.connect() as connection:
+        log_files = connection.execute(text("SELECT count(*) FROM log_files")).scalar()
+        events = connection.execute(text("SELECT count(*) FROM events")).scalar()
+        quarantined = connection.execute(text("SELECT count(*) FROM quarantine")).scalar()
+        checkpoints = connection.execute(text("SELECT count(*) FROM checkpoints")).scalar()
+    engine.dispose()
+    assert log_files == files
+    assert events == files
+    assert quarantined == 0
+    assert checkpoints == len(REGIONS)
+    read = [sum(int(n) for n in re.findall(r"kind=cloudtrail files=(\d+)", output))
+            for output in outputs]
+    skipped = [sum(int(n) for n in re.findall(r"kind=cloudtrail files=\d+ skipped=(\d+)",
+                                               output)) for output in outputs]
+    assert sum(read) == files, outputs
+    assert sum(skipped) == 0, outputs
+    assert all("failed" not in output for output in outputs), outputs
