@@ -101,6 +101,9 @@ class Config(_Strict):
     database: str | None = None
     policy: Path
     workers: int = Field(default=2, ge=1, le=64)
+    # Log files stored per transaction: larger is faster, smaller loses less work
+    # when the process is killed.
+    batch_files: int = Field(default=200, ge=1, le=10_000)
     aws: AwsConfig = Field(default_factory=AwsConfig)
     schedule: Schedule = Field(default_factory=Schedule)
     metrics: Metrics | None = None

@@ -117,7 +117,8 @@ def run_logs(config: Config, store: Store, summary: CycleSummary,
             with store.claims() as claim:
                 objects = _until(stop, trail_objects(location, config.aws.api,
                                                      store.checkpoint, claim))
-                result = ingest(store, objects, config.workers, on_file)
+                result = ingest(store, objects, config.workers, on_file,
+                                config.batch_files)
         except SourceError as error:
             logger.error("log source failed: %s", error)
             summary.sources_failed.append(name)

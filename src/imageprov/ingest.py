@@ -85,6 +85,7 @@ def ingest(
     objects: Iterable[LogObject],
     workers: int = 1,
     on_file: Callable[[str], None] | None = None,
+    batch_files: int | None = None,
 ) -> IngestSummary:
     """Read every object into the store and return the counts.
 
@@ -95,7 +96,7 @@ def ingest(
     """
     summary = IngestSummary()
     started = time.perf_counter()
-    writer = _Writer(store, summary, on_file)
+    writer = _Writer(store, summary, on_file, batch_files or BATCH_FILES)
     fresh = _fresh_files(store, _hashed(objects), summary, on_file, writer)
     if workers <= 1:
         for item, data, sha256 in fresh:
@@ -108,11 +109,12 @@ def ingest(
 
 
 class _Writer:
-    """Counts parsed documents and stores them `BATCH_FILES` to a transaction."""
+    """Counts parsed documents and stores them `batch_files` to a transaction."""
 
     def __init__(self, store: Store, summary: IngestSummary,
-                 on_file: Callable[[str], None] | None) -> None:
+                 on_file: Callable[[str], None] | None, batch_files: int) -> None:
         self.store = store
+        self.batch_files = batch_files
         self.summary = summary
         self.on_file = on_file
         self.batch: list[tuple[LogDocument, str]] = []
@@ -143,7 +145,7 @@ class _Writer:
             # Documents arrive in the order their files were listed, so the newest
             # position taken is the furthest one that every earlier file has reached.
             self.reached[position[0]] = position[1]
-        if len(self.batch) >= BATCH_FILES:
+        if len(self.batch) >= self.batch_files:
             self.flush()
         if self.on_file:
             self.on_file(document.location)

@@ -119,15 +119,12 @@ def test_reingest_keeps_earlier_rows(tmp_path):
 
 
 def test_checkpoint_moves_only_with_stored_files(tmp_path, monkeypatch):
-    import imageprov.ingest as ingest_module
-
     names = _write_files(tmp_path / "logs")
     objects = [
         LogObject(item.location, item.fallback_account, item.loader, "folder", f"key-{n}")
         for n, item in enumerate(LocalTrail(tmp_path / "logs").objects())
     ]
     store = Store.open(f"sqlite:///{tmp_path / 'ck.db'}")
-    monkeypatch.setattr(ingest_module, "BATCH_FILES", 2)
     original = store._write_event_values
     calls = {"count": 0}
 
@@ -139,7 +136,7 @@ def test_checkpoint_moves_only_with_stored_files(tmp_path, monkeypatch):
 
     monkeypatch.setattr(store, "_write_event_values", failing)
     try:
-        ingest(store, objects, workers=1)
+        ingest(store, objects, workers=1, batch_files=2)
     except RuntimeError:
         pass
     assert store.checkpoint("folder") == "key-1"
