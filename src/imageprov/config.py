@@ -30,18 +30,29 @@ class InventoryFile(_Strict):
 
 
 class TrailLocation(_Strict):
-    """CloudTrail files in a local folder or under a prefix of an S3 bucket."""
+    """CloudTrail files in a local folder, under a prefix of an S3 bucket, or
+    announced by S3 notifications on an SQS queue."""
 
     path: Path | None = None
     s3_bucket: str | None = None
+    sqs_queue_url: str | None = None
     prefix: str = ""
     region: str | None = None
 
     @model_validator(mode="after")
     def _one_place(self) -> TrailLocation:
-        if (self.path is None) == (self.s3_bucket is None):
-            raise ValueError("give exactly one of path or s3_bucket")
+        given = [v for v in (self.path, self.s3_bucket, self.sqs_queue_url) if v is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of path, s3_bucket or sqs_queue_url")
         return self
+
+    @property
+    def name(self) -> str:
+        if self.path is not None:
+            return str(self.path)
+        if self.s3_bucket is not None:
+            return f"s3://{self.s3_bucket}/{self.prefix}"
+        return f"sqs:{(self.sqs_queue_url or '').rsplit('/', 1)[-1]}"
 
 
 class AwsApi(_Strict):

@@ -20,6 +20,7 @@ from imageprov.model import Image, Verdict
 from imageprov.policy import Policy, evaluate_images
 from imageprov.policy.evaluate import Evaluation
 from imageprov.sources.aws import ami, ecr
+from imageprov.sources.aws.notifications import SqsTrail
 from imageprov.sources.aws.trail_locations import LocalTrail, LogObject, S3Trail
 from imageprov.store import Store
 
@@ -106,26 +107,40 @@ def _until(stop: threading.Event | None, objects: Iterator[LogObject]) -> Iterat
         yield item
 
 
+def _read_location(config: Config, store: Store, location: TrailLocation,
+                   on_file: Callable[[str], None] | None,
+                   stop: threading.Event | None) -> IngestSummary:
+    if location.sqs_queue_url is not None:
+        session = _boto_session(config.aws.api)
+        queue = SqsTrail(session.client("sqs", region_name=location.region),
+                         session.client("s3", region_name=location.region),
+                         location.sqs_queue_url)
+        result = ingest(store, _until(stop, queue.objects()), config.workers, on_file,
+                        config.batch_files)
+        # Every file the messages named is stored or quarantined by now.
+        queue.acknowledge()
+        return result
+    # Claims on trail folders last until the files read under them are stored.
+    with store.claims() as claim:
+        objects = _until(stop, trail_objects(location, config.aws.api, store.checkpoint,
+                                             claim))
+        return ingest(store, objects, config.workers, on_file, config.batch_files)
+
+
 def run_logs(config: Config, store: Store, summary: CycleSummary,
              on_file: Callable[[str], None] | None = None,
              stop: threading.Event | None = None) -> None:
     """Read every configured log location; a failed location is logged and skipped."""
     for location in config.aws.cloudtrail:
-        name = str(location.path) if location.path else f"s3://{location.s3_bucket}/{location.prefix}"
         try:
-            # Claims on trail folders last until the files read under them are stored.
-            with store.claims() as claim:
-                objects = _until(stop, trail_objects(location, config.aws.api,
-                                                     store.checkpoint, claim))
-                result = ingest(store, objects, config.workers, on_file,
-                                config.batch_files)
+            result = _read_location(config, store, location, on_file, stop)
         except SourceError as error:
             logger.error("log source failed: %s", error)
-            summary.sources_failed.append(name)
+            summary.sources_failed.append(location.name)
             continue
         logger.info(
             "source=%s kind=cloudtrail files=%d skipped=%d records=%d events=%d "
-            "new_events=%d quarantined=%d seconds=%.2f", name, result.files,
+            "new_events=%d quarantined=%d seconds=%.2f", location.name, result.files,
             result.skipped, result.records, result.events, result.new_events,
             result.problems, result.seconds)
         _add(summary.logs, result)

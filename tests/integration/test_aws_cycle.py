@@ -324,3 +324,41 @@ def test_database_password_hidden_in_errors(tmp_path):
     assert result.returncode == 2
     assert "hunter2-planted" not in result.stderr
     assert "cannot open database" in result.stderr
+
+
+def test_sqs_notifications_read_and_deleted(aws, tmp_path):
+    ec2, _, s3 = aws
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    queue = sqs.create_queue(QueueName="trail-files")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])[
+        "Attributes"]["QueueArn"]
+    s3.put_bucket_notification_configuration(Bucket=BUCKET, NotificationConfiguration={
+        "QueueConfigurations": [{"QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*"]}]})
+    image_id, _ = _new_ami(ec2, "announced")
+    pipeline, _ = _roles()
+    _put_trail(s3, T0 + timedelta(minutes=5), [
+        trail.create_image(pipeline, T0 + timedelta(minutes=1), image_id, ip="10.20.4.17",
+                           account=ACCOUNT)])
+    sqs.send_message(QueueUrl=queue, MessageBody='{"surprise": true}')
+
+    (tmp_path / "policy.yaml").write_text(yaml.safe_dump(POLICY))
+    config_path = tmp_path / "sqs.yaml"
+    config_path.write_text(yaml.safe_dump({
+        "policy": "policy.yaml", "workers": 1,
+        "aws": {"api": {"regions": ["us-east-1"], "ecr": False},
+                "cloudtrail": [{"sqs_queue_url": queue, "region": "us-east-1"}]},
+    }))
+    config = load_config(config_path)
+    policy, text = load_policy(config.policy)
+    store = Store.open(f"sqlite:///{tmp_path / 'sqs.db'}")
+    summary = cycle.run_cycle(config, store, policy, text,
+                              now=datetime.now(UTC) + timedelta(hours=2))
+    assert summary.logs.files == 1
+    assert summary.logs.problems == 1
+    assert "surprise" not in str(store.quarantined()[0].error)
+    assert "not an S3, SNS or EventBridge notification" in store.quarantined()[0].error
+    assert store.current_verdicts()[_ami_arn(image_id)].status is VerdictStatus.APPROVED
+    left = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=[
+        "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+    assert left["ApproximateNumberOfMessages"] == "0"
+    assert left["ApproximateNumberOfMessagesNotVisible"] == "0"
