@@ -36,14 +36,23 @@ class TrailLocation(_Strict):
     path: Path | None = None
     s3_bucket: str | None = None
     sqs_queue_url: str | None = None
+    lookup_events: bool = False
     prefix: str = ""
     region: str | None = None
+    # For lookup_events: the event sources queried (one attribute per query is all
+    # the API allows) and how far back the first query reaches.
+    event_sources: list[str] = Field(
+        default_factory=lambda: ["ec2.amazonaws.com", "ecr.amazonaws.com"])
+    backfill: Duration = timedelta(days=7)
 
     @model_validator(mode="after")
     def _one_place(self) -> TrailLocation:
         given = [v for v in (self.path, self.s3_bucket, self.sqs_queue_url) if v is not None]
-        if len(given) != 1:
-            raise ValueError("give exactly one of path, s3_bucket or sqs_queue_url")
+        if len(given) + int(self.lookup_events) != 1:
+            raise ValueError(
+                "give exactly one of path, s3_bucket, sqs_queue_url or lookup_events")
+        if self.lookup_events and not self.region:
+            raise ValueError("lookup_events needs the region it reads")
         return self
 
     @property
@@ -52,6 +61,8 @@ class TrailLocation(_Strict):
             return str(self.path)
         if self.s3_bucket is not None:
             return f"s3://{self.s3_bucket}/{self.prefix}"
+        if self.lookup_events:
+            return f"lookup-events:{self.region}"
         return f"sqs:{(self.sqs_queue_url or '').rsplit('/', 1)[-1]}"
 
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import boto3
+from botocore.config import Config as BotoConfig
 import orjson
 
 from imageprov.config import AwsApi, Config, InventoryFile, TrailLocation
@@ -20,6 +21,7 @@ from imageprov.model import Image, Verdict
 from imageprov.policy import Policy, evaluate_images
 from imageprov.policy.evaluate import Evaluation
 from imageprov.sources.aws import ami, ecr
+from imageprov.sources.aws.lookup_events import LookupEventsTrail
 from imageprov.sources.aws.notifications import SqsTrail
 from imageprov.sources.aws.trail_locations import LocalTrail, LogObject, S3Trail
 from imageprov.store import Store
@@ -110,6 +112,18 @@ def _until(stop: threading.Event | None, objects: Iterator[LogObject]) -> Iterat
 def _read_location(config: Config, store: Store, location: TrailLocation,
                    on_file: Callable[[str], None] | None,
                    stop: threading.Event | None) -> IngestSummary:
+    if location.lookup_events:
+        session = _boto_session(config.aws.api)
+        # Retries are paced here, within the API's rate limit, not by botocore.
+        client = session.client("cloudtrail", region_name=location.region,
+                                config=BotoConfig(retries={"total_max_attempts": 1}))
+        total = IngestSummary()
+        for event_source in location.event_sources:
+            history = LookupEventsTrail(client, location.region or "", event_source,
+                                        store.checkpoint, location.backfill)
+            _add(total, ingest(store, _until(stop, history.objects()), config.workers,
+                               on_file, config.batch_files))
+        return total
     if location.sqs_queue_url is not None:
         session = _boto_session(config.aws.api)
         queue = SqsTrail(session.client("sqs", region_name=location.region),
