@@ -70,12 +70,16 @@ class Correlator:
 
     def attribute(self, image: Image) -> Attribution:
         """Return the creation event and history of one image."""
-        history = list(self._by_key.get(_image_key(image), ()))
-        history.extend(self._import_events(image))
-        history.sort(key=_order)
+        direct = list(self._by_key.get(_image_key(image), ()))
         creation = next(
-            (event for event in history if event.succeeded and event.effect.creates), None
+            (event for event in direct if event.succeeded and event.effect.creates), None
         )
+        imports = self._import_events(image)
+        if creation is None:
+            # The name is chosen by whoever registers the image, so an import joined
+            # by name attributes only an image no event names by its own id.
+            creation = next((event for event in imports if event.succeeded), None)
+        history = sorted(direct + imports, key=_order)
         tag_pushes = {}
         if image.kind is ImageKind.CONTAINER:
             for tag in image.names:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from imageprov.correlate import Attribution, Correlator
 from imageprov.model import (
@@ -17,6 +17,7 @@ from imageprov.model import (
     PrincipalKind,
     Verdict,
     VerdictStatus,
+    ami_arn,
 )
 from imageprov.policy.network import AddressClass, Caller, classify, service_name
 from imageprov.policy.schema import Builder, ImageException, Policy
@@ -32,7 +33,7 @@ def _glob(value: str | None, patterns: Sequence[str]) -> bool:
 
 
 def _stamp(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -95,17 +96,46 @@ class _Judge:
 
     def verdict(self, attribution: Attribution) -> Verdict:
         image = attribution.image
+        exposure = self._exposure(image, attribution)
         exception = self._exception(image)
         if exception is not None:
+            excepted = (f"excepted until {_stamp(exception.expires)}: "
+                        f"{exception.reason}")
+            if exposure:
+                # An exception accepts who built the image, not who may launch it.
+                return self._make(image, VerdictStatus.FLAGGED,
+                                  tuple(flag for flag, _ in exposure), "exception-exposed",
+                                  attribution.creation, "; ".join(
+                                      [excepted, *(text for _, text in exposure)]))
             return self._make(image, VerdictStatus.EXCEPTED, (), "exception",
-                              attribution.creation,
-                              f"excepted until {_stamp(exception.expires)}: "
-                              f"{exception.reason}")
-        exposure = self._exposure(image, attribution)
+                              attribution.creation, excepted)
         event = attribution.creation
         if event is None:
             return self._unattributed(image, exposure)
-        return self._judge_event(image, event, exposure)
+        verdict = self._judge_event(image, event, exposure)
+        if verdict.status is VerdictStatus.APPROVED:
+            return self._judge_tag_moves(image, attribution, verdict)
+        return verdict
+
+    def _judge_tag_moves(self, image: Image, attribution: Attribution,
+                         verdict: Verdict) -> Verdict:
+        """Flag an approved digest that a tag was moved back to by an unapproved push.
+
+        Pointing `latest` at an older digest needs no new image, so the push that
+        moved each current tag here is judged as well as the first push.
+        """
+        for tag, pushes in sorted(attribution.tag_pushes.items()):
+            moves = [p for p in pushes if p.succeeded]
+            last = moves[-1] if moves else None
+            if last is None or last.target != image.digest:
+                continue
+            if attribution.creation is not None and last.key == attribution.creation.key:
+                continue
+            moved = self._judge_event(image, last, [])
+            if moved.status is VerdictStatus.FLAGGED:
+                return moved.model_copy(update={
+                    "reason": f"tag {tag} was moved here: {moved.reason}"})
+        return verdict
 
     def _exception(self, image: Image) -> ImageException | None:
         for exception in self.policy.exceptions:
@@ -118,10 +148,9 @@ class _Judge:
         """Replay launch-permission changes and flag a public or foreign share."""
         grantees: set[str] = set()
         for event in attribution.shares:
-            if event.effect is EventEffect.SHARE:
-                grantees.update(event.shared_with)
-            else:
-                grantees.difference_update(event.unshared_from)
+            # One call may both remove and add launch permissions.
+            grantees.difference_update(event.unshared_from)
+            grantees.update(event.shared_with)
         found: list[tuple[Flag, str]] = []
         if image.public or "all" in grantees:
             found.append((Flag.PUBLIC, "the image can be launched by every AWS account"))
@@ -179,14 +208,16 @@ class _Judge:
         approving = next((m for m in matches if not m.failures), None)
         flags: list[tuple[Flag, str, str]] = []
 
-        if event.principal.kind is PrincipalKind.ROOT and not event.principal.invoked_by:
+        if event.principal.kind is PrincipalKind.ROOT:
+            # Root credentials stay root when a service uses them on the caller's behalf.
             flags.append((Flag.ROOT, "root", "made with the account's root credentials"))
         approved_networks = approving.builder.networks if approving else []
         if caller.kind is AddressClass.PUBLIC and not caller.within(approved_networks):
             flags.append((Flag.EXTERNAL_NETWORK, "internal-networks",
                           f"called from public address {caller.text}"))
         if approving is None:
-            flags.extend(self._builder_flags(event, matches))
+            flags.extend(self._builder_flags(event, matches,
+                                             caller.kind is AddressClass.PUBLIC))
         for flag, text in exposure:
             flags.append((flag, "share_targets" if flag is Flag.SHARED else "public", text))
 
@@ -202,7 +233,7 @@ class _Judge:
         return self._make(image, VerdictStatus.FLAGGED, unique, flags[0][1], event, reason)
 
     def _builder_flags(
-        self, event: CreationEvent, matches: list[_BuilderMatch]
+        self, event: CreationEvent, matches: list[_BuilderMatch], caller_public: bool
     ) -> list[tuple[Flag, str, str]]:
         if not matches:
             return [(Flag.UNEXPECTED_ACTOR, "builders",
@@ -213,7 +244,7 @@ class _Judge:
             for field_name, detail in match.failures:
                 if field_name == "user_agents":
                     found.append((Flag.UNAPPROVED_AGENT, rule, detail))
-                elif field_name == "networks" and "public address" in detail:
+                elif field_name == "networks" and caller_public:
                     found.append((Flag.EXTERNAL_NETWORK, rule, detail))
                 else:
                     found.append((Flag.UNEXPECTED_ACTOR, f"{rule}.{field_name}",
@@ -241,8 +272,27 @@ def _source_verdicts(
     return by_id
 
 
+def _origin_verdict(image: Image, event: CreationEvent, correlator: Correlator,
+                    judge: _Judge, sources: dict[tuple[str, str], Verdict]
+                    ) -> Verdict | None:
+    """Return the verdict of a copy's source: from the inventory, or else from the
+    source's own creation event when the logs hold it."""
+    region = event.source_region or image.region
+    origin = sources.get((region, event.source_image or ""))
+    if origin is not None:
+        return origin
+    source = Image(ref=ami_arn(region, image.account, event.source_image or ""),
+                   platform=image.platform, kind=image.kind, account=image.account,
+                   region=region, native_id=event.source_image or "")
+    attribution = correlator.attribute(source)
+    if attribution.creation is None:
+        return None
+    return judge.verdict(attribution)
+
+
 def _judge_copies(
-    images: Sequence[Image], evaluation: Evaluation
+    images: Sequence[Image], evaluation: Evaluation, correlator: Correlator,
+    judge: _Judge,
 ) -> None:
     """Flag a copy whose source image is known here and not approved.
 
@@ -257,7 +307,7 @@ def _judge_copies(
             event = attribution.creation
             if event is None or event.effect is not EventEffect.COPY or not event.source_image:
                 continue
-            origin = sources.get((event.source_region or image.region, event.source_image))
+            origin = _origin_verdict(image, event, correlator, judge, sources)
             verdict = evaluation.verdicts[image.ref]
             if origin is None or origin.status in (VerdictStatus.APPROVED,
                                                    VerdictStatus.EXCEPTED):
@@ -293,5 +343,5 @@ def evaluate_images(
         attribution = correlator.attribute(image)
         evaluation.attributions[image.ref] = attribution
         evaluation.verdicts[image.ref] = judge.verdict(attribution)
-    _judge_copies(image_list, evaluation)
+    _judge_copies(image_list, evaluation, correlator, judge)
     return evaluation

@@ -271,5 +271,75 @@ def test_earliest_push_attributes_digest():
         trail.put_image(ci, T0, "app", "v2", digest),
     ]
     verdict = _one(image, records, policy=policy)
+    assert verdict.status is VerdictStatus.FLAGGED
+    assert verdict.flags == (Flag.UNEXPECTED_ACTOR,)
+    assert verdict.event_id == records[0]["eventID"]
+    assert verdict.reason.startswith("tag latest was moved here")
+
+    records[0] = trail.put_image(ci, T0 + timedelta(minutes=9), "app", "latest", digest)
+    verdict = _one(image, records, policy=policy)
     assert verdict.status is VerdictStatus.APPROVED
     assert verdict.event_id == records[1]["eventID"]
+
+
+def test_copy_of_deregistered_bad_source_flagged():
+    mallory = trail.user_identity("mallory")
+    records = [
+        trail.create_image(mallory, T0, "ami-1", ip="8.8.4.4"),
+        trail.record("DeregisterImage", mallory, T0 + timedelta(minutes=9),
+                     request={"imageId": "ami-1"}, response={"_return": True}),
+        trail.copy_image(ROLE, T0 + timedelta(minutes=5), "ami-2", "ami-1", "us-east-1",
+                         agent=PACKER),
+    ]
+    verdict = _one(_ami("ami-2"), records)
+    assert verdict.status is VerdictStatus.FLAGGED
+    assert verdict.flags == (Flag.UNAPPROVED_SOURCE,)
+
+
+def test_import_name_cannot_claim_created_image():
+    mallory = trail.user_identity("mallory")
+    imported = trail.record(
+        "ImportImage", ROLE, T0, request={"roleName": "vmimport"},
+        response={"importTaskId": "import-ami-0abc1234", "status": "active"})
+    created = trail.create_image(mallory, T0 + timedelta(minutes=3), "ami-7",
+                                 ip="8.8.8.8", name="import-ami-0abc1234")
+    image = _ami("ami-7", names=("import-ami-0abc1234",))
+    verdict = _one(image, [imported, created])
+    assert verdict.status is VerdictStatus.FLAGGED
+    assert verdict.event_id == created["eventID"]
+    renamed = _one(_ami("ami-8", names=("import-ami-0abc1234",)), [imported])
+    assert renamed.event_id == imported["eventID"]
+
+
+def test_root_through_service_still_root():
+    root = dict(trail.root_identity(), invokedBy="cloudformation.amazonaws.com")
+    policy = {"version": 1, "builders": [
+        {"name": "stacks", "services": ["cloudformation.amazonaws.com"]}]}
+    record = trail.create_image(root, T0, "ami-1", ip="cloudformation.amazonaws.com")
+    verdict = _one(_ami("ami-1"), [record], policy=policy)
+    assert verdict.status is VerdictStatus.FLAGGED
+    assert verdict.flags == (Flag.ROOT,)
+
+
+def test_exception_does_not_hide_public_share():
+    policy = dict(POLICY, exceptions=[{"image": "ami-1", "reason": "vendor",
+                                       "expires": "2027-01-01"}])
+    records = [trail.share_image(trail.user_identity("mallory"), T0, "ami-1",
+                                 {"group": "all"})]
+    verdict = _one(_ami("ami-1"), records, policy=policy)
+    assert verdict.status is VerdictStatus.FLAGGED
+    assert verdict.flags == (Flag.PUBLIC,)
+    assert "excepted until" in verdict.reason
+
+
+def test_remove_public_and_add_account_together():
+    both = trail.record(
+        "ModifyImageAttribute", ROLE, T0 + timedelta(minutes=2),
+        request={"imageId": "ami-1", "attributeType": "launchPermission",
+                 "launchPermission": {"remove": {"items": [{"group": "all"}]},
+                                      "add": {"items": [{"userId": "444455556666"}]}}},
+        response={"_return": True})
+    records = [trail.create_image(ROLE, T0, "ami-1", agent=PACKER),
+               trail.share_image(ROLE, T0 + timedelta(minutes=1), "ami-1", {"group": "all"}),
+               both]
+    assert _one(_ami("ami-1"), records).status is VerdictStatus.APPROVED
