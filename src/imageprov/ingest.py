@@ -63,11 +63,20 @@ class IngestSummary:
 
 
 def _parse(location: str, data: bytes, fallback_account: str | None) -> LogDocument:
-    return read_document(data, location, fallback_account)
+    try:
+        return read_document(data, location, fallback_account)
+    except Exception as error:  # noqa: BLE001 - one file must not stop the others
+        # read_document reports bad content itself; this is a defect in imageprov,
+        # logged in full, and the file is quarantined so the rest is stored.
+        logger.exception("reading %s failed", location)
+        document = LogDocument(location=location, source="cloudtrail", platform="aws")
+        document.problems.append(RecordProblem(
+            location, -1, "(file)", f"internal error: {type(error).__name__}: {error}"))
+        return document
 
 
 def _parse_group(group: list[tuple[str, bytes, str | None]]) -> list[LogDocument]:
-    return [read_document(data, location, fallback) for location, data, fallback in group]
+    return [_parse(location, data, fallback) for location, data, fallback in group]
 
 
 def _hashed(objects: Iterable[LogObject]) -> Iterator[tuple[LogObject, bytes | None, str]]:

@@ -280,3 +280,50 @@ def test_fast_reader_agrees_on_any_records(records):
     finally:
         trail_documents.simdjson = saved
     _same_documents(fast, general)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"awsRegion": ["us-east-1"]}, "awsRegion"),
+        ({"awsRegion": 5}, "awsRegion"),
+        ({"recipientAccountId": 111122223333}, "recipientAccountId"),
+        ({"eventTime": "2026-13-45T99:99:99Z"}, "eventTime"),
+    ],
+)
+@pytest.mark.parametrize("pretty", [False, True])
+@pytest.mark.parametrize("image_event", [False, True])
+def test_wrong_types_quarantined_not_raised(change, field, pretty, image_event):
+    good = RECORDS[1]
+    bad = json.loads(json.dumps(RECORDS[0] if image_event else trail_noise()))
+    bad.update(change)
+    body = json.dumps({"Records": [good, bad, good]}, indent=2 if pretty else None)
+    document = read_document(body.encode(), "types.json")
+    assert [(p.index, p.field) for p in document.problems] == [(1, field)]
+    assert document.records == 2
+
+
+@pytest.mark.parametrize(
+    "identity_change",
+    [{"type": ["AssumedRole"]}, {"accountId": 111122223333}, {"invokedBy": {"a": 1}},
+     {"sessionContext": {"sessionIssuer": {"arn": ["x"]}}}],
+)
+def test_bad_identity_fields_quarantined(identity_change):
+    bad = json.loads(json.dumps(RECORDS[0]))
+    bad["userIdentity"].update(identity_change)
+    document = read_document(json.dumps({"Records": [bad, RECORDS[1]]}).encode(), "id.json")
+    assert [(p.index, p.field) for p in document.problems] == [(0, "(record)")]
+    assert [e.target for e in document.events] == ["ami-00000000000000002"]
+
+
+def test_bad_copy_source_quarantined():
+    bad = json.loads(json.dumps(RECORDS[2]))
+    bad["requestParameters"]["sourceImageId"] = {"id": "ami-1"}
+    document = read_document(json.dumps({"Records": [bad]}).encode(), "copy.json")
+    assert [p.field for p in document.problems] == ["(record)"]
+
+
+def trail_noise():
+    from tests.helpers import trail
+
+    return trail.noise(trail.datetime(2026, 11, 2, 9, tzinfo=trail.UTC), 1)[0]

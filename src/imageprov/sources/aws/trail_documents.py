@@ -22,7 +22,7 @@ import gzip
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -168,19 +168,23 @@ def _read_log_file_lazily(text: bytes, reader: _Reader) -> bool:
             when = record.get("eventTime")
             name = record.get("eventName")
             source = record.get("eventSource")
-            if (isinstance(when, str) and len(when) == 20 and when[-1] == "Z"
+            account = record.get("recipientAccountId")
+            region = record.get("awsRegion")
+            if (isinstance(when, str) and reader.valid_time(when)
                     and isinstance(source, str) and source
                     and isinstance(name, str) and name
-                    and name not in EVENT_NAMES):
+                    and name not in EVENT_NAMES
+                    and (account is None or isinstance(account, str))
+                    and (region is None or isinstance(region, str))):
                 reader.index += 1
                 counted += 1
-                account = record.get("recipientAccountId") or fallback_account
+                account = account or fallback_account
                 if not account:
                     identity = record.get("userIdentity")
                     account = (identity.get("accountId")
                                if isinstance(identity, simdjson.Object) else None)
                 key = (account if isinstance(account, str) and account else "unknown",
-                       record.get("awsRegion") or "unknown")
+                       region or "unknown")
                 span = spans.get(key)
                 if span is None:
                     spans[key] = [when, when]
@@ -228,6 +232,8 @@ class _Reader:
 
     def __init__(self, result: LogDocument, fallback_account: str | None) -> None:
         self.result = result
+        # Event times already checked in this file; most records share a second.
+        self._valid_times: set[str] = set()
         self.fallback_account = fallback_account
         self.index = 0
         self.line: int | None = None
@@ -303,15 +309,19 @@ class _Reader:
                 when = record.get("eventTime")
                 source = record.get("eventSource")
                 name = record.get("eventName")
-                if (isinstance(when, str) and len(when) == 20 and when[-1] == "Z"
+                account = record.get("recipientAccountId")
+                region = record.get("awsRegion")
+                if (isinstance(when, str) and self.valid_time(when)
                         and isinstance(source, str) and source
                         and isinstance(name, str) and name
-                        and name not in EVENT_NAMES):
+                        and name not in EVENT_NAMES
+                        and (account is None or isinstance(account, str))
+                        and (region is None or isinstance(region, str))):
                     index += 1
                     counted += 1
-                    account = (record.get("recipientAccountId") or fallback_account
+                    account = (account or fallback_account
                                or _identity_account(record) or "unknown")
-                    key = (account, record.get("awsRegion") or "unknown")
+                    key = (account, region or "unknown")
                     span = spans.get(key)
                     if span is None:
                         spans[key] = [when, when]
@@ -363,6 +373,19 @@ class _Reader:
         )
         self.index += 1
 
+    def valid_time(self, when: str) -> bool:
+        """Return whether `when` is a real UTC time written `YYYY-MM-DDTHH:MM:SSZ`."""
+        if when in self._valid_times:
+            return True
+        if len(when) != 20 or when[-1] != "Z" or when[10] != "T":
+            return False
+        try:
+            datetime.fromisoformat(when)
+        except ValueError:
+            return False
+        self._valid_times.add(when)
+        return True
+
     def record(self, record: Any, fallback_account: str | None) -> None:
         """Count one CloudTrail record, note its time span and extract image events."""
         if not isinstance(record, dict):
@@ -376,7 +399,7 @@ class _Reader:
             if not isinstance(value, str) or not value:
                 self._error(field_name, "missing or not a string")
                 return
-        if not (len(when) == 20 and when[-1] == "Z"):
+        if not self.valid_time(when):
             # Any other spelling is normalised so that span bounds compare as text.
             try:
                 when = parse_time(when, self.result.location, self.index, "eventTime")
@@ -385,6 +408,11 @@ class _Reader:
                 self.index += 1
                 return
             when = when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        for field_name in ("recipientAccountId", "awsRegion"):
+            value = record.get(field_name)
+            if value is not None and not isinstance(value, str):
+                self._error(field_name, f"expected a string, got {type(value).__name__}")
+                return
 
         index = self.index
         self.index += 1
@@ -408,6 +436,13 @@ class _Reader:
             events = events_from_record(record, origin, fallback_account)
         except RecordError as error:
             self.result.problems.append(error.problem)
+            return
+        except (ValueError, TypeError, AttributeError) as error:
+            # A field of the wrong type deep in the record (pydantic's errors are
+            # ValueErrors); the record is quarantined like any other bad one.
+            self.result.problems.append(RecordProblem(
+                self.result.location, index, "(record)",
+                f"a field has the wrong type: {str(error)[:300]}"))
             return
         if events:
             self.result.events.extend(events)
