@@ -327,3 +327,22 @@ def trail_noise():
     from tests.helpers import trail
 
     return trail.noise(trail.datetime(2026, 11, 2, 9, tzinfo=trail.UTC), 1)[0]
+
+
+def test_concatenated_gzip_members_all_read():
+    # A writer that flushes a member at a time splits one JSON document across them.
+    body = json.dumps({"Records": RECORDS}).encode()
+    middle = len(body) // 2
+    packed = gzip.compress(body[:middle]) + gzip.compress(body[middle:])
+    document = read_document(packed, "two.json.gz")
+    assert document.problems == []
+    assert document.records == len(RECORDS)
+    assert len(document.events) == len(read_document(body, "one.json").events)
+
+
+def test_truncated_gzip_reported():
+    packed = gzip.compress(json.dumps({"Records": RECORDS}).encode())
+    document = read_document(packed[: len(packed) // 2], "cut.json.gz")
+    assert document.records == 0
+    assert [(p.index, p.field) for p in document.problems] == [(-1, "(file)")]
+    assert "truncated" in document.problems[0].detail

@@ -35,9 +35,9 @@ except ImportError:  # pragma: no cover - exercised only where the wheel is miss
     simdjson = None
 try:
     from isal.isal_zlib import IsalError as _InflateError
-    from isal.isal_zlib import decompress as _inflate
+    from isal.isal_zlib import decompressobj as _inflater
 except ImportError:  # pragma: no cover
-    from zlib import decompress as _inflate
+    from zlib import decompressobj as _inflater
     from zlib import error as _InflateError
 
 from imageprov.errors import RecordError
@@ -65,11 +65,18 @@ def decompress(data: bytes) -> bytes:
     """Return the bytes of a gzip document uncompressed, or the bytes unchanged."""
     if data[:2] != b"\x1f\x8b":
         return data
+    inflater = _inflater(47)
     try:
-        # One gzip member is the common case and the fastest path.
-        return _inflate(data, 47)
-    except (zlib.error, _InflateError):
+        text = inflater.decompress(data)
+    except (zlib.error, _InflateError) as error:
+        raise EOFError(f"invalid gzip stream: {error}") from None
+    if not inflater.eof:
+        raise EOFError("the gzip stream is truncated")
+    if inflater.unused_data.strip(b"\0"):
+        # Concatenated gzip members are one valid file; the standard library reads
+        # every member, where one inflater stops after the first.
         return gzip.decompress(data)
+    return text
 
 
 def read_document(
