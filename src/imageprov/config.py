@@ -95,8 +95,15 @@ class Trigger(_Strict):
             raise ValueError("give exactly one of interval or cron")
         if self.interval is not None and self.interval.total_seconds() < 1:
             raise ValueError("interval must be at least one second")
-        if self.cron is not None and len(self.cron.split()) != 5:
-            raise ValueError(f"cron {self.cron!r} must have five fields")
+        if self.cron is not None:
+            if len(self.cron.split()) != 5:
+                raise ValueError(f"cron {self.cron!r} must have five fields")
+            from apscheduler.triggers.cron import CronTrigger
+
+            try:
+                CronTrigger.from_crontab(self.cron)
+            except ValueError as error:
+                raise ValueError(f"invalid cron {self.cron!r}: {error}") from None
         return self
 
 
@@ -152,6 +159,8 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(str(path), f"cannot read the file: {error}") from None
     except yaml.YAMLError as error:
         raise ConfigError(str(path), f"invalid YAML: {error}") from None
+    except ValueError as error:
+        raise ConfigError(str(path), f"invalid value: {error}") from None
     if not isinstance(data, dict):
         raise ConfigError(str(path), "expected a mapping of settings")
     try:

@@ -194,3 +194,48 @@ def test_explain_copy_names_source(example):
     assert result.returncode == 0, result.stderr
     assert "copy of ami-0f9e8d7c6b5a40001 in us-west-2, copied by" in result.stdout
     assert "ec2.amazonaws.com:CopyImage" in result.stdout
+
+
+def test_impossible_policy_date_reported(tmp_path):
+    bad = tmp_path / "date.yaml"
+    bad.write_text("builders:\n  - {name: ci, roles: [r]}\nexceptions:\n"
+                   "  - {image: ami-1, reason: x, expires: 2027-02-30}\n")
+    result = run_cli("policy", "check", str(bad))
+    assert result.returncode == 2
+    assert "day is out of range" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_cron_and_busy_port_reported(tmp_path):
+    import socket
+
+    policy = ROOT / "policies" / "example.yaml"
+    config = tmp_path / "cron.yaml"
+    config.write_text(yaml.safe_dump({"policy": str(policy),
+                                      "schedule": {"logs": {"cron": "61 * * * *"}}}))
+    result = run_cli("run", "--config", str(config), "--database",
+                     f"sqlite:///{tmp_path / 'c.db'}")
+    assert result.returncode == 2
+    assert "invalid cron '61 * * * *'" in result.stderr
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        config.write_text(yaml.safe_dump({"policy": str(policy),
+                                          "metrics": {"host": "127.0.0.1", "port": port}}))
+        result = run_cli("run", "--config", str(config), "--database",
+                         f"sqlite:///{tmp_path / 'c.db'}")
+    assert result.returncode == 2
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql+psycopg://admin@127.0.0.1:9/db?password=Hunter2Planted",
+    "postgresql+psycopg://admin:Hun:ter2@Hunter2Planted@127.0.0.1:9/db",
+])
+def test_password_forms_hidden(url):
+    result = run_cli("verdicts", "--database", url)
+    assert result.returncode == 2
+    assert "Hunter2Planted" not in result.stderr
+    assert "Hunter2" not in result.stderr

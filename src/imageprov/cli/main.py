@@ -21,7 +21,7 @@ from imageprov.errors import ImageprovError
 from imageprov.ingest import ingest as ingest_objects
 from imageprov.policy import load_policy
 from imageprov.sources.aws.trail_locations import LocalTrail, S3Trail
-from imageprov.store import Store, redact_url
+from imageprov.store import Store, redact_url, scrub_url_secrets
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Attribute every cloud image to the event that created it and "
@@ -76,7 +76,7 @@ def _open_store(url: str) -> Store:
         return Store.open(url)
     except Exception as error:  # noqa: BLE001 - any driver error means the same here
         # Driver messages can repeat the URL they were given, password included.
-        detail = str(error).replace(url, redact_url(url))
+        detail = scrub_url_secrets(str(error), url)
         raise _fail(ImageprovError(f"cannot open database {redact_url(url)}: "
                                    f"{type(error).__name__}: {detail}")) from error
 
@@ -137,6 +137,8 @@ def run(
     store = _open_store(database_url(database, settings))
     try:
         Daemon(settings, store).run()
+    except ImageprovError as error:
+        raise _fail(error) from error
     finally:
         store.close()
 
@@ -250,7 +252,7 @@ def db_upgrade(
         store = Store.open(url, upgrade=False)
         store.upgrade(revision)
     except Exception as error:  # noqa: BLE001 - reported to the user as is
-        detail = str(error).replace(url, redact_url(url))
+        detail = scrub_url_secrets(str(error), url)
         raise _fail(ImageprovError(f"migration of {redact_url(url)} failed: "
                                    f"{type(error).__name__}: {detail}")) from error
     out.print(f"{store.display_url}: at revision {revision}")

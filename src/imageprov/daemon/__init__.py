@@ -114,8 +114,13 @@ class Daemon:
     def start_metrics(self) -> int | None:
         if self.config.metrics is None:
             return None
-        self.server = MetricsServer(self.metrics, self.config.metrics.host,
-                                    self.config.metrics.port)
+        try:
+            self.server = MetricsServer(self.metrics, self.config.metrics.host,
+                                        self.config.metrics.port)
+        except OSError as error:
+            raise ImageprovError(
+                f"cannot serve metrics on {self.config.metrics.host}:"
+                f"{self.config.metrics.port}: {error}") from error
         self.server.start()
         logger.info("metrics and health on http://%s:%d", self.config.metrics.host,
                     self.server.port)

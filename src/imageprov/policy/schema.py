@@ -206,6 +206,9 @@ def parse_policy(text: str, path: str) -> Policy:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1} column {mark.column + 1}: " if mark else ""
         raise PolicyError(path, [f"{where}invalid YAML: {error}"]) from None
+    except ValueError as error:
+        # YAML reads 2027-02-30 as a date and fails while building it.
+        raise PolicyError(path, [f"invalid value: {error}"]) from None
     if not isinstance(data, dict):
         raise PolicyError(path, ["(top level): expected a mapping of policy settings"])
     data.pop("path", None)

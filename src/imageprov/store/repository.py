@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import logging
 from contextlib import contextmanager
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -63,11 +64,46 @@ def _lock_key(name: str) -> int:
 
 
 def redact_url(url: str) -> str:
-    """Return a database URL with its password masked; unparsable text is hidden whole."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - any parse failure means the URL is not shown
+    """Return a database URL with its password masked, wherever it is written.
+
+    The password may sit in the user part, contain an unescaped `@`, or come as a
+    `password` query parameter, so the text is masked by hand as well as parsed.
+    """
+    scheme, separator, rest = url.partition("://")
+    if not separator:
         return "(unparsable database URL)"
+    authority, slash, tail = rest.partition("/")
+    if "@" in rest and "@" not in authority:
+        # An unescaped `@` in a password pushes the host after a later `/`.
+        authority, tail = rest.rsplit("@", 1)[0] + "@" + rest.rsplit("@", 1)[1], ""
+        slash = ""
+    if "@" in authority:
+        user_info, host = authority.rsplit("@", 1)
+        user = user_info.split(":", 1)[0]
+        authority = f"{user}:***@{host}" if ":" in user_info else f"{user}@{host}"
+    masked = f"{scheme}://{authority}{slash}{tail}"
+    return re.sub(r"(?i)([?&]password=)[^&]*", r"\1***", masked)
+
+
+def scrub_url_secrets(text: str, url: str) -> str:
+    """Return `text` with every piece of the password in `url` masked.
+
+    Driver messages quote what they parsed, such as a host that a badly written
+    password leaked into, so each fragment of the password is removed.
+    """
+    secrets = re.findall(r"(?i)[?&]password=([^&]*)", url)
+    _, _, rest = url.partition("://")
+    if "@" in rest:
+        user_info = rest.rsplit("@", 1)[0]
+        if ":" in user_info:
+            password = user_info.split(":", 1)[1]
+            secrets.append(password)
+            secrets.extend(re.split(r"[:@/]", password))
+    text = text.replace(url, redact_url(url))
+    for secret in sorted(set(secrets), key=len, reverse=True):
+        if len(secret) >= 3:
+            text = text.replace(secret, "***")
+    return text
 
 
 def _now() -> datetime:
