@@ -47,6 +47,10 @@ class Verdict(BaseModel):
     decided_at: datetime
 
     def same_decision(self, other: Verdict) -> bool:
-        """Return whether two verdicts decide the same, ignoring when they were made."""
-        keep = {"decided_at"}
-        return self.model_dump(exclude=keep) == other.model_dump(exclude=keep)
+        """Return whether two verdicts decide the same.
+
+        The time and the wording of the reason are left out: the reason of an
+        unattributed image names the logs read so far, which grow every cycle.
+        """
+        ignored = {"decided_at", "reason"}
+        return self.model_dump(exclude=ignored) == other.model_dump(exclude=ignored)

@@ -179,7 +179,11 @@ class _Judge:
         spans = self.spans.get((image.account, image.region), [])
         if not spans:
             return f"no creation event found: no audit logs have been read for {scope}"
-        read = ", ".join(f"{_stamp(a)} to {_stamp(b)}" for a, b in spans)
+        if len(spans) <= 3:
+            read = ", ".join(f"{_stamp(a)} to {_stamp(b)}" for a, b in spans)
+        else:
+            read = (f"{_stamp(spans[0][0])} to {_stamp(spans[-1][1])} "
+                    f"with {len(spans) - 1} gaps")
         base = f"no creation event found in the audit logs read for {scope} ({read})"
         created = image.created
         if created is None:

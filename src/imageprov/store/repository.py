@@ -8,7 +8,7 @@ import logging
 from contextlib import contextmanager
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, func, insert, select
@@ -55,6 +55,11 @@ class TagMove:
     actor: str
     event_id: str
     error_code: str | None
+
+
+# CloudTrail delivers a file every few minutes per region; a longer silence is
+# reported as a gap.
+COVERAGE_JOIN = timedelta(minutes=15)
 
 
 def _lock_key(name: str) -> int:
@@ -446,9 +451,13 @@ class Store:
     # Coverage ----------------------------------------------------------------
 
     def coverage(
-        self, platform: str | None = None
+        self, platform: str | None = None, join_within: timedelta = COVERAGE_JOIN
     ) -> dict[tuple[str, str], list[tuple[datetime, datetime]]]:
-        """Return the merged spans of event time read, per (account, region)."""
+        """Return the merged spans of event time read, per (account, region).
+
+        Spans closer than `join_within` are joined: a quiet minute between two
+        delivered files is not a gap in the logs.
+        """
         spans: dict[tuple[str, str], list[tuple[datetime, datetime]]] = {}
         with self.session() as session:
             query = select(CoverageRow.account, CoverageRow.region, CoverageRow.first,
@@ -459,7 +468,7 @@ class Store:
             rows = session.execute(query)
             for account, region, first, last in rows:
                 merged = spans.setdefault((account, region), [])
-                if merged and first <= merged[-1][1]:
+                if merged and first <= merged[-1][1] + join_within:
                     merged[-1] = (merged[-1][0], max(merged[-1][1], last))
                 else:
                     merged.append((first, last))
