@@ -239,3 +239,32 @@ def test_password_forms_hidden(url):
     assert result.returncode == 2
     assert "Hunter2Planted" not in result.stderr
     assert "Hunter2" not in result.stderr
+
+
+def test_explain_strips_terminal_escapes(tmp_path):
+    from tests.helpers import trail
+
+    role = trail.role_identity("ImageBuild", "x", path="/build/")
+    record = trail.create_image(role, trail.datetime(2026, 11, 30, 8, tzinfo=trail.UTC),
+                                "ami-0e5c0000000000001",
+                                agent="evil\x1b]0;owned\x07\x1b[2J[bold]agent")
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "a.json").write_text(json.dumps({"Records": [record]}))
+    database = f"sqlite:///{tmp_path / 'esc.db'}"
+    assert run_cli("ingest", str(logs), "--database", database).returncode == 0
+    inventory = tmp_path / "images.json"
+    inventory.write_text(json.dumps({"Images": [{
+        "ImageId": "ami-0e5c0000000000001", "OwnerId": ACCOUNT, "Name": "n\x1b[31m",
+        "CreationDate": "2026-11-30T08:00:00.000Z", "State": "available"}]}))
+    config = tmp_path / "esc.yaml"
+    config.write_text(yaml.safe_dump({"policy": str(ROOT / "policies" / "example.yaml"),
+                                      "aws": {"inventory_files": [
+                                          {"path": str(inventory), "kind": "ami",
+                                           "region": "us-east-1"}]}}))
+    assert run_cli("scan", "--config", str(config), "--database", database).returncode == 0
+    result = run_cli("explain", "ami-0e5c0000000000001", "--database", database,
+                     env={"COLUMNS": "400"})
+    assert result.returncode == 0, result.stderr
+    assert "\x1b" not in result.stdout
+    assert "[bold]agent" in result.stdout

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
+from imageprov.cli.render import safe
 from imageprov.model import Image
 from imageprov.policy.network import classify
 from imageprov.store import Store
 
 
 def show(console: Console, store: Store, image: Image) -> None:
-    console.rule(escape(image.ref))
-    console.print(escape(f"kind {image.kind.value}, account {image.account}, region {image.region}, "
+    console.rule(safe(image.ref))
+    console.print(safe(f"kind {image.kind.value}, account {image.account}, region {image.region}, "
                   f"created {image.created.isoformat() if image.created else 'unknown'}, "
                   f"state {image.state or '-'}, names {', '.join(image.names) or '-'}"),
                   highlight=False)
@@ -25,16 +25,16 @@ def show(console: Console, store: Store, image: Image) -> None:
     console.print(f"[bold]{current.status.value}[/] flags "
                   f"{', '.join(f.value for f in current.flags) or 'none'}; rule "
                   f"{current.rule or '-'}; policy {current.policy_hash[:12]}", highlight=False)
-    console.print(f"reason: {escape(current.reason)}", highlight=False)
+    console.print(f"reason: {safe(current.reason)}", highlight=False)
 
     events = [e for e in store.events() if _names(e, image)]
     for event in events:
         if event.event_id == current.event_id and event.source_image:
-            console.print(escape(f"copy of {event.source_image} in "
+            console.print(safe(f"copy of {event.source_image} in "
                                  f"{event.source_region or image.region}, copied by "
                                  f"{event.principal.id}"), highlight=False)
     if image.source_image:
-        console.print(escape(f"inventory names the source image {image.source_image} in "
+        console.print(safe(f"inventory names the source image {image.source_image} in "
                              f"{image.source_region or image.region}"), highlight=False)
     if events:
         table = Table(title="events naming this image")
@@ -49,8 +49,7 @@ def show(console: Console, store: Store, image: Image) -> None:
                      f"{event.source_ip or '-'} [{caller.kind.value}]",
                      event.user_agent or "-", event.error_code or "ok",
                      f"{event.origin.location} #{event.origin.index}"]
-            # Record values are written by whoever made the call; never read as markup.
-            table.add_row(*(escape(cell) for cell in cells))
+            table.add_row(*(safe(cell) for cell in cells))
         console.print(table)
     for tag in image.names if image.registry else ():
         moves = store.tag_history(image.registry or "", image.repository or "", tag)
@@ -59,7 +58,7 @@ def show(console: Console, store: Store, image: Image) -> None:
             for name in ("time", "digest", "pushed by", "event", "result"):
                 table.add_column(name, overflow="fold", no_wrap=name == "digest")
             for move in moves:
-                table.add_row(*(escape(cell) for cell in (
+                table.add_row(*(safe(cell) for cell in (
                     move.time.isoformat(), move.digest or "-", move.actor, move.event_id,
                     move.error_code or "ok")))
             console.print(table)

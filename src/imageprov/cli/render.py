@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 import io
 from collections.abc import Iterable
 from typing import Any
@@ -12,6 +13,18 @@ from rich.markup import escape
 from rich.table import Table
 
 from imageprov.model import Image, Verdict
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def safe(text: str) -> str:
+    """Return record text fit for a terminal: no rich markup, no control characters.
+
+    User agents, names and ARNs are written by whoever made the call, and an escape
+    sequence among them would act on the reader's terminal.
+    """
+    return escape(_CONTROL.sub("\N{REPLACEMENT CHARACTER}", text))
+
 
 STATUS_STYLE = {
     "approved": "green",
@@ -63,8 +76,7 @@ def as_table(records: Iterable[dict[str, Any]]) -> Table:
         table.add_column(name, overflow="fold")
     for record in records:
         style = STATUS_STYLE.get(record["status"], "")
-        # Actors and addresses come from audit records; never read them as markup.
-        table.add_row(escape(record["image"]), f"[{style}]{record['status']}[/]",
-                      ", ".join(record["flags"]), escape(record["actor"] or "-"),
-                      escape(record["source_ip"] or "-"), escape(record["rule"] or "-"))
+        table.add_row(safe(record["image"]), f"[{style}]{record['status']}[/]",
+                      ", ".join(record["flags"]), safe(record["actor"] or "-"),
+                      safe(record["source_ip"] or "-"), safe(record["rule"] or "-"))
     return table
