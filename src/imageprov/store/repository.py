@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, insert, select
+from sqlalchemy import Engine, create_engine, event, func, insert, select, update
 from sqlalchemy import text as sql_text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
@@ -372,24 +372,57 @@ class Store:
     # Images ------------------------------------------------------------------
 
     def save_images(self, images: Iterable[Image], seen_at: datetime | None = None) -> int:
-        """Insert new images and refresh the fields of known ones; return the count."""
+        """Insert new images and refresh the fields of known ones; return the count.
+
+        Every image given gets `last_seen = seen_at`. A known image is rewritten only
+        when one of its fields changed, and the rest get their `last_seen` in one
+        statement per chunk, so a cycle in which nothing changed writes one column.
+        When a ref occurs twice in `images`, the later image wins.
+        """
         seen_at = seen_at or _now()
         count = 0
+        latest: dict[str, dict[str, Any]] = {}
+        for image in images:
+            count += 1
+            latest[image.ref] = _image_values(image)
         with self.session() as session, session.begin():
-            known = {row.ref: row for row in session.scalars(select(ImageRow))}
-            for image in images:
-                count += 1
-                values = _image_values(image)
-                row = known.get(image.ref)
-                if row is None:
-                    row = ImageRow(first_seen=seen_at, last_seen=seen_at, **values)
-                    session.add(row)
-                    known[image.ref] = row
+            stored = self._stored_images(session, list(latest))
+            new: list[dict[str, Any]] = []
+            changed: list[dict[str, Any]] = []
+            unchanged: list[int] = []
+            for ref, values in latest.items():
+                found = stored.get(ref)
+                if found is None:
+                    new.append({**values, "first_seen": seen_at, "last_seen": seen_at})
+                elif found[1] != values:
+                    changed.append({**values, "id": found[0], "last_seen": seen_at})
                 else:
-                    for name, value in values.items():
-                        setattr(row, name, value)
-                    row.last_seen = seen_at
+                    unchanged.append(found[0])
+            if new:
+                session.execute(insert(ImageRow), new)
+            if changed:
+                # A list of dicts that carry the primary key is a bulk UPDATE by id.
+                session.execute(update(ImageRow), changed)
+            for start in range(0, len(unchanged), 500):
+                session.execute(
+                    update(ImageRow)
+                    .where(ImageRow.id.in_(unchanged[start : start + 500]))
+                    .values(last_seen=seen_at)
+                    .execution_options(synchronize_session=False)
+                )
         return count
+
+    def _stored_images(self, session: Session,
+                       refs: Sequence[str]) -> dict[str, tuple[int, dict[str, Any]]]:
+        """Return the id and the `_image_values` fields of each stored image in `refs`."""
+        columns = [ImageRow.id, *(getattr(ImageRow, name) for name in _IMAGE_FIELDS)]
+        found: dict[str, tuple[int, dict[str, Any]]] = {}
+        for start in range(0, len(refs), 500):
+            query = select(*columns).where(ImageRow.ref.in_(refs[start : start + 500]))
+            for row in session.execute(query):
+                values = dict(zip(_IMAGE_FIELDS, row[1:], strict=True))
+                found[values["ref"]] = (row[0], values)
+        return found
 
     def images(self) -> list[Image]:
         with self.session() as session:
@@ -544,6 +577,15 @@ def _image_values(image: Image) -> dict[str, Any]:
         "source_region": image.source_region,
         "inventory_source": image.inventory_source,
     }
+
+
+# The keys of `_image_values`, which are also ImageRow attributes. A key missing here
+# makes every known image look changed, so it is rewritten each cycle.
+_IMAGE_FIELDS = (
+    "ref", "platform", "kind", "account", "region", "native_id", "digest",
+    "registry_host", "repository", "names", "tags", "created", "state", "public",
+    "source_image", "source_region", "inventory_source",
+)
 
 
 def _image_of(row: ImageRow) -> Image:

@@ -346,3 +346,19 @@ def test_truncated_gzip_reported():
     assert document.records == 0
     assert [(p.index, p.field) for p in document.problems] == [(-1, "(file)")]
     assert "truncated" in document.problems[0].detail
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [(("eventID",), "eventID"), (("sourceIPAddress",), "sourceIPAddress"),
+     (("responseElements", "imageId"), "responseElements.imageId")],
+)
+def test_overlong_value_quarantined(path, field):
+    bad = json.loads(json.dumps(RECORDS[0]))
+    node = bad
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = "x" * 600
+    document = read_document(json.dumps({"Records": [bad, RECORDS[1]]}).encode(), "l.json")
+    assert [(p.index, p.field) for p in document.problems] == [(0, field)]
+    assert len(document.events) == 1

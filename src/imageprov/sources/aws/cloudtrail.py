@@ -181,6 +181,21 @@ def _manifest_digest(record: dict[str, Any]) -> str | None:
     return "sha256:" + hashlib.sha256(manifest.encode()).hexdigest()
 
 
+# The longest value the store keeps per field; real records stay far below these.
+_LIMITS = {"eventID": 128, "recipientAccountId": 128, "awsRegion": 64,
+           "userIdentity.arn": 512}
+_DEFAULT_LIMIT = 256
+
+
+def _check_lengths(record: dict[str, Any], location: str, index: int,
+                   values: dict[str, Any]) -> None:
+    for field, value in values.items():
+        limit = _LIMITS.get(field, _DEFAULT_LIMIT)
+        if isinstance(value, str) and len(value) > limit:
+            raise RecordError(location, index, field,
+                              f"value of {len(value)} characters is longer than {limit}")
+
+
 def events_from_record(
     record: dict[str, Any], origin: RecordOrigin, fallback_account: str | None = None
 ) -> list[CreationEvent]:
@@ -233,6 +248,14 @@ def events_from_record(
         else:
             raise RecordError(location, index, row.target, "missing on a successful call")
 
+    _check_lengths(record, location, index, {
+        "eventID": event_id, "recipientAccountId": account, "awsRegion": region,
+        "errorCode": error_code, "sourceIPAddress": record.get("sourceIPAddress"),
+        row.target: next(iter(targets), None), row.repository or "repository":
+        value_at(record, row.repository), row.tag or "tag": value_at(record, row.tag),
+        row.source_image or "sourceImageId": value_at(record, row.source_image),
+        "userIdentity.arn": principal_of(record.get("userIdentity")).id,
+    })
     base_key = f"{SOURCE}:{account}:{event_id}"
     registry = repository = None
     if row.registry or row.repository:

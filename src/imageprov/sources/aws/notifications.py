@@ -25,7 +25,7 @@ import orjson
 from botocore.exceptions import BotoCoreError, ClientError
 
 from imageprov.errors import SourceError
-from imageprov.sources.aws.trail_locations import LogObject, account_from_key
+from imageprov.sources.aws.trail_locations import LogObject, _failing, account_from_key
 
 logger = logging.getLogger(__name__)
 
@@ -152,8 +152,3 @@ class SqsTrail:
         self.receipts.clear()
         return deleted
 
-
-def _failing(location: str, detail: str) -> Any:
-    def load() -> bytes:
-        raise SourceError(location, detail)
-    return load

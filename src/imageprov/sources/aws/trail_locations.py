@@ -8,6 +8,7 @@ trails; the account in the key is the fallback for records that name none.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -59,19 +60,32 @@ class LocalTrail:
         self.name = f"file:{self.path}"
 
     def objects(self) -> Iterator[LogObject]:
+        unreadable: list[OSError] = []
         if self.path.is_file():
             paths = [self.path]
         elif self.path.is_dir():
-            paths = sorted(
-                p for p in self.path.rglob("*")
-                if p.is_file() and p.name.lower().endswith(_SUFFIXES)
-            )
+            paths = []
+            # os.walk reports a folder it cannot list; rglob would skip it silently.
+            for folder, _, names in os.walk(self.path, onerror=unreadable.append):
+                paths.extend(Path(folder) / name for name in names
+                             if name.lower().endswith(_SUFFIXES))
+            paths.sort()
         else:
             raise SourceError(self.name, "no such file or folder")
+        for error in unreadable:
+            location = str(error.filename or self.path)
+            # Quarantined like an unreadable file, and listed again next time.
+            yield LogObject(location, None, _failing(location, f"cannot list folder: {error}"))
         for path in paths:
             location = str(path)
             yield LogObject(location, account_from_key(location.replace("\\", "/")),
                             path.read_bytes)
+
+
+def _failing(location: str, detail: str) -> Any:
+    def load() -> bytes:
+        raise SourceError(location, detail)
+    return load
 
 
 class S3Trail:

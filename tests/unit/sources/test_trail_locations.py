@@ -1,0 +1,38 @@
+"""Listing local trail folders."""
+
+from __future__ import annotations
+
+import pytest
+
+from imageprov.errors import SourceError
+from imageprov.sources.aws import trail_locations
+from imageprov.sources.aws.trail_locations import LocalTrail, account_from_key
+
+
+def test_unlistable_folder_becomes_failing_object(tmp_path, monkeypatch):
+    (tmp_path / "a.json").write_text('{"Records": []}')
+    real_walk = trail_locations.os.walk
+
+    def walk(top, onerror=None):
+        error = PermissionError(13, "Permission denied")
+        error.filename = str(tmp_path / "locked")
+        onerror(error)
+        yield from real_walk(top, onerror=onerror)
+
+    monkeypatch.setattr(trail_locations.os, "walk", walk)
+    objects = list(LocalTrail(tmp_path).objects())
+    assert [o.location for o in objects] == [str(tmp_path / "locked"), str(tmp_path / "a.json")]
+    with pytest.raises(SourceError, match="cannot list folder"):
+        objects[0].load()
+    assert objects[1].load() == b'{"Records": []}'
+
+
+@pytest.mark.parametrize(
+    ("key", "account"),
+    [("AWSLogs/111122223333/CloudTrail/us-east-1/2026/11/30/f.json.gz", "111122223333"),
+     ("p/AWSLogs/o-a1b2c3d4e5/444455556666/CloudTrail/eu-west-1/f.json.gz",
+      "444455556666"),
+     ("logs/f.json.gz", None)],
+)
+def test_account_from_key(key, account):
+    assert account_from_key(key) == account
