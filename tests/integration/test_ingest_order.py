@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -142,3 +143,28 @@ def test_checkpoint_moves_only_with_stored_files(tmp_path, monkeypatch):
     assert store.checkpoint("folder") == "key-1"
     assert store.log_file_count() == 2
     assert len(names) == 5
+
+
+def test_conflicting_duplicates_resolve_by_file_order(tmp_path):
+    mallory = trail.user_identity("mallory")
+    golden = trail.create_image(BUILD, T0, "ami-0000000000000a001", ip="10.20.0.5",
+                                agent=PACKER, eid="dup-eid-1")
+    forged = trail.create_image(mallory, T0, "ami-0000000000000a001", ip="8.8.8.8",
+                                eid="dup-eid-1")
+    (tmp_path / "l1").mkdir()
+    (tmp_path / "l2").mkdir()
+    (tmp_path / "l1" / "b-mallory.json").write_text(json.dumps({"Records": [forged]}))
+    (tmp_path / "l2" / "a-golden.json").write_text(json.dumps({"Records": [golden]}))
+    results = []
+    for name, order in (("one.db", ["l1", "l2"]), ("two.db", ["l2", "l1"])):
+        store = Store.open(f"sqlite:///{tmp_path / name}")
+        for folder in order:
+            ingest(store, LocalTrail(tmp_path / folder).objects())
+        (event,) = store.events()
+        results.append((event.principal.id, event.source_ip, event.origin.location,
+                        json.loads(store.raw_record(event.key))["sourceIPAddress"]))
+    assert results[0] == results[1]
+    # The copy in the location that sorts first is kept whole, parsed row and raw alike.
+    assert results[0][2].endswith("l1/b-mallory.json")
+    assert results[0][1] == "8.8.8.8"
+    assert results[0][3] == "8.8.8.8"

@@ -313,17 +313,18 @@ class Store:
         module = postgresql if self.engine.dialect.name == "postgresql" else sqlite
         statement = module.insert(EventRow)
         new = statement.excluded
-        # A duplicate delivery carries the same record. The copy from the file that
-        # sorts first is kept, so the stored origin does not depend on read order.
+        # A duplicate delivery normally carries the same record, but a forged or
+        # edited copy may not. The whole copy from the file that sorts first is
+        # kept, so neither the stored event nor its origin depends on read order.
         earlier = (new.origin_location < EventRow.origin_location) | (
             (new.origin_location == EventRow.origin_location)
             & (new.origin_index < EventRow.origin_index)
         )
+        replaced = {column.name: getattr(new, column.name)
+                    for column in EventRow.__table__.columns
+                    if column.name not in ("id", "key")}
         statement = statement.on_conflict_do_update(
-            index_elements=["key"],
-            set_={"origin_location": new.origin_location, "origin_index": new.origin_index,
-                  "origin_shape": new.origin_shape, "raw": new.raw},
-            where=earlier,
+            index_elements=["key"], set_=replaced, where=earlier,
         ).returning(EventRow.key)
 
         # PostgreSQL rejects an upsert that meets the same key twice in one statement,
