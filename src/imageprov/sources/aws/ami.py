@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -16,20 +16,31 @@ logger = logging.getLogger(__name__)
 
 
 def _created(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value
+    # EC2 writes CreationDate in UTC; a value without an offset is read as UTC.
     if isinstance(value, str) and value:
         try:
-            return datetime.fromisoformat(value)
+            value = datetime.fromisoformat(value)
         except ValueError:
             logger.warning("AMI CreationDate %r is not ISO 8601; left empty", value)
+            return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
     return None
+
+
+def _flag(value: Any) -> bool:
+    # Saved or hand-edited output may carry booleans as text.
+    if isinstance(value, str):
+        return value.strip().lower() == "true"
+    return value is True
 
 
 def image_from_description(
     described: dict[str, Any], region: str, origin: str, account: str | None = None
 ) -> Image:
     """Build an `Image` from one item of DescribeImages `Images`."""
+    if not isinstance(described, dict):
+        raise SourceError(origin, f"image entry is not an object: {described!r:.100}")
     owner = described.get("OwnerId") or account
     image_id = described.get("ImageId")
     if not isinstance(image_id, str) or not isinstance(owner, str):
@@ -50,10 +61,10 @@ def image_from_description(
         names=(name,) if isinstance(name, str) and name else (),
         tags=tags,
         created=_created(described.get("CreationDate")),
-        state=described.get("State"),
-        public=bool(described.get("Public")),
-        source_image=described.get("SourceImageId"),
-        source_region=described.get("SourceImageRegion"),
+        state=_text(described.get("State")),
+        public=_flag(described.get("Public")),
+        source_image=_text(described.get("SourceImageId")),
+        source_region=_text(described.get("SourceImageRegion")),
         inventory_source=origin,
     )
 
@@ -85,11 +96,22 @@ class AmiInventory:
             raise SourceError(self.name, f"DescribeImages failed: {error}") from error
 
 
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
 def images_from_saved_output(
     document: Any, region: str, origin: str, account: str | None = None
 ) -> Iterator[Image]:
-    """Read the JSON that `aws ec2 describe-images` prints."""
+    """Read the JSON that `aws ec2 describe-images` prints.
+
+    An entry that cannot be read is logged with its index and left out; the others
+    are read.
+    """
     if not isinstance(document, dict) or not isinstance(document.get("Images"), list):
         raise SourceError(origin, 'expected the output of describe-images: {"Images": [...]}')
-    for described in document["Images"]:
-        yield image_from_description(described, region, origin, account)
+    for index, described in enumerate(document["Images"]):
+        try:
+            yield image_from_description(described, region, origin, account)
+        except (SourceError, ValueError, TypeError) as error:
+            logger.error("%s: Images[%d] left out: %s", origin, index, error)

@@ -20,17 +20,23 @@ def registry_host(registry_id: str, region: str) -> str:
 
 
 def _pushed(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value
+    # ECR reports push times in UTC; text without an offset is read as UTC.
     if isinstance(value, str) and value:
-        return datetime.fromisoformat(value)
-    if isinstance(value, int | float):
-        return datetime.fromtimestamp(value, UTC)
+        value = datetime.fromisoformat(value)
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            return datetime.fromtimestamp(value, UTC)
+        except (OverflowError, OSError, ValueError):
+            raise ValueError(f"push time {value!r} is out of range") from None
     return None
 
 
 def image_from_detail(detail: dict[str, Any], region: str, origin: str) -> Image:
     """Build an `Image` from one ECR `imageDetails` item."""
+    if not isinstance(detail, dict):
+        raise SourceError(origin, f"image detail is not an object: {detail!r:.100}")
     registry_id = detail.get("registryId")
     repository = detail.get("repositoryName")
     digest = detail.get("imageDigest")
@@ -53,9 +59,10 @@ def image_from_detail(detail: dict[str, Any], region: str, origin: str) -> Image
         digest=digest,
         registry=host,
         repository=repository,
-        names=tuple(sorted(detail.get("imageTags") or ())),
+        names=_tags(detail.get("imageTags")),
         created=pushed,
-        state=detail.get("imageStatus"),
+        state=detail.get("imageStatus") if isinstance(detail.get("imageStatus"), str)
+        else None,
         inventory_source=origin,
     )
 
@@ -118,11 +125,24 @@ class EcrInventory:
                         repository["repositoryName"])
 
 
+def _tags(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    return tuple(sorted(tag for tag in value or () if isinstance(tag, str)))
+
+
 def images_from_saved_output(document: Any, region: str, origin: str) -> Iterator[Image]:
-    """Read the JSON that `aws ecr describe-images` prints."""
+    """Read the JSON that `aws ecr describe-images` prints.
+
+    An entry that cannot be read is logged with its index and left out; the others
+    are read.
+    """
     if not isinstance(document, dict) or not isinstance(document.get("imageDetails"), list):
         raise SourceError(
             origin, 'expected the output of ecr describe-images: {"imageDetails": [...]}'
         )
-    for detail in document["imageDetails"]:
-        yield image_from_detail(detail, region, origin)
+    for index, detail in enumerate(document["imageDetails"]):
+        try:
+            yield image_from_detail(detail, region, origin)
+        except (SourceError, ValueError, TypeError) as error:
+            logger.error("%s: imageDetails[%d] left out: %s", origin, index, error)
