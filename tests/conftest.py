@@ -33,7 +33,9 @@ os.environ.pop("AWS_PROFILE", None)
 os.environ.pop("IMAGEPROV_DATABASE_URL", None)
 
 DATA = Path(__file__).parent / "data"
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+# The public audit-log corpus: IMAGEPROV_CORPUS, or the shared folder beside the checkout.
+CORPUS = Path(os.environ.get("IMAGEPROV_CORPUS")
+              or Path(__file__).resolve().parents[2] / "shared" / "corpus")
 
 
 def free_port() -> int:

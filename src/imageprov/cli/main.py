@@ -19,6 +19,7 @@ from imageprov.cli import render
 from imageprov.config import database_url, load_config
 from imageprov.errors import ImageprovError
 from imageprov.ingest import ingest as ingest_objects
+from imageprov.model import VerdictStatus
 from imageprov.policy import load_policy
 from imageprov.sources.aws.trail_locations import LocalTrail, S3Trail
 from imageprov.store import Store, redact_url, scrub_url_secrets
@@ -42,6 +43,22 @@ DatabaseOption = Annotated[
     typer.Option("--database", help="SQLAlchemy database URL; defaults to "
                  "IMAGEPROV_DATABASE_URL, then the config file, then sqlite:///imageprov.db."),
 ]
+
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", help="Configuration file whose `database` to use."),
+]
+
+
+def _database(database: str | None, config: Path | None) -> str:
+    settings = None
+    if config is not None:
+        try:
+            settings = load_config(config)
+        except ImageprovError as error:
+            raise _fail(error) from error
+    return database_url(database, settings)
 
 
 class OutputFormat(StrEnum):
@@ -148,9 +165,10 @@ def ingest(
     paths: Annotated[list[str], typer.Argument(help="Files, folders or s3://bucket/prefix.")],
     database: DatabaseOption = None,
     workers: Annotated[int, typer.Option(min=1, help="Parser processes.")] = 2,
+    config: ConfigOption = None,
 ) -> None:
     """Read audit-log files or folders into the database without judging images."""
-    store = _open_store(database_url(database))
+    store = _open_store(_database(database, config))
     try:
         with _progress() as progress:
             for path in paths:
@@ -203,9 +221,14 @@ def verdicts(
     status: Annotated[str | None, typer.Option(help="Only this status.")] = None,
     platform: Annotated[str | None, typer.Option(help="Only this platform.")] = None,
     database: DatabaseOption = None,
+    config: ConfigOption = None,
 ) -> None:
     """Print the current verdict of every image."""
-    store = _open_store(database_url(database))
+    if status is not None and status not in {s.value for s in VerdictStatus}:
+        raise _fail(ImageprovError(
+            f"unknown status {status!r}; use one of "
+            f"{', '.join(s.value for s in VerdictStatus)}"))
+    store = _open_store(_database(database, config))
     _print_verdicts(store, output, status, platform)
     store.close()
 
@@ -214,9 +237,10 @@ def verdicts(
 def explain(
     image: Annotated[str, typer.Argument(help="Image ARN, AMI id, reference or digest.")],
     database: DatabaseOption = None,
+    config: ConfigOption = None,
 ) -> None:
     """Show the event, actor, address, rule and history behind an image's verdict."""
-    store = _open_store(database_url(database))
+    store = _open_store(_database(database, config))
     try:
         found = store.find_images(image)
         if not found:
@@ -264,9 +288,10 @@ def quarantine_list(
     limit: Annotated[int, typer.Option(min=1, help="Rows to show.")] = 100,
     output: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.TABLE,
     database: DatabaseOption = None,
+    config: ConfigOption = None,
 ) -> None:
     """List quarantined records with their file, record index, field and error."""
-    store = _open_store(database_url(database))
+    store = _open_store(_database(database, config))
     rows = store.quarantined(limit)
     store.close()
     records = [{"source": r.source, "location": r.location, "record": r.record_index,
@@ -276,6 +301,15 @@ def quarantine_list(
         import orjson
 
         sys.stdout.write(orjson.dumps(records, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    if output is OutputFormat.CSV:
+        import csv
+
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(records[0]) if records else
+                                ["source", "location", "record", "field", "error",
+                                 "quarantined_at"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(records)
         return
     from rich.table import Table
 
