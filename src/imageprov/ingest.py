@@ -8,6 +8,7 @@ A file whose content was read before is skipped before it is parsed.
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import logging
 import time
 from collections import deque
@@ -225,7 +226,12 @@ _EXECUTORS: dict[int, ProcessPoolExecutor] = {}
 def _executor(workers: int) -> ProcessPoolExecutor:
     executor = _EXECUTORS.get(workers)
     if executor is None:
-        executor = ProcessPoolExecutor(max_workers=workers)
+        # Workers come from a fork server, not from this process: the daemon runs
+        # scheduler and metrics threads, and forking a threaded process can copy a
+        # lock that some other thread holds.
+        context = (multiprocessing.get_context("forkserver")
+                   if "forkserver" in multiprocessing.get_all_start_methods() else None)
+        executor = ProcessPoolExecutor(max_workers=workers, mp_context=context)
         _EXECUTORS[workers] = executor
     return executor
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from datetime import UTC, datetime
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -89,6 +90,10 @@ def _fail(error: Exception) -> typer.Exit:
 
 
 def _open_store(url: str) -> Store:
+    if url.rstrip("/") in ("sqlite:", "sqlite:/") or url.endswith(":memory:"):
+        raise _fail(ImageprovError(
+            f"{url} is an in-memory database, which keeps nothing after the command; "
+            "give a file, such as sqlite:///imageprov.db"))
     try:
         return Store.open(url)
     except Exception as error:  # noqa: BLE001 - any driver error means the same here
@@ -263,6 +268,12 @@ def policy_check(
     out.print(f"{path}: valid, {len(policy.builders)} builder(s), "
               f"{len(policy.exceptions)} exception(s), sha256 {policy.hash}",
               highlight=False)
+    now = datetime.now(UTC)
+    for exception in policy.exceptions:
+        if exception.expires <= now:
+            err.print(f"warning: the exception for {exception.image} expired "
+                      f"{exception.expires.isoformat()} and no longer applies",
+                      highlight=False, markup=False)
 
 
 @db_app.command("upgrade")

@@ -11,7 +11,7 @@ import ipaddress
 import re
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -90,7 +90,7 @@ class Builder(_Strict):
     networks: list[Cidr] = Field(default_factory=list)
     user_agents: list[Pattern] = Field(default_factory=list)
     actions: list[EventEffect] = Field(default_factory=lambda: [EventEffect(e) for e in _CREATING])
-    platforms: list[str] = Field(default_factory=list)
+    platforms: list[Literal["aws", "azure", "gcp", "oci"]] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _names_an_identity(self) -> Builder:
