@@ -173,6 +173,8 @@ def evaluate(store: Store, policy: Policy, policy_text: str,
     """Judge every stored image and append the verdicts that changed."""
     now = now or datetime.now(UTC)
     store.save_policy(policy.hash, policy.path, policy_text)
+    # NOTE: every stored image and event is loaded each time; at 60,000 images this
+    # is most of a steady-state cycle (docs/benchmarks.md).
     evaluation = evaluate_images(store.images(), store.events(), policy,
                                  store.coverage(), now)
     changed = store.save_verdicts(evaluation.verdicts.values())

@@ -107,6 +107,8 @@ def read_document(
         try:
             document = orjson.loads(text)
         except orjson.JSONDecodeError as whole_error:
+            # NOTE: one value orjson rejects (1e400, invalid UTF-8, deep nesting)
+            # fails the whole document, so such a file is quarantined whole.
             _read_lines(text, reader, whole_error)
             return result
         reader.document(document, top=True)
