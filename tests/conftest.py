@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 # Any boto3 client built without an explicit endpoint lands on the discard port of
-# loopback, so a test that forgets its endpoint fails instead of calling AWS.
+# loopback, so a test that omits its endpoint fails instead of calling AWS.
 os.environ.update({
     "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
     "AWS_ACCESS_KEY_ID": "testing",

@@ -120,7 +120,7 @@ class Schedule(_Strict):
 
 
 class Metrics(_Strict):
-    """Where the daemon serves `/metrics` (Prometheus) and `/healthz`."""
+    """The address of the daemon's `/metrics` (Prometheus) and `/healthz` server."""
 
     host: str = "127.0.0.1"
     port: int = Field(default=9464, ge=0, le=65535)

@@ -43,7 +43,8 @@ def test_scan_example_prints_table(example):
     assert result.returncode == 0, result.stderr
     assert "imageprov verdicts" in result.stdout
     assert "flagged" in result.stdout
-    assert "source=" in result.stderr and "kind=cloudtrail" in result.stderr
+    assert "source=" in result.stderr
+    assert "kind=cloudtrail" in result.stderr
 
 
 def test_verdicts_json_fields_and_names(example):

@@ -24,7 +24,7 @@ PACKER = "Packer/1.11.2 (+https://www.packer.io)"
 
 def _write_files(folder: Path) -> list[str]:
     """Write five log files; the fourth repeats two records of the first, as
-    CloudTrail may, and one file holds a record only the late delivery carries."""
+    CloudTrail may, and one file contains a record only the late delivery carries."""
     first = [trail.create_image(BUILD, T0, "ami-0000000000000a001", ip="10.20.0.5",
                                 agent=PACKER),
              trail.create_image(trail.root_identity(), T0 + timedelta(minutes=1),

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict
 
 
 class EventEffect(StrEnum):
-    """What an event did to the image it names."""
+    """The change an event made to the image it names."""
 
     CREATE = "create"
     COPY = "copy"
@@ -56,7 +56,7 @@ class Principal(BaseModel):
 
 
 class RecordOrigin(BaseModel):
-    """Where a record was read from: a file or object key and its position."""
+    """The place a record was read from: a file or object key and its position."""
 
     model_config = ConfigDict(frozen=True)
 

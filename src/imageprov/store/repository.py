@@ -237,15 +237,15 @@ class Store:
         time for the whole batch, in the order of `documents`, except problems, which
         are written per document.
         `checkpoints` maps incremental sources to the position they reached with
-        these documents; they advance in the same transaction, so a crash never
+        these documents. They advance in the same transaction, so a crash never
         leaves a checkpoint past a file that was not stored.
         Returns the number of event rows written, new or moved to an earlier origin.
         """
         now = _now()
         with self.session() as session, session.begin():
             if self.engine.dialect.name == "postgresql":
-                # Replicas write one batch at a time, so the check of stored hashes
-                # below cannot race another replica's insert of the same file.
+                # The lock makes replicas write one batch at a time, so the check of
+                # stored hashes below cannot race another replica's insert.
                 session.execute(sql_text("SELECT pg_advisory_xact_lock(:key)"),
                                 {"key": _lock_key("imageprov:save-documents")})
             if checkpoints:

@@ -181,7 +181,7 @@ def _manifest_digest(record: dict[str, Any]) -> str | None:
     return "sha256:" + hashlib.sha256(manifest.encode()).hexdigest()
 
 
-# The longest value the store keeps per field; real records stay far below these.
+# The maximum length the store keeps per field. Real records stay far below these.
 _LIMITS = {"eventID": 128, "recipientAccountId": 128, "awsRegion": 64,
            "userIdentity.arn": 512}
 _DEFAULT_LIMIT = 256

@@ -3,8 +3,8 @@
 LookupEvents returns the management events of the last 90 days in one region,
 newest first, 50 to a page, and allows two calls a second per account and region.
 Each query window runs from the checkpoint to a few minutes before now, filtered to
-one event source, and the checkpoint moves to the window's end only with the last
-page, so a window cut short is read again whole and deduplicated by eventID.
+one event source. The checkpoint moves to the window's end only with the last page,
+so a window cut short is read again whole and deduplicated by eventID.
 """
 
 from __future__ import annotations

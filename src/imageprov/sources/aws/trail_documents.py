@@ -7,7 +7,7 @@ Shapes read for records:
 - an EventBridge envelope whose `detail-type` is "AWS API Call via CloudTrail"
   (and the service-event, console-action and sign-in variants);
 - a LookupEvents response `{"Events": [...]}` or its items one per line, where
-  `CloudTrailEvent` holds the record as a JSON string;
+  `CloudTrailEvent` contains the record as a JSON string;
 - newline-delimited JSON of any of the above.
 
 Files of other kinds that sit beside trail files are recognised and reported with

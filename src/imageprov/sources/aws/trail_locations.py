@@ -39,7 +39,7 @@ class LogObject:
     """One file or object to read; `load` returns its bytes as stored.
 
     `checkpoint` names the incremental source the object belongs to, and `position`
-    is where that source stands once the object is stored.
+    is the point that source reaches once the object is stored.
     """
 
     location: str
@@ -92,7 +92,7 @@ class S3Trail:
     """The objects under a key prefix of a trail bucket, in key order.
 
     Under the S3 delivery layout every `.../CloudTrail/<region>/` folder is read on its
-    own, from just after the last key stored for it: keys there are dated by
+    own, from just after the last key stored for it. Keys there are dated by
     delivery time, so a new file, a late one included, sorts after every file read
     before. Digest and Insights folders are left out. A prefix with no CloudTrail
     folder under it is read whole, in key order.
