@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -23,7 +23,8 @@ from imageprov.policy.evaluate import Evaluation
 from imageprov.sources.aws import ami, ecr
 from imageprov.sources.aws.lookup_events import LookupEventsTrail
 from imageprov.sources.aws.notifications import SqsTrail
-from imageprov.sources.aws.trail_locations import LocalTrail, LogObject, S3Trail
+from imageprov.sources import LogObject
+from imageprov.sources.aws.trail_locations import LocalTrail, S3Trail
 from imageprov.store import Store
 
 logger = logging.getLogger(__name__)
@@ -64,17 +65,30 @@ def _api_sources(api: AwsApi) -> Iterator[Any]:
                                    api.accounts)
 
 
-def run_inventory(config: Config, store: Store, summary: CycleSummary) -> None:
-    """Store every image each inventory source reports; a failed source is logged."""
-    seen_at = datetime.now(UTC)
-    jobs: list[tuple[str, Callable[[], list[Image]]]] = [
+InventoryJob = tuple[str, Callable[[], list[Image]]]
+LogJob = tuple[str, str, Callable[[], IngestSummary]]
+
+
+def _aws_inventory_jobs(config: Config) -> list[InventoryJob]:
+    jobs: list[InventoryJob] = [
         (f"file:{item.path}", lambda item=item: _file_images(item))
         for item in config.aws.inventory_files
     ]
     if config.aws.api is not None:
         for source in _api_sources(config.aws.api):
             jobs.append((source.name, lambda source=source: list(source.images())))
-    for name, job in jobs:
+    return jobs
+
+
+def inventory_jobs(config: Config) -> list[InventoryJob]:
+    """Every configured inventory source, each a name and a call that lists it."""
+    return _aws_inventory_jobs(config)
+
+
+def run_inventory(config: Config, store: Store, summary: CycleSummary) -> None:
+    """Store every image each inventory source reports; a failed source is logged."""
+    seen_at = datetime.now(UTC)
+    for name, job in inventory_jobs(config):
         started = time.perf_counter()
         try:
             images = job()
@@ -84,8 +98,19 @@ def run_inventory(config: Config, store: Store, summary: CycleSummary) -> None:
             continue
         store.save_images(images, seen_at)
         summary.images += len(images)
-        logger.info("source=%s kind=inventory images=%d seconds=%.2f", name, len(images),
-                    time.perf_counter() - started)
+        accounts, regions = _scopes((image.account, image.region) for image in images)
+        logger.info("source=%s kind=inventory account=%s region=%s images=%d seconds=%.2f",
+                    name, accounts, regions, len(images), time.perf_counter() - started)
+
+
+def _scopes(pairs: Iterable[tuple[str, str]]) -> tuple[str, str]:
+    """Return the accounts and the regions of (account, region) pairs, as text."""
+    accounts: set[str] = set()
+    regions: set[str] = set()
+    for account, region in pairs:
+        accounts.add(account)
+        regions.add(region)
+    return ",".join(sorted(accounts)) or "-", ",".join(sorted(regions)) or "-"
 
 
 def trail_objects(location: TrailLocation, api: AwsApi | None,
@@ -141,20 +166,38 @@ def _read_location(config: Config, store: Store, location: TrailLocation,
         return ingest(store, objects, config.workers, on_file, config.batch_files)
 
 
+def _aws_log_jobs(config: Config, store: Store, on_file: Callable[[str], None] | None,
+                  stop: threading.Event | None) -> list[LogJob]:
+    return [
+        (location.name, "cloudtrail",
+         lambda location=location: _read_location(config, store, location, on_file, stop))
+        for location in config.aws.cloudtrail
+    ]
+
+
+def log_jobs(config: Config, store: Store, on_file: Callable[[str], None] | None = None,
+             stop: threading.Event | None = None) -> list[LogJob]:
+    """Every configured log location, each a name, a log kind and a call that reads
+    it into the store."""
+    return _aws_log_jobs(config, store, on_file, stop)
+
+
 def run_logs(config: Config, store: Store, summary: CycleSummary,
              on_file: Callable[[str], None] | None = None,
              stop: threading.Event | None = None) -> None:
     """Read every configured log location; a failed location is logged and skipped."""
-    for location in config.aws.cloudtrail:
+    for name, kind, job in log_jobs(config, store, on_file, stop):
         try:
-            result = _read_location(config, store, location, on_file, stop)
+            result = job()
         except SourceError as error:
             logger.error("log source failed: %s", error)
-            summary.sources_failed.append(location.name)
+            summary.sources_failed.append(name)
             continue
+        accounts, regions = _scopes(result.scopes)
         logger.info(
-            "source=%s kind=cloudtrail files=%d skipped=%d records=%d events=%d "
-            "new_events=%d quarantined=%d seconds=%.2f", location.name, result.files,
+            "source=%s kind=%s account=%s region=%s files=%d skipped=%d records=%d "
+            "events=%d new_events=%d quarantined=%d seconds=%.2f", name, kind, accounts,
+            regions, result.files,
             result.skipped, result.records, result.events, result.new_events,
             result.problems, result.seconds)
         _add(summary.logs, result)
@@ -164,6 +207,7 @@ def _add(total: IngestSummary, part: IngestSummary) -> None:
     for name in ("files", "skipped", "records", "events", "new_events", "problems"):
         setattr(total, name, getattr(total, name) + getattr(part, name))
     total.seconds += part.seconds
+    total.scopes.update(part.scopes)
     for notice, count in part.notices.items():
         total.notices[notice] = total.notices.get(notice, 0) + count
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 from imageprov.errors import SourceError
 from imageprov.model import LogDocument, RecordProblem
-from imageprov.sources.aws.trail_documents import read_document
-from imageprov.sources.aws.trail_locations import LogObject
+from imageprov import formats
+from imageprov.sources import LogObject
 from imageprov.store import Store
 
 logger = logging.getLogger(__name__)
@@ -57,27 +57,33 @@ class IngestSummary:
     problems: int = 0
     notices: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    # The (account, region) pairs whose records were read.
+    scopes: set[tuple[str, str]] = field(default_factory=set)
 
     @property
     def records_per_second(self) -> float:
         return self.records / self.seconds if self.seconds else 0.0
 
 
-def _parse(location: str, data: bytes, fallback_account: str | None) -> LogDocument:
+def _parse(location: str, data: bytes, fallback_account: str | None,
+           format: str | None = None) -> LogDocument:
     try:
-        return read_document(data, location, fallback_account)
+        return formats.read(data, location, fallback_account, format)
     except Exception as error:  # noqa: BLE001 - one file must not stop the others
-        # read_document reports bad content itself; this is a defect in imageprov,
+        # Formats report bad content themselves; this is a defect in imageprov,
         # logged in full, and the file is quarantined so the rest is stored.
         logger.exception("reading %s failed", location)
-        document = LogDocument(location=location, source="cloudtrail", platform="aws")
+        document = LogDocument(location=location, source=format or "unknown", platform="")
         document.problems.append(RecordProblem(
             location, -1, "(file)", f"internal error: {type(error).__name__}: {error}"))
         return document
 
 
-def _parse_group(group: list[tuple[str, bytes, str | None]]) -> list[LogDocument]:
-    return [_parse(location, data, fallback) for location, data, fallback in group]
+_Task = tuple[str, bytes, str | None, str | None]
+
+
+def _parse_group(group: list[_Task]) -> list[LogDocument]:
+    return [_parse(*task) for task in group]
 
 
 def _hashed(objects: Iterable[LogObject]) -> Iterator[tuple[LogObject, bytes | None, str]]:
@@ -110,7 +116,8 @@ def ingest(
     fresh = _fresh_files(store, _hashed(objects), summary, on_file, writer)
     if workers <= 1:
         for item, data, sha256 in fresh:
-            writer.take(_parse(item.location, data, item.fallback_account), sha256)
+            writer.take(_parse(item.location, data, item.fallback_account, item.format),
+                        sha256)
     else:
         _parse_parallel(fresh, workers, writer.take)
     writer.flush()
@@ -144,6 +151,7 @@ class _Writer:
         summary.problems += len(document.problems)
         for notice in document.notices:
             summary.notices[notice] = summary.notices.get(notice, 0) + 1
+        summary.scopes.update(document.spans)
         for problem in document.problems[:3]:
             logger.warning("quarantined %s", problem)
         if len(document.problems) > 3:
@@ -215,7 +223,7 @@ def _fresh_files(
 
 def _quarantine_unloadable(store: Store, item: LogObject, detail: str) -> None:
     logger.error("cannot read %s: %s", item.location, detail)
-    document = LogDocument(location=item.location, source="cloudtrail", platform="aws")
+    document = LogDocument(location=item.location, source=item.format or "unknown", platform="")
     document.problems.append(RecordProblem(item.location, -1, "(file)", detail))
     store.record_problems(document)
 
@@ -255,11 +263,11 @@ def _parse_parallel(
     pending: deque[tuple[Future[list[LogDocument]], list[str], int]] = deque()
     held_bytes = 0
     limit = workers * IN_FLIGHT_PER_WORKER
-    group: list[tuple[str, bytes, str | None]] = []
+    group: list[_Task] = []
     digests: list[str] = []
     group_bytes = 0
     for item, data, sha256 in files:
-        group.append((item.location, data, item.fallback_account))
+        group.append((item.location, data, item.fallback_account, item.format))
         digests.append(sha256)
         group_bytes += len(data)
         if len(group) < TASK_FILES and group_bytes < TASK_BYTES:

@@ -43,8 +43,8 @@ def test_scan_example_prints_table(example):
     assert result.returncode == 0, result.stderr
     assert "imageprov verdicts" in result.stdout
     assert "flagged" in result.stdout
-    assert "source=" in result.stderr
-    assert "kind=cloudtrail" in result.stderr
+    assert "kind=inventory account=111122223333 region=us-east-1 images=6" in result.stderr
+    assert "kind=cloudtrail account=111122223333 region=us-east-1 files=4" in result.stderr
 
 
 def test_verdicts_json_fields_and_names(example):

@@ -90,10 +90,10 @@ def test_two_daemons_store_each_record_once(moto, postgres_url, tmp_path):
     assert events == files
     assert quarantined == 0
     assert checkpoints == len(REGIONS)
-    read = [sum(int(n) for n in re.findall(r"kind=cloudtrail files=(\d+)", output))
-            for output in outputs]
-    skipped = [sum(int(n) for n in re.findall(r"kind=cloudtrail files=\d+ skipped=(\d+)",
-                                               output)) for output in outputs]
+    line = r"kind=cloudtrail account=\S+ region=\S+ files=(\d+) skipped=(\d+)"
+    counts = [re.findall(line, output) for output in outputs]
+    read = [sum(int(files) for files, _ in found) for found in counts]
+    skipped = [sum(int(skips) for _, skips in found) for found in counts]
     assert sum(read) == files, outputs
     assert sum(skipped) == 0, outputs
     assert all("failed" not in output for output in outputs), outputs

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from imageprov import cycle
+from imageprov import cycle, formats
 from imageprov.cli import explain as explain_view
 from imageprov.cli import render
 from imageprov.config import database_url, load_config
@@ -170,14 +170,20 @@ def ingest(
     paths: Annotated[list[str], typer.Argument(help="Files, folders or s3://bucket/prefix.")],
     database: DatabaseOption = None,
     workers: Annotated[int, typer.Option(min=1, help="Parser processes.")] = 2,
+    log_format: Annotated[str | None, typer.Option(
+        "--format", help="Log format of every file; recognised per file when omitted.")
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Read audit-log files or folders into the database without judging images."""
+    if log_format is not None and log_format not in formats.BY_NAME:
+        raise _fail(ImageprovError(
+            f"unknown log format {log_format!r}; use one of {', '.join(sorted(formats.BY_NAME))}"))
     store = _open_store(_database(database, config))
     try:
         with _progress() as progress:
             for path in paths:
-                source = _trail(path)
+                source = _trail(path, log_format)
                 task = progress.add_task(f"reading {path}", total=None)
                 result = ingest_objects(store, source.objects(), workers,
                                         lambda _: progress.advance(task))
@@ -193,13 +199,13 @@ def ingest(
         store.close()
 
 
-def _trail(path: str) -> LocalTrail | S3Trail:
+def _trail(path: str, log_format: str | None) -> LocalTrail | S3Trail:
     if path.startswith("s3://"):
         import boto3
 
         bucket, _, prefix = path[5:].partition("/")
         return S3Trail(boto3.Session().client("s3"), bucket, prefix)
-    return LocalTrail(path)
+    return LocalTrail(path, log_format)
 
 
 def _print_verdicts(store: Store, output: OutputFormat, status: str | None = None,

@@ -50,7 +50,8 @@ def _match_builder(
     if builder.platforms and event.platform not in builder.platforms:
         return None
     identity = False
-    if builder.principals and _glob(principal.id, builder.principals):
+    if builder.principals and any(_glob(name, builder.principals)
+                                  for name in (principal.id, *principal.aliases)):
         identity = True
     if builder.roles and _glob(principal.issuer, builder.roles):
         identity = True

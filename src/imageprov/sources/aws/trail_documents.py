@@ -18,8 +18,6 @@ delivery notices, S3 test events and other EventBridge events.
 from __future__ import annotations
 
 import gc
-import gzip
-import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -28,20 +26,16 @@ from typing import Any
 import orjson
 
 try:
-    # simdjson parses without building Python objects, and ISA-L inflates about
-    # twice as fast as zlib; both are optional accelerators of the same result.
+    # simdjson parses without building Python objects: an optional accelerator of
+    # the same result.
     import simdjson
 except ImportError:  # pragma: no cover - exercised only where the wheel is missing
     simdjson = None
-try:
-    from isal.isal_zlib import IsalError as _InflateError
-    from isal.isal_zlib import decompressobj as _inflater
-except ImportError:  # pragma: no cover
-    from zlib import decompressobj as _inflater
-    from zlib import error as _InflateError
 
 from imageprov.errors import RecordError
 from imageprov.model import LogDocument, RecordOrigin, RecordProblem
+from imageprov.sources import LogFormat
+from imageprov.sources.compression import decompress
 from imageprov.sources.aws.cloudtrail import SOURCE, event_time_of, events_from_record, parse_time
 from imageprov.sources.aws.event_table import EVENT_NAMES
 
@@ -61,24 +55,6 @@ _NOTIFICATION_SOURCES = {"aws:s3": "s3-notification", "aws:sns": "sns-notificati
                          "aws:sqs": "sqs-message"}
 
 
-def decompress(data: bytes) -> bytes:
-    """Return the bytes of a gzip document uncompressed, or the bytes unchanged."""
-    if data[:2] != b"\x1f\x8b":
-        return data
-    inflater = _inflater(47)
-    try:
-        text = inflater.decompress(data)
-    except (zlib.error, _InflateError) as error:
-        raise EOFError(f"invalid gzip stream: {error}") from None
-    if not inflater.eof:
-        raise EOFError("the gzip stream is truncated")
-    if inflater.unused_data.strip(b"\0"):
-        # Concatenated gzip members are one valid file; the standard library reads
-        # every member, where one inflater stops after the first.
-        return gzip.decompress(data)
-    return text
-
-
 def read_document(
     data: bytes, location: str, fallback_account: str | None = None
 ) -> LogDocument:
@@ -90,7 +66,7 @@ def read_document(
     result = LogDocument(location=location, source=SOURCE, platform="aws")
     try:
         text = decompress(data)
-    except (OSError, EOFError, zlib.error) as error:
+    except EOFError as error:
         result.problems.append(RecordProblem(location, -1, "(file)", f"invalid gzip: {error}"))
         return result
     if text.startswith(b"\xef\xbb\xbf"):
@@ -463,3 +439,15 @@ def _identity_account(record: dict[str, Any]) -> str | None:
     if isinstance(identity, dict) and isinstance(identity.get("accountId"), str):
         return identity["accountId"]
     return None
+
+
+_MARKERS = (b'"eventVersion"', b'"eventSource"', b'"Records"', b'"CloudTrailEvent"',
+            b'"detail-type"', b'"digestPublicKeyFingerprint"')
+
+
+def recognises(head: bytes) -> bool:
+    """Say whether a document's first bytes look like CloudTrail or a notice beside it."""
+    return any(marker in head for marker in _MARKERS)
+
+
+FORMAT = LogFormat("cloudtrail", "aws", recognises, read_document)

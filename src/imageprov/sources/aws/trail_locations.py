@@ -8,16 +8,17 @@ trails; the account in the key is the fallback for records that name none.
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from imageprov.errors import SourceError
+from imageprov.sources import LogObject
+from imageprov.sources.aws.cloudtrail import SOURCE
+from imageprov.sources.files import LocalFolder, failing
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +26,6 @@ _KEY_ACCOUNT = re.compile(r"AWSLogs/(?:o-[a-z0-9]+/)?(\d{12})/")
 _REGION_FOLDER = re.compile(r"/CloudTrail/[^/]+/$")
 # Folders beside CloudTrail/ that hold no API-call records.
 _NOT_LOGS = frozenset({"CloudTrail-Digest", "CloudTrail-Insight"})
-_SUFFIXES = (".json", ".json.gz", ".jsonl", ".jsonl.gz", ".ndjson", ".gz")
 
 
 def account_from_key(key: str) -> str | None:
@@ -34,58 +34,12 @@ def account_from_key(key: str) -> str | None:
     return match.group(1) if match else None
 
 
-@dataclass(frozen=True)
-class LogObject:
-    """One file or object to read; `load` returns its bytes as stored.
+class LocalTrail(LocalFolder):
+    """Every CloudTrail file under a folder, or one file, in name order; the account
+    in an `AWSLogs/...` path names the account of records that name none."""
 
-    `checkpoint` names the incremental source the object belongs to, and `position`
-    is the point that source reaches once the object is stored.
-    """
-
-    location: str
-    fallback_account: str | None
-    loader: Any
-    checkpoint: str | None = None
-    position: str | None = None
-
-    def load(self) -> bytes:
-        return self.loader()
-
-
-class LocalTrail:
-    """Every log file under a folder, or one file, in name order."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.name = f"file:{self.path}"
-
-    def objects(self) -> Iterator[LogObject]:
-        unreadable: list[OSError] = []
-        if self.path.is_file():
-            paths = [self.path]
-        elif self.path.is_dir():
-            paths = []
-            # os.walk reports a folder it cannot list; rglob would skip it silently.
-            for folder, _, names in os.walk(self.path, onerror=unreadable.append):
-                paths.extend(Path(folder) / name for name in names
-                             if name.lower().endswith(_SUFFIXES))
-            paths.sort()
-        else:
-            raise SourceError(self.name, "no such file or folder")
-        for error in unreadable:
-            location = str(error.filename or self.path)
-            # Quarantined like an unreadable file, and listed again next time.
-            yield LogObject(location, None, _failing(location, f"cannot list folder: {error}"))
-        for path in paths:
-            location = str(path)
-            yield LogObject(location, account_from_key(location.replace("\\", "/")),
-                            path.read_bytes)
-
-
-def _failing(location: str, detail: str) -> Any:
-    def load() -> bytes:
-        raise SourceError(location, detail)
-    return load
+    def __init__(self, path: str | Path, format: str | None = SOURCE) -> None:
+        super().__init__(path, account_from_key, format)
 
 
 class S3Trail:
@@ -151,7 +105,7 @@ class S3Trail:
                     if key.endswith("/"):
                         continue
                     yield LogObject(f"s3://{self.bucket}/{key}", account_from_key(key),
-                                    self._loader(key), checkpoint, key)
+                                    self._loader(key), checkpoint, key, SOURCE)
         except (ClientError, BotoCoreError) as error:
             raise SourceError(self.name, f"listing the bucket failed: {error}") from error
 
