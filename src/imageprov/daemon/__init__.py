@@ -66,6 +66,7 @@ class Daemon:
             return
         started = time.perf_counter()
         with self._step_lock:
+            logger.info("step=%s started", name)
             try:
                 getattr(self, f"_{name}")()
             except ImageprovError as error:
