@@ -12,7 +12,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -168,6 +168,36 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'imageprov.db'}"
     return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def new_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], str]]:
+    """Each backend in turn: a call that returns the URL of a new, empty database."""
+    created: list[str] = []
+    server = request.getfixturevalue("postgres_server") if request.param != "sqlite" else None
+
+    def make() -> str:
+        name = f"imageprov_test_{uuid.uuid4().hex[:12]}"
+        if server is None:
+            return f"sqlite:///{tmp_path / (name + '.db')}"
+        import psycopg
+
+        host, port = server
+        with psycopg.connect(host=host, port=port, user="postgres", dbname="postgres",
+                             autocommit=True) as connection:
+            connection.execute(f'CREATE DATABASE "{name}"')
+        created.append(name)
+        return f"postgresql+psycopg://postgres@{host}:{port}/{name}"
+
+    yield make
+    if server is not None and created:
+        import psycopg
+
+        host, port = server
+        with psycopg.connect(host=host, port=port, user="postgres", dbname="postgres",
+                             autocommit=True) as connection:
+            for name in created:
+                connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None,
