@@ -88,19 +88,30 @@ def inventory_jobs(config: Config) -> list[InventoryJob]:
 def run_inventory(config: Config, store: Store, summary: CycleSummary) -> None:
     """Store every image each inventory source reports; a failed source is logged."""
     seen_at = datetime.now(UTC)
-    for name, job in inventory_jobs(config):
-        started = time.perf_counter()
-        try:
-            images = job()
-        except SourceError as error:
-            logger.error("inventory source failed: %s", error)
-            summary.sources_failed.append(name)
-            continue
-        store.save_images(images, seen_at)
-        summary.images += len(images)
-        accounts, regions = _scopes((image.account, image.region) for image in images)
-        logger.info("source=%s kind=inventory account=%s region=%s images=%d seconds=%.2f",
-                    name, accounts, regions, len(images), time.perf_counter() - started)
+    # A replica that finds a source claimed leaves it to the one listing it now.
+    with store.claims() as claim:
+        for name, job in inventory_jobs(config):
+            if not claim(f"inventory:{name}"):
+                logger.info("source=%s kind=inventory skipped: another replica is "
+                            "listing it", name)
+                continue
+            _list_source(store, summary, name, job, seen_at)
+
+
+def _list_source(store: Store, summary: CycleSummary, name: str,
+                 job: Callable[[], list[Image]], seen_at: datetime) -> None:
+    started = time.perf_counter()
+    try:
+        images = job()
+    except SourceError as error:
+        logger.error("inventory source failed: %s", error)
+        summary.sources_failed.append(name)
+        return
+    store.save_images(images, seen_at)
+    summary.images += len(images)
+    accounts, regions = _scopes((image.account, image.region) for image in images)
+    logger.info("source=%s kind=inventory account=%s region=%s images=%d seconds=%.2f",
+                name, accounts, regions, len(images), time.perf_counter() - started)
 
 
 def _scopes(pairs: Iterable[tuple[str, str]]) -> tuple[str, str]:
@@ -143,11 +154,15 @@ def _read_location(config: Config, store: Store, location: TrailLocation,
         client = session.client("cloudtrail", region_name=location.region,
                                 config=BotoConfig(retries={"total_max_attempts": 1}))
         total = IngestSummary()
-        for event_source in location.event_sources:
-            history = LookupEventsTrail(client, location.region or "", event_source,
-                                        store.checkpoint, location.backfill)
-            _add(total, ingest(store, _until(stop, history.objects()), config.workers,
-                               on_file, config.batch_files))
+        with store.claims() as claim:
+            for event_source in location.event_sources:
+                history = LookupEventsTrail(client, location.region or "", event_source,
+                                            store.checkpoint, location.backfill)
+                # Another replica reading this history now moves the same checkpoint.
+                if not claim(history.checkpoint):
+                    continue
+                _add(total, ingest(store, _until(stop, history.objects()), config.workers,
+                                   on_file, config.batch_files))
         return total
     if location.sqs_queue_url is not None:
         session = _boto_session(config.aws.api)

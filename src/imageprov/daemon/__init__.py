@@ -104,7 +104,11 @@ class Daemon:
     def _evaluate(self) -> None:
         # A policy that became invalid is reported and the last verdicts stay.
         policy, text = load_policy(self.config.policy)
-        evaluation, changed = cycle.evaluate(self.store, policy, text)
+        with self.store.claims() as claim:
+            if not claim("evaluate"):
+                logger.info("step=evaluate skipped: another replica is evaluating")
+                return
+            evaluation, changed = cycle.evaluate(self.store, policy, text)
         counts = cycle.status_counts(evaluation.verdicts)
         for status in ("approved", "flagged", "unattributed", "excepted", "pending"):
             self.metrics.images.labels(status).set(counts.get(status, 0))

@@ -532,25 +532,34 @@ class Store:
     def current_verdicts(self) -> dict[str, Verdict]:
         """Return the newest verdict of every image that has one."""
         with self.session() as session:
-            newest = (
-                select(VerdictRow.image, func.max(VerdictRow.id).label("id"))
-                .group_by(VerdictRow.image)
-                .subquery()
-            )
-            rows = session.scalars(
-                select(VerdictRow).join(newest, VerdictRow.id == newest.c.id)
-                .order_by(VerdictRow.image)
-            )
-            return {row.image: _verdict_of(row) for row in rows}
+            return self._current_verdicts(session)
+
+    @staticmethod
+    def _current_verdicts(session: Session) -> dict[str, Verdict]:
+        newest = (
+            select(VerdictRow.image, func.max(VerdictRow.id).label("id"))
+            .group_by(VerdictRow.image)
+            .subquery()
+        )
+        rows = session.scalars(
+            select(VerdictRow).join(newest, VerdictRow.id == newest.c.id)
+            .order_by(VerdictRow.image)
+        )
+        return {row.image: _verdict_of(row) for row in rows}
 
     def save_verdicts(self, verdicts: Iterable[Verdict]) -> int:
         """Append each verdict that differs from the image's current one.
 
-        Returns how many rows were added; an unchanged verdict adds none.
+        Returns how many rows were added; an unchanged verdict adds none. On
+        PostgreSQL the comparison and the writes hold a transaction advisory lock,
+        so replicas that judge the same change at once append it once.
         """
-        current = self.current_verdicts()
         added = 0
         with self.session() as session, session.begin():
+            if self.engine.dialect.name == "postgresql":
+                session.execute(sql_text("SELECT pg_advisory_xact_lock(:key)"),
+                                {"key": _lock_key("imageprov:save-verdicts")})
+            current = self._current_verdicts(session)
             for verdict in verdicts:
                 previous = current.get(verdict.image)
                 if previous is not None and previous.same_decision(verdict):
