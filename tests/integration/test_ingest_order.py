@@ -119,6 +119,20 @@ def test_reingest_keeps_earlier_rows(tmp_path, new_database):
     assert store.quarantined()[0].location == names[1]
 
 
+def test_file_read_after_a_failed_read_leaves_quarantine(tmp_path, new_database):
+    names = _write_files(tmp_path / "logs")
+    good = Path(names[1]).read_bytes()
+    Path(names[1]).write_bytes(b"\x1f\x8b\x08 truncated")
+    store = Store.open(new_database())
+    ingest(store, LocalTrail(tmp_path / "logs").objects())
+    assert [(row.location, row.record_index) for row in store.quarantined()] == [
+        (names[1], -1)]
+    Path(names[1]).write_bytes(good)
+    summary = ingest(store, LocalTrail(tmp_path / "logs").objects())
+    assert summary.problems == 0
+    assert store.quarantined() == []
+
+
 def test_checkpoint_moves_only_with_stored_files(tmp_path, monkeypatch, new_database):
     names = _write_files(tmp_path / "logs")
     objects = [

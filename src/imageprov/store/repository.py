@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, insert, select, update
+from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, update
 from sqlalchemy import text as sql_text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
@@ -287,6 +287,14 @@ class Store:
                 for document in fresh for item in document.events
             ]
             new_events = self._write_event_values(session, events)
+            read_whole = [document.location for document in fresh
+                          if not any(problem.index < 0 for problem in document.problems)]
+            for start in range(0, len(read_whole), 500):
+                # A file that could not be read before and is read now is no longer
+                # quarantined; problems with its records stay.
+                session.execute(delete(QuarantineRow).where(
+                    QuarantineRow.location.in_(read_whole[start:start + 500]),
+                    QuarantineRow.record_index < 0))
             for document in fresh:
                 self._insert_problems(session, document.source, document.problems, now)
         return new_events
