@@ -270,6 +270,26 @@ def test_second_scan_adds_no_verdict_rows(aws, tmp_path, database_url):
     assert len(store.verdict_history(_ami_arn(image_id))) == 1
 
 
+def test_deregistered_ami_leaves_the_verdicts(aws, tmp_path, database_url):
+    ec2, _, s3 = aws
+    image_id, base = _new_ami(ec2, "retired")
+    pipeline, _ = _roles()
+    _put_trail(s3, T0 + timedelta(minutes=5), [
+        trail.create_image(pipeline, T0 + timedelta(minutes=1), image_id, ip="10.20.4.17",
+                           account=ACCOUNT),
+    ])
+    store, _ = _scan(tmp_path, database_url)
+    assert _ami_arn(image_id) in {image.ref for image in store.images()}
+    ec2.deregister_image(ImageId=image_id)
+    store, second = _scan(tmp_path, database_url)
+    present = {image.ref for image in store.images()}
+    assert present == {_ami_arn(base)}
+    assert second.by_status == {"unattributed": 1}
+    assert _ami_arn(image_id) in {image.ref for image in store.images(include_gone=True)}
+    # Its history stays for audits.
+    assert store.verdict_history(_ami_arn(image_id))[-1].status is VerdictStatus.APPROVED
+
+
 def test_checkpoint_reads_only_new_objects(aws, tmp_path, database_url):
     ec2, _, s3 = aws
     image_id, _ = _new_ami(ec2, "later-golden")

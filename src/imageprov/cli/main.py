@@ -209,11 +209,11 @@ def _trail(path: str, log_format: str | None) -> LocalTrail | S3Trail:
 
 
 def _print_verdicts(store: Store, output: OutputFormat, status: str | None = None,
-                    platform: str | None = None) -> None:
-    images = {image.ref: image for image in store.images()}
+                    platform: str | None = None, include_gone: bool = False) -> None:
+    images = {image.ref: image for image in store.images(include_gone)}
     records = [
-        render.verdict_record(verdict, images.get(ref))
-        for ref, verdict in store.current_verdicts().items()
+        render.verdict_record(verdict, images[ref])
+        for ref, verdict in store.current_verdicts().items() if ref in images
     ]
     records = [r for r in records if (status is None or r["status"] == status)
                and (platform is None or r["platform"] == platform)]
@@ -231,16 +231,18 @@ def verdicts(
         OutputFormat.TABLE),
     status: Annotated[str | None, typer.Option(help="Only this status.")] = None,
     platform: Annotated[str | None, typer.Option(help="Only this platform.")] = None,
+    include_gone: Annotated[bool, typer.Option(
+        "--include-gone", help="Also images the last inventory no longer listed.")] = False,
     database: DatabaseOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Print the current verdict of every image."""
+    """Print the current verdict of every image that exists."""
     if status is not None and status not in {s.value for s in VerdictStatus}:
         raise _fail(ImageprovError(
             f"unknown status {status!r}; use one of "
             f"{', '.join(s.value for s in VerdictStatus)}"))
     store = _open_store(_database(database, config))
-    _print_verdicts(store, output, status, platform)
+    _print_verdicts(store, output, status, platform, include_gone)
     store.close()
 
 

@@ -433,10 +433,28 @@ class Store:
                 found[values["ref"]] = (row[0], values)
         return found
 
-    def images(self) -> list[Image]:
+    def images(self, include_gone: bool = False) -> list[Image]:
+        """Return stored images in ref order.
+
+        An image is gone when the last listing of its inventory source did not report
+        it (a deregistered AMI, a deleted digest); gone images are left out unless
+        asked for. A source that failed keeps its images, since its last listing
+        that worked still reported them.
+        """
         with self.session() as session:
-            rows = session.scalars(select(ImageRow).order_by(ImageRow.ref))
-            return [_image_of(row) for row in rows]
+            query = select(ImageRow).order_by(ImageRow.ref)
+            if not include_gone:
+                newest = (
+                    select(ImageRow.inventory_source,
+                           func.max(ImageRow.last_seen).label("seen"))
+                    .group_by(ImageRow.inventory_source)
+                    .subquery()
+                )
+                query = query.join(
+                    newest, ImageRow.inventory_source == newest.c.inventory_source
+                ).where((ImageRow.last_seen == newest.c.seen)
+                        | (ImageRow.inventory_source == ""))
+            return [_image_of(row) for row in session.scalars(query)]
 
     def image(self, ref: str) -> Image | None:
         with self.session() as session:
