@@ -244,6 +244,22 @@ def _executor(workers: int) -> ProcessPoolExecutor:
     return executor
 
 
+def start_workers(workers: int) -> None:
+    """Start the parser processes now, so that the first ingest does not wait for
+    them to start and import imageprov."""
+    if workers <= 1:
+        return
+    executor = _executor(workers)
+    # Each task runs in a process of its own while the others are still busy, since
+    # the pool starts a new process for a task that finds no idle one.
+    for future in [executor.submit(_ready, 0.05) for _ in range(workers)]:
+        future.result()
+
+
+def _ready(seconds: float) -> None:
+    time.sleep(seconds)
+
+
 def close_workers() -> None:
     """Shut down the worker processes that parallel ingest runs keep between calls."""
     while _EXECUTORS:

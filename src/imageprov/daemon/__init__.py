@@ -25,6 +25,7 @@ from imageprov import cycle
 from imageprov.config import Config, Trigger
 from imageprov.daemon.metrics import DaemonMetrics, MetricsServer
 from imageprov.errors import ImageprovError
+from imageprov.ingest import start_workers
 from imageprov.policy import load_policy
 from imageprov.store import Store
 
@@ -147,6 +148,7 @@ class Daemon:
             signal.signal(signal.SIGTERM, self.stop)
             signal.signal(signal.SIGINT, self.stop)
         self.start_metrics()
+        start_workers(self.config.workers)
         now = datetime.now(UTC)
         for order, name in enumerate(STEPS):
             # The first runs go in step order: inventory, then logs, then evaluation.
