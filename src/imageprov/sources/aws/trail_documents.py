@@ -18,6 +18,7 @@ delivery notices, S3 test events and other EventBridge events.
 from __future__ import annotations
 
 import gc
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -83,9 +84,11 @@ def read_document(
         try:
             document = orjson.loads(text)
         except orjson.JSONDecodeError as whole_error:
-            # NOTE: one value orjson rejects (1e400, invalid UTF-8, deep nesting)
-            # fails the whole document, so such a file is quarantined whole.
-            _read_lines(text, reader, whole_error)
+            # orjson rejects a whole document for one value it cannot hold: a number
+            # beyond a double (1e400) or bytes that are not UTF-8. The standard
+            # library reads both, so only the records holding such bytes are lost.
+            if not _read_tolerantly(text, reader):
+                _read_lines(text, reader, whole_error)
             return result
         reader.document(document, top=True)
     return result
@@ -184,6 +187,61 @@ def _read_log_file_lazily(text: bytes, reader: _Reader) -> bool:
         reader.record(record, fallback_account)
     result.records += counted
     return True
+
+
+def _read_tolerantly(text: bytes, reader: _Reader) -> bool:
+    """Read a document that orjson rejected with the standard library's parser.
+
+    Bytes that are not UTF-8 are kept as lone surrogates, and a record that holds
+    any is quarantined with the field, since it cannot be stored as text. Returns
+    False, having read nothing, when the text is not one JSON document.
+    """
+    try:
+        document = json.loads(text.decode("utf-8", "surrogateescape"))
+    except (ValueError, RecursionError):
+        return False
+    if _undecodable(document) is None:
+        reader.document(document, top=True)
+        return True
+    records = document.get("Records") if isinstance(document, dict) else None
+    if not isinstance(records, list):
+        where = _undecodable(document)
+        reader.result.problems.append(RecordProblem(
+            reader.result.location, -1, where or "(file)", "bytes that are not UTF-8"))
+        return True
+    reader.result.shapes.add("cloudtrail-log-file")
+    for record in records:
+        where = _undecodable(record)
+        if where is None:
+            reader.record(record, reader.fallback_account)
+        else:
+            reader.error(where, "bytes that are not UTF-8")
+    return True
+
+
+def _undecodable(value: Any, path: str = "") -> str | None:
+    """Return the path of the first key or string that holds bytes that are not
+    UTF-8, or None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path or "(value)"
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = path + "." + key if path else key
+            if _undecodable(key) is not None:
+                return where
+            found = _undecodable(item, where)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for number, item in enumerate(value):
+            found = _undecodable(item, f"{path}[{number}]")
+            if found is not None:
+                return found
+    return None
 
 
 def _read_lines(text: bytes, reader: _Reader, whole_error: Exception) -> None:
@@ -349,6 +407,10 @@ class _Reader:
         self.result.shapes.add(shape)
         if text not in self.result.notices:
             self.result.notices.append(text)
+
+    def error(self, field_name: str, detail: str) -> None:
+        """Quarantine the record at the current index and move past it."""
+        self._error(field_name, detail)
 
     def _error(self, field_name: str, detail: str) -> None:
         if self.line is not None:
