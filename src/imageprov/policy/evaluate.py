@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from imageprov.correlate import Attribution, Correlator
 from imageprov.model import (
@@ -29,7 +31,14 @@ _ORDER = [Flag.ROOT, Flag.UNEXPECTED_ACTOR, Flag.EXTERNAL_NETWORK, Flag.UNAPPROV
 
 
 def _glob(value: str | None, patterns: Sequence[str]) -> bool:
-    return value is not None and any(fnmatch.fnmatchcase(value, p) for p in patterns)
+    return value is not None and bool(patterns) and (
+        _matcher(tuple(patterns)).match(value) is not None)
+
+
+@lru_cache(maxsize=1024)
+def _matcher(patterns: tuple[str, ...]) -> re.Pattern[str]:
+    """Compile shell-style patterns into one expression, as fnmatchcase reads them."""
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
 
 
 def _stamp(moment: datetime) -> str:
