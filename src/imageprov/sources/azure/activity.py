@@ -308,9 +308,12 @@ def _events(final: ActivityRecord, group: list[ActivityRecord], key: tuple[str, 
         if final.sub_status:
             error_code = f"{error_code}.{final.sub_status}"
 
+    # The request body is logged on the Started record, not the final one.
+    body = next((found for found in (_request_body(r) for r in [final, *group]) if found),
+                {})
     targets: list[tuple[str | None, str | None, str | None]] = [(None, None, None)]
     registry = None
-    source_image = _first_source(_request_body(final), row.source)
+    source_image = _first_source(body, row.source)
     if row.target == "resource":
         expected = is_managed_image if row.kind == "managed-image" else is_gallery_version
         if not expected(resource):
@@ -322,10 +325,10 @@ def _events(final: ActivityRecord, group: list[ActivityRecord], key: tuple[str, 
         if registry is None:
             raise RecordError(location, index, resource_field,
                               f"expected a registry resource id, got {final.resource_id!r}")
-        tags = _import_tags(_request_body(final))
+        tags = _import_tags(body)
         if tags:
             targets = [(None, repository, tag) for repository, tag in tags]
-        source_image = _import_source(_request_body(final))
+        source_image = _import_source(body)
     else:
         source_image = resource
 
