@@ -147,7 +147,7 @@ class _Handler(BaseHTTPRequestHandler):
         state = self.server.state
         url = urlsplit(self.path)
         query = parse_qs(url.query)
-        state.requests.append(("GET", url.path))
+        state.requests.append(("GET", self.path))
         if url.path.startswith("/acr/v1/"):
             self._acr(url.path, query)
             return
