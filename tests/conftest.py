@@ -220,14 +220,13 @@ def azurite() -> Iterator[str]:
         pytest.fail("azurite is not installed: npm install --prefix .cache/npm-azurite "
                     "azurite")
     port = free_port()
-    folder = tempfile.mkdtemp(prefix="imageprov-azurite-")
     log = tempfile.TemporaryFile()
     # --disableTelemetry: Azurite otherwise reports usage to a remote endpoint.
     # --skipApiVersionCheck: azure-storage-blob sends a newer x-ms-version than
     # Azurite's baseline and would be rejected with HTTP 400.
     process = subprocess.Popen(
         [executable, "--blobHost", "127.0.0.1", "--blobPort", str(port),
-         "--location", folder, "--inMemoryPersistence", "--disableTelemetry",
+         "--inMemoryPersistence", "--disableTelemetry",
          "--skipApiVersionCheck", "--silent"],
         stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -239,4 +238,3 @@ def azurite() -> Iterator[str]:
         process.terminate()
         process.wait(timeout=10)
         log.close()
-        shutil.rmtree(folder, ignore_errors=True)
