@@ -23,7 +23,15 @@ from typing import Any
 import orjson
 
 from imageprov.errors import RecordError
-from imageprov.model import CreationEvent, EventEffect, LogDocument, Principal, PrincipalKind, RecordOrigin, RecordProblem
+from imageprov.model import (
+    CreationEvent,
+    EventEffect,
+    LogDocument,
+    Principal,
+    PrincipalKind,
+    RecordOrigin,
+    RecordProblem,
+)
 from imageprov.sources import LogFormat
 from imageprov.sources.azure.activity import SCOPE_REGION, parse_time
 from imageprov.sources.azure.activity_documents import _table_rows
