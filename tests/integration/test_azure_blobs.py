@@ -13,6 +13,7 @@ from imageprov.config import AzureConfig, AzureLogLocation, Config
 from imageprov.cycle import CycleSummary, run_logs
 from imageprov.ingest import IngestSummary
 from imageprov.store import Store
+from tests.conftest import AZURITE_KEY
 from tests.helpers.azure_scenario import AZURE, SUBSCRIPTION
 
 CONTAINER = "insights-activity-logs"
@@ -79,6 +80,11 @@ def test_growing_blob_read_again_and_deduplicated(container, tmp_path):
     assert store.event_count() == 5
     checkpoint = store.checkpoint(f"azblob://devstoreaccount1/{CONTAINER}/{FOLDER}/")
     assert checkpoint == f"{FOLDER}/y=2026/m=11/d=30/h=09/m=00/PT1H.json"
+    # The account key of the connection string is stored nowhere.
+    with store.engine.connect() as connection:
+        for table in ("log_files", "events", "checkpoints", "quarantine"):
+            rows = connection.exec_driver_sql(f"SELECT * FROM {table}").fetchall()
+            assert AZURITE_KEY not in repr(rows)
     store.close()
 
 

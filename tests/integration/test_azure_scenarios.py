@@ -122,3 +122,21 @@ def test_malformed_records_quarantined_with_field(scanned):
     assert ("PT1H.json", 9, "time") in found
     assert ("PT1H.json", 10, "(json)") in found
     assert ("repository-events.json", 2, "Digest") in found
+
+
+def test_missing_token_fails_azure_sources_only(tmp_path, monkeypatch):
+    monkeypatch.delenv(scenario.TOKEN_ENV, raising=False)
+    with AzureStandIn(scenario.state()) as standin:
+        path = tmp_path / "imageprov.yaml"
+        path.write_text(yaml.safe_dump(scenario.config(
+            standin.url, standin.ca, scenario.AZURE / "policy.yaml")))
+        config = load_config(path)
+        policy, text = load_policy(config.policy)
+        store = Store.open(f"sqlite:///{tmp_path / 'imageprov.db'}")
+        summary = run_cycle(config, store, policy, text)
+        assert standin.state.requests == []
+    assert summary.sources_failed == [f"azure-compute:{scenario.SUBSCRIPTION}",
+                                      f"acr:{scenario.REGISTRY}"]
+    # The logs were still read.
+    assert summary.logs.files == 2
+    store.close()

@@ -149,3 +149,21 @@ def test_image_builder_app_gets_alias():
     principal = principal_from_claims({"appid": "cf32a0cc-373c-47c9-9156-0db11f6a6dfc",
                                        "idtyp": "app"})
     assert "azure-image-builder" in principal.aliases
+
+
+def test_azure_activity_rows_array():
+    rows = [{"TimeGenerated": "2026-11-30T08:00:00Z", "Type": "AzureActivity",
+             "OperationNameValue": "MICROSOFT.COMPUTE/GALLERIES/IMAGES/VERSIONS/WRITE",
+             "ActivityStatusValue": status, "Caller": "ana@contoso.com",
+             "CorrelationId": CORRELATION, "OperationId": "op-1",
+             "_ResourceId": (f"/subscriptions/{SUB}/resourcegroups/rg/providers/"
+                             "microsoft.compute/galleries/g/images/base/versions/2.0.0"),
+             "Claims_d": USER if status == "Start" else {},
+             "Properties": json.dumps({"statusCode": "Created"})}
+            for status in ("Start", "Succeeded")]
+    document = formats.read(json.dumps(rows).encode(), "rows.json")
+    assert document.shapes == {"json-array", "azure-log-analytics"}
+    (event,) = document.events
+    assert event.target.endswith("/galleries/g/images/base/versions/2.0.0")
+    assert event.principal.id == "ana@contoso.com"
+    assert event.origin.index == 1

@@ -177,6 +177,29 @@ class ActivityRecord:
         return self.status in FINAL
 
 
+def survey(record: dict[str, Any], index: int, location: str,
+           fallback_account: str | None) -> tuple[str, datetime, str | None, bool]:
+    """Return a record's shape, time and subscription, and whether its operation is
+    in the operation table, reading no more of it than that.
+
+    Raises:
+        RecordError: the time or the operation name is missing or invalid.
+    """
+    shape = shape_of(record)
+    fields = _FIELDS[shape]
+    when = parse_time(_path(record, fields[0]), location, index, fields[0])
+    operation = _text(_path(record, fields[1]))
+    if operation is None:
+        raise RecordError(location, index, fields[1], "missing or not a string")
+    resource_id = _path(record, fields[4])
+    if resource_id is None and shape == "log-analytics":
+        resource_id = record.get("_ResourceId")
+    subscription = (subscription_of(resource_id if isinstance(resource_id, str) else None)
+                    or _subscription_text(_path(record, fields[9]))
+                    or (fallback_account.lower() if fallback_account else None))
+    return shape, when, subscription, operations.lookup(operation) is not None
+
+
 def normalise(record: dict[str, Any], index: int, location: str,
               fallback_account: str | None) -> ActivityRecord:
     """Find the fields of one record.

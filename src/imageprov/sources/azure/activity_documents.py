@@ -29,6 +29,7 @@ from imageprov.sources.azure.activity import (
     ActivityRecord,
     events_from_records,
     normalise,
+    survey,
 )
 from imageprov.sources.compression import decompress
 
@@ -118,16 +119,21 @@ class _Reader:
             self._problem(index, "(record)",
                           f"expected a JSON object, got {type(value).__name__}")
             return
+        location = self.result.location
         try:
-            record = normalise(value, index, self.result.location, self.fallback_account)
+            # Most records name no image: only their time and scope are needed.
+            shape, time, subscription, wanted = survey(value, index, location,
+                                                       self.fallback_account)
+            if wanted:
+                self.records.append(normalise(value, index, location,
+                                              self.fallback_account))
         except RecordError as error:
             self._problem(index, error.problem.field, error.problem.detail)
             return
-        self.result.shapes.add(f"azure-{record.shape}")
+        self.result.shapes.add(f"azure-{shape}")
         self.result.records += 1
-        self.records.append(record)
-        when = record.time.strftime("%Y-%m-%dT%H:%M:%SZ")
-        key = (record.subscription or "unknown", SCOPE_REGION)
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ")
+        key = (subscription or "unknown", SCOPE_REGION)
         span = self.result.spans.get(key)
         if span is None:
             self.result.spans[key] = [when, when]

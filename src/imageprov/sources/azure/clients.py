@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from imageprov.errors import ConfigError
+from imageprov.errors import SourceError
 from imageprov.sources.azure.credentials import build_credential
 
 # The token scope of Azure Resource Manager; it is an audience, not an address.
@@ -41,20 +41,20 @@ def blob_container(azure: Any, location: Any) -> Any:
     """Return a `ContainerClient` for an export location.
 
     Raises:
-        ConfigError: the connection string's environment variable is not set.
+        SourceError: the connection string's environment variable is not set.
     """
     from azure.storage.blob import BlobServiceClient
 
     if location.connection_string_env:
         text = os.environ.get(location.connection_string_env)
         if not text:
-            raise ConfigError("azure", f"environment variable "
+            raise SourceError(location.name, f"environment variable "
                               f"{location.connection_string_env} is not set")
         service = BlobServiceClient.from_connection_string(
             text, connection_verify=_verify(azure))
     else:
         if azure.credential is None:
-            raise ConfigError("azure", f"{location.blob_account_url} needs azure.credential "
+            raise SourceError(location.name, "a blob_account_url needs azure.credential "
                               "or connection_string_env")
         service = BlobServiceClient(location.blob_account_url,
                                     credential=build_credential(azure.credential),

@@ -14,7 +14,7 @@ from typing import Any
 
 from azure.core.credentials import AccessToken
 
-from imageprov.errors import ConfigError
+from imageprov.errors import SourceError
 
 
 class StaticTokenCredential:
@@ -37,11 +37,10 @@ class StaticTokenCredential:
 
 
 def _environment(name: str | None, what: str) -> str:
-    if not name:
-        raise ConfigError("azure.credential", f"{what}: name the environment variable")
-    value = os.environ.get(name)
+    value = os.environ.get(name or "")
     if not value:
-        raise ConfigError("azure.credential", f"{what}: environment variable {name} is not set")
+        raise SourceError("azure.credential",
+                          f"{what}: environment variable {name} is not set or empty")
     return value
 
 
@@ -49,7 +48,8 @@ def build_credential(settings: Any) -> Any:
     """Return the credential the `azure.credential` settings describe.
 
     Raises:
-        ConfigError: an environment variable the settings name is not set.
+        SourceError: an environment variable the settings name is not set, so the
+            sources that need the credential fail and the others still run.
     """
     kind = settings.kind
     if kind == "static_token":
