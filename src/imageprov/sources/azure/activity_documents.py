@@ -16,13 +16,22 @@ the file, the record index and the field, and every other record is still read.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import orjson
 
+try:
+    # simdjson parses without building Python objects: an optional accelerator of
+    # the same result.
+    import simdjson
+except ImportError:  # pragma: no cover - exercised only where the wheel is missing
+    simdjson = None
+
 from imageprov.errors import RecordError
 from imageprov.model import LogDocument, RecordProblem
 from imageprov.sources import LogFormat
+from imageprov.sources.azure.operations import BY_OPERATION
 from imageprov.sources.azure.activity import (
     SCOPE_REGION,
     SOURCE,
@@ -68,11 +77,13 @@ class _Reader:
         self.records: list[ActivityRecord] = []
 
     def lines(self, text: bytes, whole_error: Exception) -> None:
+        numbered = [(number, line) for number, line in enumerate(text.split(b"\n"), start=1)
+                    if line.strip()]
+        if self._lines_at_once(numbered):
+            return
         parsed_any = False
         bad: list[RecordProblem] = []
-        for number, line in enumerate(text.split(b"\n"), start=1):
-            if not line.strip():
-                continue
+        for number, line in numbered:
             try:
                 value = orjson.loads(line)
             except orjson.JSONDecodeError as error:
@@ -90,6 +101,42 @@ class _Reader:
             return
         self.result.shapes.add("json-lines")
         self.result.problems.extend(bad)
+
+    def _lines_at_once(self, numbered: list[tuple[int, bytes]]) -> bool:
+        """Read JSON Lines as one JSON array, which parses in one call; return False,
+        having read nothing, unless every line is exactly one JSON object.
+
+        With simdjson, records are parsed without building Python objects, and only
+        those that `_count_export_record` does not count are decoded whole.
+        """
+        if len(numbered) < 2:
+            return False
+        joined = b"[" + b",".join(line for _, line in numbered) + b"]"
+        lazy = simdjson is not None
+        try:
+            values = simdjson.Parser().parse(joined) if lazy else orjson.loads(joined)
+        except (orjson.JSONDecodeError, ValueError, RuntimeError):
+            # Invalid JSON, or a number simdjson cannot hold (beyond 64 bits).
+            return False
+        kind = simdjson.Object if lazy else dict
+        # A line such as `1,2` parses as two items, and `[1` with `2]` as one list,
+        # so the items stand for the lines only when they match one to one.
+        if len(values) != len(numbered) or not all(isinstance(v, kind) for v in values):
+            return False
+        self.result.shapes.add("json-lines")
+        # Looking for a key in the bytes is much faster than in a simdjson object,
+        # and a false match only sends a record the slow way.
+        mixed = lazy and any(marker in joined for marker in _OTHER_SHAPE_MARKERS)
+        for (number, line), value in zip(numbered, values, strict=True):
+            self.line = number
+            if lazy:
+                other = mixed and any(marker in line for marker in _OTHER_SHAPE_MARKERS)
+                if not other and self._count_export_record(value, check_shape=False):
+                    self.index += 1
+                    continue
+                value = orjson.loads(value.mini)
+            self.document(value, top=False)
+        return True
 
     def document(self, value: Any, top: bool = True) -> None:
         if isinstance(value, list):
@@ -119,9 +166,10 @@ class _Reader:
             self._problem(index, "(record)",
                           f"expected a JSON object, got {type(value).__name__}")
             return
+        if self._count_export_record(value):
+            return
         location = self.result.location
         try:
-            # Most records name no image: only their time and scope are needed.
             shape, time, subscription, wanted = survey(value, index, location,
                                                        self.fallback_account)
             if wanted:
@@ -131,8 +179,42 @@ class _Reader:
             self._problem(index, error.problem.field, error.problem.detail)
             return
         self.result.shapes.add(f"azure-{shape}")
+        self._count(time.strftime("%Y-%m-%dT%H:%M:%SZ"), subscription)
+
+    def _count_export_record(self, value: Any, check_shape: bool = True) -> bool:
+        """Count an export-shape record that names no image, as `survey` would, and
+        return True; return False for any other record, which `record` reads.
+
+        Nearly every record of an export blob is of this kind, so it is counted
+        here without building the record's fields. `value` is a dict, or a simdjson
+        object whose keys the caller has checked against `_OTHER_SHAPES`.
+        """
+        when = value.get("time")
+        operation = value.get("operationName")
+        if (type(when) is not str or type(operation) is not str
+                or len(when) < 20 or when[-1] != "Z" or when[10] != "T"):
+            return False
+        name = operation.strip().lower()
+        if not name or name in BY_OPERATION or (check_shape and
+                                                _OTHER_SHAPES & value.keys()):
+            return False
+        try:
+            datetime.fromisoformat(when)
+        except ValueError:
+            return False
+        resource = value.get("resourceId")
+        subscription = None
+        if type(resource) is str and resource[:15].lower() == "/subscriptions/":
+            end = resource.find("/", 15)
+            subscription = (resource[15:end] if end > 0 else resource[15:]).lower()
+        if not subscription:
+            return False
+        self.result.shapes.add("azure-export")
+        self._count(when[:19] + "Z", subscription)
+        return True
+
+    def _count(self, when: str, subscription: str | None) -> None:
         self.result.records += 1
-        when = time.strftime("%Y-%m-%dT%H:%M:%SZ")
         key = (subscription or "unknown", SCOPE_REGION)
         span = self.result.spans.get(key)
         if span is None:
@@ -155,6 +237,12 @@ class _Reader:
         for event, raw in events:
             self.result.events.append(event)
             self.result.raw[event.key] = orjson.dumps(raw)
+
+
+# Keys that make a record one of the other shapes (see `activity.shape_of`).
+_OTHER_SHAPES = frozenset({"TimeGenerated", "OperationNameValue", "event_timestamp",
+                           "operation_name", "eventTimestamp"})
+_OTHER_SHAPE_MARKERS = tuple(f'"{key}"'.encode() for key in sorted(_OTHER_SHAPES))
 
 
 def _table_rows(tables: list[Any]) -> Iterator[Any]:
