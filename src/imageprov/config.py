@@ -282,7 +282,12 @@ def load_config(path: str | Path) -> Config:
             for item in config.aws.cloudtrail
         ],
     })
+    credential = config.azure.credential
+    if credential is not None:
+        credential = credential.model_copy(update={
+            "certificate_path": _resolve(base, credential.certificate_path)})
     azure = config.azure.model_copy(update={
+        "credential": credential,
         "ca_bundle": _resolve(base, config.azure.ca_bundle),
         "activity_logs": [item.model_copy(update={"path": _resolve(base, item.path)})
                           for item in config.azure.activity_logs],

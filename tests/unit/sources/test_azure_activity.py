@@ -167,3 +167,26 @@ def test_azure_activity_rows_array():
     assert event.target.endswith("/galleries/g/images/base/versions/2.0.0")
     assert event.principal.id == "ana@contoso.com"
     assert event.origin.index == 1
+
+
+def test_json_lines_mixed_shapes_read_alike():
+    other = {**_export("Success"), "operationName": "Microsoft.Web/sites/write",
+             "resourceId": f"/subscriptions/{SUB}/resourceGroups/rg/providers/x/y"}
+    lines = [json.dumps(other), json.dumps(_rest("Started")), json.dumps(other),
+             json.dumps(_rest("Succeeded"))]
+    document = read_document("\n".join(lines).encode(), "mixed.jsonl")
+    assert document.records == 4
+    assert document.shapes == {"json-lines", "azure-export", "azure-rest"}
+    (event,) = document.events
+    assert event.origin.index == 3
+    assert document.spans == {(SUB, "global"): ["2026-11-30T08:00:00Z",
+                                                "2026-11-30T08:00:05Z"]}
+
+
+def test_json_lines_bad_line_falls_back():
+    lines = [json.dumps(_export("Start")), "1,2", json.dumps(_export("Success"))]
+    document = read_document("\n".join(lines).encode(), "odd.jsonl")
+    assert document.records == 2
+    assert len(document.events) == 1
+    (problem,) = document.problems
+    assert (problem.index, problem.field) == (1, "(json)")

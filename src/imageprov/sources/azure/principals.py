@@ -17,7 +17,6 @@ from imageprov.model import Principal, PrincipalKind
 from imageprov.sources.azure.resource_ids import canonical, dashed_guid
 
 _OBJECT_ID = ("oid", "http://schemas.microsoft.com/identity/claims/objectidentifier")
-_TENANT = ("tid", "http://schemas.microsoft.com/identity/claims/tenantid")
 _UPN = ("upn", "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn",
         "unique_name")
 _NAME = ("name", "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name")
@@ -59,7 +58,6 @@ def principal_from_claims(claims: Mapping[str, Any], caller: str | None = None,
     app_id = _claim(claims, _APP_ID)
     identity_resource = _claim(claims, ("xms_mirid",))
     name = _claim(claims, _NAME)
-    tenant = _claim(claims, _TENANT)
     native_type = evidence.get("principalType")
     native_type = native_type if isinstance(native_type, str) and native_type else None
 
@@ -89,7 +87,9 @@ def principal_from_claims(claims: Mapping[str, Any], caller: str | None = None,
         aliases.append(IMAGE_BUILDER_ALIAS)
         name = name or "Azure Virtual Machine Image Builder"
     unique = tuple(dict.fromkeys(a for a in aliases if a and a != ident))
-    return Principal(kind=kind, id=ident, name=name, issuer=tenant, aliases=unique,
+    # The tenant is left out of `issuer` on purpose: a builder's `roles` patterns
+    # match the issuer, and a tenant id there would approve every caller in it.
+    return Principal(kind=kind, id=ident, name=name, aliases=unique,
                      native_type=native_type)
 
 
