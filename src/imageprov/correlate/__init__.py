@@ -5,8 +5,10 @@ AMI or another machine image, the registry and repository of a container image. 
 creation event is the earliest successful creating event (create, copy, import or
 push) for that id, or the first one after its last successful delete when one
 follows it, since Azure resource ids and container digests can be created again
-once deleted; failed calls are kept in the history but never attribute. An import into a registry that names a repository and
-tag but no digest (ACR's importImage) is joined to the image carrying that tag.
+once deleted. Failed calls are kept in the history but never attribute. For a
+container image, a creating event that names its actor is preferred over one that
+does not. An import into a registry that names a repository and tag but no digest
+(ACR's importImage) is joined to the image carrying that tag.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from imageprov.model import CreationEvent, EventEffect, Image, ImageKind
+from imageprov.model import CreationEvent, EventEffect, Image, ImageKind, PrincipalKind
 
 _ScopeKey = tuple[str, str, str]
 
@@ -87,7 +89,14 @@ class Correlator:
         # a creating event follows it.
         after = [event for event in direct[deletes[-1] + 1:]
                  if event.succeeded and event.effect.creates] if deletes else []
-        creation = (after or creating or [None])[0]
+        candidates = after or creating
+        if image.kind is ImageKind.CONTAINER:
+            # A digest names its content, so every push of it pushed the same image.
+            # A registry notification that names no actor gives way to a record of
+            # the same push that does (ACR repository events beside Event Grid).
+            known = [e for e in candidates if e.principal.kind is not PrincipalKind.UNKNOWN]
+            candidates = known or candidates
+        creation = (candidates or [None])[0]
         imports = self._import_events(image)
         if creation is None:
             # The name is chosen by whoever registers the image, so an import joined

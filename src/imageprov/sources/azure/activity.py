@@ -265,11 +265,6 @@ def _request_body(record: ActivityRecord) -> dict[str, Any]:
     return {}
 
 
-@dataclass
-class _Operation:
-    records: list[ActivityRecord] = field(default_factory=list)
-
-
 def _operation_key(record: ActivityRecord) -> tuple[str, ...]:
     group = record.correlation_id or record.operation_id or record.event_id or str(
         record.index)
@@ -283,22 +278,21 @@ def events_from_records(records: Iterable[ActivityRecord], location: str
     """Join the records of each image operation and return one event per operation
     that finished, with the record that finished it, and the records that could
     not be read."""
-    grouped: dict[tuple[str, ...], _Operation] = {}
+    grouped: dict[tuple[str, ...], list[ActivityRecord]] = {}
     for record in records:
-        if operations.lookup(record.operation) is None:
-            continue
-        grouped.setdefault(_operation_key(record), _Operation()).records.append(record)
+        if operations.lookup(record.operation) is not None:
+            grouped.setdefault(_operation_key(record), []).append(record)
 
     found: list[tuple[CreationEvent, dict[str, Any]]] = []
     problems: list[RecordError] = []
-    for key, operation in grouped.items():
-        finals = [r for r in operation.records if r.final]
+    for key, group in grouped.items():
+        finals = [r for r in group if r.final]
         if not finals:
             # Started or Accepted so far; the final record comes in a later read.
             continue
         final = max(finals, key=lambda r: (r.time, r.index))
         try:
-            events = _events(final, operation.records, key, location)
+            events = _events(final, group, key, location)
         except RecordError as error:
             problems.append(error)
             continue
@@ -320,6 +314,8 @@ def _events(final: ActivityRecord, group: list[ActivityRecord], key: tuple[str, 
     resource = canonical(final.resource_id)
     principal = final.principal
     address = final.source_ip
+    # NOTE: only records in the same document are joined, so a final record whose
+    # Started record sits in an earlier hourly blob keeps its own caller, or none.
     for earlier in sorted(group, key=lambda r: (r.time, r.index)):
         if principal.kind is PrincipalKind.UNKNOWN and earlier.principal.id != "unknown":
             principal = earlier.principal
