@@ -34,7 +34,7 @@ from imageprov.model import (
 )
 from imageprov.sources import LogFormat
 from imageprov.sources.azure.activity import SCOPE_REGION, parse_time
-from imageprov.sources.azure.activity_documents import _table_rows
+from imageprov.sources.azure.activity_documents import table_rows
 from imageprov.sources.azure.principals import principal_from_login
 from imageprov.sources.azure.resource_ids import registry_login_server, subscription_of
 from imageprov.sources.compression import decompress
@@ -116,7 +116,7 @@ class _Reader:
                 self.record(item)
         elif isinstance(value, dict) and isinstance(value.get("tables"), list):
             self.result.shapes.add("log-analytics-query")
-            for item in _table_rows(value["tables"]):
+            for item in table_rows(value["tables"]):
                 self.record(item)
         elif isinstance(value, dict) and isinstance(value.get("records"), list):
             self.result.shapes.add("event-hub-records")
@@ -139,7 +139,7 @@ class _Reader:
                 event = self._repository_event(value, index)
             elif "action" in value and "target" in value:
                 self.result.shapes.add("acr-webhook")
-                event = self._notification(value, index, None, None)
+                event = self._notification(value, index, None, None, "acr-webhook")
             else:
                 raise RecordError(location, index, "(record)",
                                   "not an Event Grid, CloudEvents, webhook or "
@@ -187,14 +187,15 @@ class _Reader:
                               "time" if cloud_events else "eventTime")
             self._count(self._account(topic, None), when.strftime("%Y-%m-%dT%H:%M:%SZ"))
             return None
-        return self._notification(data, index, topic, value.get("id"))
+        return self._notification(data, index, topic, value.get("id"),
+                                  "cloudevents" if cloud_events else "event-grid")
 
     def _account(self, resource_id: str | None, registry: str | None) -> str:
         return (subscription_of(resource_id) or self.fallback_account or registry
                 or "unknown")
 
     def _notification(self, data: dict[str, Any], index: int, topic: str | None,
-                      envelope_id: Any) -> CreationEvent | None:
+                      envelope_id: Any, shape: str) -> CreationEvent | None:
         """Build the event of a webhook body or of an Event Grid event's `data`."""
         location = self.result.location
         when = parse_time(data.get("timestamp"), location, index, "timestamp")
@@ -232,8 +233,7 @@ class _Reader:
             principal=principal, address=address,
             user_agent=_text(request.get("useragent")), registry=registry,
             repository=repository.lower(), digest=digest.lower(),
-            tag=_text(target.get("tag")), error=None, index=index,
-            shape="acr-webhook" if topic is None and envelope_id is None else "event-grid")
+            tag=_text(target.get("tag")), error=None, index=index, shape=shape)
 
     def _repository_event(self, row: dict[str, Any], index: int) -> CreationEvent | None:
         """Build the event of a `ContainerRegistryRepositoryEvents` row.

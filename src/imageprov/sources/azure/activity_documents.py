@@ -154,7 +154,7 @@ class _Reader:
                 self.record(item)
         elif isinstance(value, dict) and isinstance(value.get("tables"), list):
             self.result.shapes.add("log-analytics-query")
-            for item in _table_rows(value["tables"]):
+            for item in table_rows(value["tables"]):
                 self.record(item)
         else:
             self.record(value)
@@ -245,7 +245,7 @@ _OTHER_SHAPES = frozenset({"TimeGenerated", "OperationNameValue", "event_timesta
 _OTHER_SHAPE_MARKERS = tuple(f'"{key}"'.encode() for key in sorted(_OTHER_SHAPES))
 
 
-def _table_rows(tables: list[Any]) -> Iterator[Any]:
+def table_rows(tables: list[Any]) -> Iterator[Any]:
     """Yield the rows of a Log Analytics query response as objects by column name."""
     for table in tables:
         if not isinstance(table, dict):
