@@ -87,9 +87,9 @@ class AzureCredential(_Strict):
     """How the Azure clients authenticate; secrets come from environment variables.
 
     `static_token` reads a bearer token from `token_env`; `client_secret` and
-    `certificate` sign in a service principal at `authority_host`;
-    `managed_identity` asks the instance metadata service, and is the only kind
-    that does.
+    `certificate` sign in a service principal at `authority_host`.
+    `managed_identity` requests its token from the instance metadata service, and
+    is the only kind that contacts it.
     """
 
     kind: Literal["static_token", "client_secret", "certificate", "managed_identity"]
@@ -123,7 +123,7 @@ class AzureSubscription(_Strict):
 
 class AcrRegistry(_Strict):
     """A container registry listed through its data-plane API at
-    `https://<login_server>` unless `endpoint` says otherwise."""
+    `https://<login_server>`, or at `endpoint` when it is set."""
 
     login_server: str = Field(min_length=1)
     endpoint: str | None = None
@@ -133,7 +133,7 @@ class AcrRegistry(_Strict):
 
 class AzureLogLocation(_Strict):
     """Activity Log or ACR event files in a local folder, or Azure Monitor export
-    blobs in a storage container; `subscription` names the account of records that
+    blobs in a storage container. `subscription` is the account of records that
     name none."""
 
     path: Path | None = None

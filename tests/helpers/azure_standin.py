@@ -1,8 +1,8 @@
 """A loopback HTTPS stand-in for Azure Resource Manager and the ACR data plane.
 
-This is not Azure. It serves, over TLS with a throwaway CA made here, the few calls
-imageprov's Azure inventory makes, with the real paths, query parameters and JSON
-field names, so that `azure-mgmt-compute` and `azure-containerregistry` talk to it
+This is not Azure. It serves the few calls imageprov's Azure inventory makes, over
+TLS with a throwaway CA made here, with the real paths, query parameters and JSON
+field names. So `azure-mgmt-compute` and `azure-containerregistry` talk to it
 unchanged apart from their endpoint and `connection_verify`:
 
 - ARM (any `api-version` is accepted and recorded, a bearer token is required):

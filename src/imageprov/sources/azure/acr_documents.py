@@ -10,9 +10,9 @@ ACR data-plane pushes never reach the Activity Log. They are read here from:
 - rows of the `ContainerRegistryRepositoryEvents` resource log, exported from Log
   Analytics as a JSON array or JSON Lines, or as a query response with `tables`.
 
-Event Grid and webhook events carry no client address and, in current samples, no
-actor, so their pushes have an unknown principal; repository events name the login
-identity and the caller address. Helm chart events are counted and left out: they
+Event Grid and webhook events carry no client address, and current samples carry
+no actor, so their pushes have an unknown principal. Repository events name the
+login identity and the caller address. Helm chart events are counted and left out: they
 are not images an inventory lists.
 """
 
@@ -239,7 +239,7 @@ class _Reader:
         """Build the event of a `ContainerRegistryRepositoryEvents` row.
 
         NOTE: the raw JSON of this category in a storage or Event Hub export is not
-        documented; rows are read with the Log Analytics column names, at the top
+        documented. Rows are read with the Log Analytics column names, at the top
         level or under `properties`.
         """
         self.result.shapes.add("acr-repository-events")
@@ -272,7 +272,7 @@ class _Reader:
         result = (_text(fields.get("ResultDescription")) or "").strip()
         result_type = (_text(fields.get("ResultType")) or "").lower()
         # Microsoft's sample queries find failures by an HTTP 4xx or 5xx status in
-        # ResultDescription; ResultType holds the outcome as text where it is set.
+        # ResultDescription. ResultType contains the outcome as text where it is set.
         failed = result[:1] in ("4", "5") or result_type in ("failed", "failure")
         correlation = _text(fields.get("CorrelationId")) or f"{when.isoformat()}"
         key_tail = f"{correlation}:{operation.lower()}:{digest.lower()}"

@@ -170,9 +170,9 @@ class _Reader:
             return
         location = self.result.location
         try:
-            shape, time, subscription, wanted = survey(value, index, location,
-                                                       self.fallback_account)
-            if wanted:
+            shape, time, subscription, names_image = survey(value, index, location,
+                                                            self.fallback_account)
+            if names_image:
                 self.records.append(normalise(value, index, location,
                                               self.fallback_account))
         except RecordError as error:

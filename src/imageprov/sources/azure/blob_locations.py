@@ -5,11 +5,11 @@ Diagnostic settings write one blob per hour under a folder per resource:
 Activity Log (container `insights-activity-logs`), and the resource's full id for
 resource logs such as ACR's `insights-logs-containerregistryrepositoryevents`.
 
-Each folder is one incremental source. Its checkpoint is the newest blob stored,
-and every blob from `reread` hours before that blob's hour on is listed again: the
-current hour's blob keeps growing, the previous one may still get records just
-after the hour, and a grown blob has a new content hash, so it is read again whole.
-Its events keep their keys, so the store adds only the new ones.
+Each folder is one incremental source, and its checkpoint is the newest blob
+stored. Every blob from `reread` hours before that blob's hour on is listed again,
+because the current hour's blob keeps growing and the previous one may still get
+records just after the hour. A grown blob has a new content hash, so it is read
+again whole. Its events keep their keys, so the store adds only the new ones.
 """
 
 from __future__ import annotations

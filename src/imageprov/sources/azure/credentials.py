@@ -2,7 +2,7 @@
 
 No default credential chain is used: `DefaultAzureCredential` would try the
 environment, the CLI and the instance metadata service in turn, and a scan must
-never call a metadata server it was not told to. `managed_identity` is the one
+call no metadata server unless it is configured to. `managed_identity` is the one
 kind that contacts the metadata service, and only when configured.
 """
 

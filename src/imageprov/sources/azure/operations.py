@@ -2,7 +2,7 @@
 
 One row per operation name, lower-cased: the Activity Log writes the same name in
 several casings (`MICROSOFT.COMPUTE/IMAGES/WRITE` in exports), so names are
-compared lower-cased. `target` says how the image the operation acts on is found:
+compared lower-cased. `target` names how the image the operation acts on is found:
 `resource` when the record's resource id is the image, `import` when the request
 body's `targetTags` name ACR repositories and tags, `none` when the operation names
 no image that an inventory lists. `source` is the path of the source in the request
@@ -43,7 +43,7 @@ ROWS: tuple[OperationRow, ...] = (
     OperationRow("microsoft.compute/galleries/images/versions/delete", EventEffect.DELETE,
                  "resource", "gallery-image-version"),
     # Legacy capture writes VHD blobs into a storage account, not a managed image, so
-    # the event names no inventoried image; it is kept with the VM as its source.
+    # the event names no inventoried image. It is kept with the VM as its source.
     OperationRow("microsoft.compute/virtualmachines/capture/action", EventEffect.CREATE,
                  "none", "virtual-machine"),
     # `az acr import` copies an image into a registry. The request names the target

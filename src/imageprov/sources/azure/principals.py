@@ -2,9 +2,9 @@
 
 Claim keys come both as short JWT names (`oid`, `upn`, `appid`) and as the SAML
 URIs ARM writes (`http://schemas.microsoft.com/identity/claims/objectidentifier`).
-A user is named by UPN with the object id as an alias; a service principal by its
-application (client) id, with the object id as an alias; a managed identity by the
-resource id in `xms_mirid`, with both ids as aliases. A policy's principal patterns
+A user is named by UPN, with the object id as an alias. A service principal is
+named by its application (client) id, with the object id as an alias. A managed
+identity is named by the resource id in `xms_mirid`, with both ids as aliases. A policy's principal patterns
 match the id or any alias, so a builder may name whichever it knows.
 """
 
@@ -96,10 +96,10 @@ def principal_from_claims(claims: Mapping[str, Any], caller: str | None = None,
 def principal_from_login(identity: Any) -> Principal:
     """Build the principal of an ACR repository event from its `Identity` column.
 
-    NOTE: the format of that column per identity kind is not documented; a value
-    with `@` is read as a user, a GUID as a service principal (its app id, as used
-    for `docker login`), and any other value (a token or the admin user's name) is
-    kept as it is with kind unknown.
+    NOTE: the format of that column per identity kind is not documented. A value
+    with `@` is read as a user, and a GUID as a service principal (its app id, as
+    used for `docker login`). Any other value, such as a token or the admin user's
+    name, is kept as it is with kind unknown.
     """
     if not isinstance(identity, str) or not identity.strip():
         return Principal(kind=PrincipalKind.UNKNOWN, id="unknown")

@@ -22,9 +22,9 @@ _GALLERY_VERSION = re.compile(
 _GUID_HEX = re.compile(r"^[0-9a-f]{32}$")
 
 # The login server of a registry in the Azure public cloud is `<name>.azurecr.io`.
-# NOTE: sovereign clouds use other suffixes (azurecr.cn, azurecr.us); a registry
+# NOTE: sovereign clouds use other suffixes (azurecr.cn, azurecr.us). A registry
 # there is named by its configured login server, but importImage records name the
-# registry by resource id only and are read with this suffix.
+# registry by resource id only, so they are read with this suffix.
 ACR_SUFFIX = ".azurecr.io"
 
 
