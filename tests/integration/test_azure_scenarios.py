@@ -140,3 +140,22 @@ def test_missing_token_fails_azure_sources_only(tmp_path, monkeypatch):
     # The logs were still read.
     assert summary.logs.files == 2
     store.close()
+
+
+def test_postgresql_gives_same_verdicts(scanned, postgres_url, tmp_path, monkeypatch):
+    sqlite_store, _ = scanned
+    monkeypatch.setenv(scenario.TOKEN_ENV, "not-a-real-token")
+    with AzureStandIn(scenario.state()) as standin:
+        path = tmp_path / "imageprov.yaml"
+        path.write_text(yaml.safe_dump(scenario.config(
+            standin.url, standin.ca, scenario.AZURE / "policy.yaml")))
+        config = load_config(path)
+        policy, text = load_policy(config.policy)
+        store = Store.open(postgres_url)
+        run_cycle(config, store, policy, text)
+    expected = {ref: (v.status, v.flags, v.event_id)
+                for ref, v in sqlite_store.current_verdicts().items()}
+    found = {ref: (v.status, v.flags, v.event_id)
+             for ref, v in store.current_verdicts().items()}
+    assert found == expected
+    store.close()
