@@ -25,6 +25,7 @@ from imageprov.sources.aws.lookup_events import LookupEventsTrail
 from imageprov.sources.aws.notifications import SqsTrail
 from imageprov.sources import LogObject
 from imageprov.sources.aws.trail_locations import LocalTrail, S3Trail
+from imageprov.sources.files import LocalFolder
 from imageprov.store import Store
 
 logger = logging.getLogger(__name__)
@@ -80,9 +81,31 @@ def _aws_inventory_jobs(config: Config) -> list[InventoryJob]:
     return jobs
 
 
+def _azure_inventory_jobs(config: Config) -> list[InventoryJob]:
+    from imageprov.sources.azure import clients
+    from imageprov.sources.azure.acr import AcrInventory
+    from imageprov.sources.azure.compute import ComputeInventory
+
+    azure = config.azure
+    jobs: list[InventoryJob] = []
+    for subscription in azure.subscriptions:
+        def compute(subscription: Any = subscription) -> list[Image]:
+            client = clients.compute_client(azure, subscription.id)
+            return list(ComputeInventory(client, subscription.id, subscription.managed_images,
+                                         subscription.gallery_images).images())
+        jobs.append((f"azure-compute:{subscription.id.lower()}", compute))
+    for registry in azure.registries:
+        def registry_images(registry: Any = registry) -> list[Image]:
+            client = clients.registry_client(azure, registry)
+            return list(AcrInventory(client, registry.login_server,
+                                     registry.subscription).images())
+        jobs.append((f"acr:{registry.login_server.lower()}", registry_images))
+    return jobs
+
+
 def inventory_jobs(config: Config) -> list[InventoryJob]:
     """Every configured inventory source, each a name and a call that lists it."""
-    return _aws_inventory_jobs(config)
+    return _aws_inventory_jobs(config) + _azure_inventory_jobs(config)
 
 
 def run_inventory(config: Config, store: Store, summary: CycleSummary) -> None:
@@ -190,11 +213,40 @@ def _aws_log_jobs(config: Config, store: Store, on_file: Callable[[str], None] |
     ]
 
 
+def _azure_objects(config: Config, store: Store, location: Any,
+                   default_format: str) -> Iterator[LogObject]:
+    from imageprov.sources.azure import clients
+    from imageprov.sources.azure.blob_locations import BlobLogs
+
+    if location.path is not None:
+        yield from LocalFolder(location.path, lambda _path: location.subscription,
+                               location.format).objects()
+        return
+    container = clients.blob_container(config.azure, location)
+    blobs = BlobLogs(container, location.prefix, location.format or default_format,
+                     location.reread, store.checkpoint, location.subscription)
+    yield from blobs.objects()
+
+
+def _azure_log_jobs(config: Config, store: Store, on_file: Callable[[str], None] | None,
+                    stop: threading.Event | None) -> list[LogJob]:
+    jobs: list[LogJob] = []
+    for kind, locations in (("azure-activity", config.azure.activity_logs),
+                            ("acr-events", config.azure.acr_events)):
+        for location in locations:
+            def read(location: Any = location, kind: str = kind) -> IngestSummary:
+                objects = _until(stop, _azure_objects(config, store, location, kind))
+                return ingest(store, objects, config.workers, on_file, config.batch_files)
+            jobs.append((location.name, kind, read))
+    return jobs
+
+
 def log_jobs(config: Config, store: Store, on_file: Callable[[str], None] | None = None,
              stop: threading.Event | None = None) -> list[LogJob]:
     """Every configured log location, each a name, a log kind and a call that reads
     it into the store."""
-    return _aws_log_jobs(config, store, on_file, stop)
+    return (_aws_log_jobs(config, store, on_file, stop)
+            + _azure_log_jobs(config, store, on_file, stop))
 
 
 def run_logs(config: Config, store: Store, summary: CycleSummary,

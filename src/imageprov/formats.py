@@ -11,10 +11,12 @@ from __future__ import annotations
 from imageprov.model import LogDocument, RecordProblem
 from imageprov.sources import LogFormat
 from imageprov.sources.aws import trail_documents
+from imageprov.sources.azure import acr_documents, activity_documents
 from imageprov.sources.compression import head
 
 FALLBACK = trail_documents.FORMAT
-FORMATS: tuple[LogFormat, ...] = (FALLBACK,)
+FORMATS: tuple[LogFormat, ...] = (activity_documents.FORMAT, acr_documents.FORMAT,
+                                  FALLBACK)
 BY_NAME = {item.name: item for item in FORMATS}
 
 

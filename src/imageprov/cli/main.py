@@ -256,6 +256,9 @@ def explain(
     store = _open_store(_database(database, config))
     try:
         found = store.find_images(image)
+        if not found and image.lower().startswith("/subscriptions/"):
+            # Azure resource ids are stored lower-cased and compared without case.
+            found = store.find_images(image.strip().rstrip("/").lower())
         if not found:
             raise _fail(ImageprovError(f"no image {image!r} in {store.display_url}"))
         for one in found:

@@ -33,6 +33,8 @@ class PrincipalKind(StrEnum):
     FEDERATED = "federated"
     SERVICE = "service"
     ACCOUNT = "account"
+    SERVICE_PRINCIPAL = "service-principal"
+    MANAGED_IDENTITY = "managed-identity"
     UNKNOWN = "unknown"
 
 
