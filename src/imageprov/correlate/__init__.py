@@ -6,8 +6,8 @@ creation event is the earliest successful creating event (create, copy, import o
 push) for that id, or the first one after its last successful delete when one
 follows it, since Azure resource ids and container digests can be created again
 once deleted. Failed calls are kept in the history but never attribute. For a
-container image, a creating event that names its actor is preferred over one that
-does not. An import into a registry that names a repository and tag but no digest
+container image, a record of the first push that names its actor is preferred over
+one of the same push that does not. An import into a registry that names a repository and tag but no digest
 (ACR's importImage) is joined to the image carrying that tag.
 """
 
@@ -16,10 +16,13 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from imageprov.model import CreationEvent, EventEffect, Image, ImageKind, PrincipalKind
 
 _ScopeKey = tuple[str, str, str]
+# Two records of one push, from two channels, are this close in time.
+SAME_PUSH = timedelta(minutes=5)
 
 
 def _image_key(image: Image) -> _ScopeKey:
@@ -90,13 +93,16 @@ class Correlator:
         after = [event for event in direct[deletes[-1] + 1:]
                  if event.succeeded and event.effect.creates] if deletes else []
         candidates = after or creating
-        if image.kind is ImageKind.CONTAINER:
-            # A digest names its content, so every push of it pushed the same image.
-            # A registry notification that names no actor gives way to a record of
-            # the same push that does (ACR repository events beside Event Grid).
-            known = [e for e in candidates if e.principal.kind is not PrincipalKind.UNKNOWN]
-            candidates = known or candidates
         creation = (candidates or [None])[0]
+        if (image.kind is ImageKind.CONTAINER and creation is not None
+                and creation.principal.kind is PrincipalKind.UNKNOWN):
+            # A registry notification that names no actor gives way to a record of
+            # the same push that does (ACR repository events beside Event Grid), but
+            # not to a later push of the same digest by someone else.
+            creation = next(
+                (event for event in candidates
+                 if event.principal.kind is not PrincipalKind.UNKNOWN
+                 and abs(event.time - creation.time) <= SAME_PUSH), creation)
         imports = self._import_events(image)
         if creation is None:
             # The name is chosen by whoever registers the image, so an import joined
