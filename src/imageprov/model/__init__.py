@@ -7,11 +7,24 @@ from imageprov.model.events import (
     PrincipalKind,
     RecordOrigin,
 )
-from imageprov.model.images import Image, ImageKind, Platform, ami_arn, container_ref
+from imageprov.model.images import (
+    DISPLACED_TAG,
+    FAMILY_TAG,
+    HEADS_FAMILY_TAG,
+    Image,
+    ImageKind,
+    Platform,
+    ami_arn,
+    compute_image_ref,
+    container_ref,
+)
 from imageprov.model.logs import LogDocument, RecordProblem
 from imageprov.model.verdicts import Flag, Verdict, VerdictStatus
 
 __all__ = [
+    "DISPLACED_TAG",
+    "FAMILY_TAG",
+    "HEADS_FAMILY_TAG",
     "CreationEvent",
     "EventEffect",
     "Flag",
@@ -26,5 +39,6 @@ __all__ = [
     "Verdict",
     "VerdictStatus",
     "ami_arn",
+    "compute_image_ref",
     "container_ref",
 ]

@@ -32,6 +32,7 @@ class PrincipalKind(StrEnum):
     ROLE_SESSION = "role-session"
     FEDERATED = "federated"
     SERVICE = "service"
+    SERVICE_ACCOUNT = "service-account"
     ACCOUNT = "account"
     UNKNOWN = "unknown"
 
@@ -74,7 +75,8 @@ class CreationEvent(BaseModel):
 
     `target` is the native id of the image the event acts on (an AMI id or a digest),
     and `repository`/`tag` place a container image. A failed call keeps its
-    `error_code` and never attributes an image.
+    `error_code` and never attributes an image. A share that replaces every earlier
+    grant (an IAM policy set whole) lists `*` in `unshared_from`.
     """
 
     model_config = ConfigDict(frozen=True)
