@@ -13,7 +13,10 @@ from imageprov.model import (
     EventEffect,
     Flag,
     Image,
+    HEADS_FAMILY_TAG,
+    DISPLACED_TAG,
     ImageKind,
+    Platform,
     PrincipalKind,
     Verdict,
     VerdictStatus,
@@ -25,7 +28,10 @@ from imageprov.policy.schema import Builder, ImageException, Policy
 Spans = dict[tuple[str, str], list[tuple[datetime, datetime]]]
 
 _ORDER = [Flag.ROOT, Flag.UNEXPECTED_ACTOR, Flag.EXTERNAL_NETWORK, Flag.UNAPPROVED_AGENT,
-          Flag.UNAPPROVED_SOURCE, Flag.PUBLIC, Flag.SHARED]
+          Flag.UNAPPROVED_SOURCE, Flag.FAMILY_TAKEOVER, Flag.PUBLIC, Flag.SHARED]
+# Grantees that make an image usable by everyone: EC2's launch-permission group
+# `all`, and the IAM members allUsers and allAuthenticatedUsers on GCP.
+_PUBLIC_GRANTEES = frozenset({"all", "allUsers", "allAuthenticatedUsers"})
 
 
 def _glob(value: str | None, patterns: Sequence[str]) -> bool:
@@ -96,6 +102,9 @@ class _Judge:
         self.now = now
 
     def verdict(self, attribution: Attribution) -> Verdict:
+        return _note_family_head(attribution.image, self._verdict(attribution))
+
+    def _verdict(self, attribution: Attribution) -> Verdict:
         image = attribution.image
         exposure = self._exposure(image, attribution)
         exception = self._exception(image)
@@ -149,14 +158,23 @@ class _Judge:
         """Replay launch-permission changes and flag a public or foreign share."""
         grantees: set[str] = set()
         for event in attribution.shares:
-            # One call may both remove and add launch permissions.
+            # One call may both remove and add launch permissions; an IAM policy set
+            # whole (`*`) replaces every earlier grant.
+            if "*" in event.unshared_from:
+                grantees.clear()
             grantees.difference_update(event.unshared_from)
             grantees.update(event.shared_with)
         found: list[tuple[Flag, str]] = []
-        if image.public or "all" in grantees:
-            found.append((Flag.PUBLIC, "the image can be launched by every AWS account"))
+        public = sorted(grantees & _PUBLIC_GRANTEES)
+        if image.public or public:
+            if public and image.platform is not Platform.AWS:
+                text = f"the image's IAM policy grants it to {', '.join(public)}"
+            else:
+                text = "the image can be launched by every AWS account"
+            found.append((Flag.PUBLIC, text))
         allowed = set(self.policy.share_targets) | {image.account}
-        foreign = sorted(g for g in grantees if g != "all" and g not in allowed)
+        foreign = sorted(g for g in grantees if g not in _PUBLIC_GRANTEES
+                         and g not in allowed)
         if foreign:
             found.append((Flag.SHARED, f"shared with {', '.join(foreign)}, "
                                        "which share_targets does not list"))
@@ -178,6 +196,11 @@ class _Judge:
     def _coverage_reason(self, image: Image) -> str:
         scope = f"{image.account}/{image.region}"
         spans = self.spans.get((image.account, image.region), [])
+        if not spans and image.platform is Platform.GCP and image.kind is ImageKind.CONTAINER:
+            return (f"no creation event found: no Artifact Registry Data Access log has "
+                    f"been read for {scope}, and Docker-PutManifest entries are written "
+                    "only where DATA_WRITE audit logs are enabled for "
+                    "artifactregistry.googleapis.com")
         if not spans:
             return f"no creation event found: no audit logs have been read for {scope}"
         if len(spans) <= 3:
@@ -265,6 +288,28 @@ class _Judge:
             actor=event.principal.id if event else None,
             source_ip=event.source_ip if event else None, decided_at=self.now,
         )
+
+
+def _note_family_head(image: Image, verdict: Verdict) -> Verdict:
+    """Name the watched families a GCP image heads in a verdict that is not approved.
+
+    New VMs that name such a family boot this image, so an unapproved head is a
+    family takeover: it is flagged `family-takeover`, with what it displaced.
+    """
+    families = image.tags.get(HEADS_FAMILY_TAG) if image.platform is Platform.GCP else None
+    if not families or verdict.status in (VerdictStatus.APPROVED, VerdictStatus.EXCEPTED):
+        return verdict
+    names = ", ".join(families.split(","))
+    displaced = image.tags.get(DISPLACED_TAG)
+    text = (f"it is the newest image of watched family {names}, so new VMs of the family "
+            f"boot it; it displaced {displaced}" if displaced else
+            f"it is the newest image of watched family {names}, so new VMs of the family "
+            "boot it; no earlier image of the family is in the inventory")
+    update: dict[str, object] = {"reason": f"{verdict.reason}; {text}"}
+    if verdict.status is VerdictStatus.FLAGGED:
+        update["flags"] = tuple(flag for flag in _ORDER
+                                if flag in (*verdict.flags, Flag.FAMILY_TAKEOVER))
+    return verdict.model_copy(update=update)
 
 
 def _source_verdicts(
