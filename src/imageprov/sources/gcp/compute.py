@@ -47,7 +47,7 @@ def _created(value: str, origin: str) -> datetime | None:
 
 
 def _path(url: str) -> str | None:
-    # Image, disk and snapshot links are full URLs; the path from `projects/` names them.
+    # Image links are full URLs; the path from `projects/` names the image.
     if not url:
         return None
     marker = url.find("projects/")
@@ -67,8 +67,6 @@ def image_of(image: Any, project: str, origin: str) -> Image:
     labels = {str(key): str(value) for key, value in image.labels.items()}
     if image.family:
         labels[FAMILY_TAG] = image.family
-    source = _path(image.source_image) or _path(image.source_snapshot) or _path(
-        image.source_disk) or (image.raw_disk.source if "raw_disk" in image else None)
     return Image(
         ref=compute_image_ref(project, image.name),
         platform=Platform.GCP,
@@ -80,7 +78,8 @@ def image_of(image: Any, project: str, origin: str) -> Image:
         tags=labels,
         created=_created(image.creation_timestamp, origin),
         state=_deprecation(image) or image.status or None,
-        source_image=source or None,
+        # Disks and snapshots are not images; only a copy names a source image.
+        source_image=_path(image.source_image),
         inventory_source=origin,
     )
 
