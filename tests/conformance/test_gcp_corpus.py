@@ -2,7 +2,7 @@
 
 Each file's expected counts are written here: LogEntry records read, image events
 extracted, entries reported as malformed, the shapes recognised and the projects
-whose audit coverage the file shows. No sample holds an image method, so the image
+whose audit coverage the file shows. No sample contains an image method, so the image
 events come from tests/data; these files check that real entries of every other
 kind, with their quirks (`callerIP` spelling, nine fraction digits, a timestamp with
 a space, entries without `protoPayload`, reused insertIds, a Security Command Center

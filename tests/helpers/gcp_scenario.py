@@ -1,7 +1,7 @@
 """One GCP project as the scenario tests see it: its inventory in the stand-in, its
 exported audit logs under tests/data/gcp/audit-logs, a policy and a configuration.
 
-Images of project `shop-prod` and what the logs say about them:
+Images of project `shop-prod` and what the logs record about them:
 
 - web-v41 (family web): inserted by the Packer service account, impersonated by a
   release manager, from `gce-internal-ip`; the family's head before web-v42;

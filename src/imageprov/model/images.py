@@ -51,7 +51,7 @@ class Image(BaseModel):
 
     `native_id` is the cloud's own id (an AMI id, a manifest digest, the numeric id
     of a GCP image); `ref` is the identifier unique across clouds that verdicts and
-    the CLI use. `tags` holds the cloud's tags or labels, and for a GCP image the
+    the CLI use. `tags` contains the cloud's tags or labels, and for a GCP image the
     derived facts under the `imageprov:` keys above: its family, the watched family
     it heads now, and the image it displaced as that family's head.
     """

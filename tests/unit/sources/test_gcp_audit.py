@@ -16,7 +16,6 @@ from imageprov.sources.gcp.audit_entries import docker_image_of, principal_of
 from tests.helpers.gcp_scenario import DATA, LOGS
 
 MALFORMED = DATA / "malformed" / "entries.jsonl"
-ACTIVITY = LOGS / "cloudaudit.googleapis.com" / "activity"
 
 
 def _entry(**changes: object) -> dict:

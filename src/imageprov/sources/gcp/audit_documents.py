@@ -73,7 +73,7 @@ class _Reader:
     """Collects the entries of one document, then extracts their events.
 
     Events are extracted once every entry is known, because the last entry of an
-    operation can come before its first in a file, and the first holds the request.
+    operation can come before its first in a file, and the first contains the request.
     """
 
     def __init__(self, result: LogDocument, fallback_account: str | None) -> None:

@@ -3,8 +3,8 @@
 One row per method, matched on the method name without its API version prefix
 (`v1.`, `beta.`, `alpha.`), so `beta.compute.images.insert` is read like
 `v1.compute.images.insert`. Compute writes are long-running operations that log a
-first and a last entry with one `operation.id`: the last entry (or one that is both)
-decides, and a first entry alone is kept in the history under the error code
+first and a last entry with one `operation.id`. The last entry (or one that is both)
+decides. A first entry alone is kept in the history under the error code
 `incomplete-operation`, so that it never attributes an image. An entry whose
 `protoPayload.status.code` is set and not 0 is a failed call and attributes nothing.
 
@@ -345,8 +345,8 @@ def events_from_entry(entry: dict[str, Any], origin: RecordOrigin,
 def span_scope(entry: dict[str, Any], project: str) -> tuple[str, str] | None:
     """Return the (project, region) an audit entry shows the logs cover, or None.
 
-    Artifact Registry Data Access entries cover their repository's location, where
-    Docker pushes would be logged; every other audit entry covers the project's
+    Artifact Registry Data Access entries cover their repository's location, because
+    Docker pushes are logged there. Every other audit entry covers the project's
     global Compute image events, which Admin Activity always logs.
     """
     payload = entry.get("protoPayload")
