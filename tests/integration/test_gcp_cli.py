@@ -90,3 +90,20 @@ def test_scan_without_token_fails_gcp_source(tmp_path: Path):
     assert result.returncode == 1
     assert "environment variable GCP_TEST_TOKEN holds no token" in result.stderr
     assert "sources failed: gcp" in result.stderr
+
+
+def test_ingest_quarantines_malformed_entries(tmp_path: Path):
+    database = f"sqlite:///{tmp_path / 'ingest.db'}"
+    result = run_cli("ingest", str(scenario.DATA / "malformed"), "--format", "gcp-audit",
+                     "--database", database)
+    assert result.returncode == 0, result.stderr
+    assert "image events 1 (1 new), quarantined 7" in result.stderr
+    listed = run_cli("quarantine", "list", "--format", "json", "--database", database)
+    assert listed.returncode == 0, listed.stderr
+    rows = {(row["record"], row["field"]) for row in json.loads(listed.stdout)}
+    assert (1, "resource.labels.image_id") in rows
+    assert (4, "insertId") in rows
+    assert (5, "message.data") in rows
+    for row in json.loads(listed.stdout):
+        assert row["location"].endswith("malformed/entries.jsonl")
+        assert row["source"] == "gcp-audit"

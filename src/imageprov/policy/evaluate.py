@@ -293,8 +293,9 @@ class _Judge:
 def _note_family_head(image: Image, verdict: Verdict) -> Verdict:
     """Name the watched families a GCP image heads in a verdict that is not approved.
 
-    New VMs that name such a family boot this image, so an unapproved head is a
-    family takeover: it is flagged `family-takeover`, with what it displaced.
+    New VMs that name such a family boot this image. A head flagged for who made it
+    or how (any flag beside `public` and `shared`) is a family takeover, so it also
+    gets `family-takeover`. Other verdicts only name the family and what it displaced.
     """
     families = image.tags.get(HEADS_FAMILY_TAG) if image.platform is Platform.GCP else None
     if not families or verdict.status in (VerdictStatus.APPROVED, VerdictStatus.EXCEPTED):
@@ -306,7 +307,8 @@ def _note_family_head(image: Image, verdict: Verdict) -> Verdict:
             f"it is the newest image of watched family {names}, so new VMs of the family "
             "boot it; no earlier image of the family is in the inventory")
     update: dict[str, object] = {"reason": f"{verdict.reason}; {text}"}
-    if verdict.status is VerdictStatus.FLAGGED:
+    if verdict.status is VerdictStatus.FLAGGED and set(verdict.flags) - {Flag.PUBLIC,
+                                                                         Flag.SHARED}:
         update["flags"] = tuple(flag for flag in _ORDER
                                 if flag in (*verdict.flags, Flag.FAMILY_TAKEOVER))
     return verdict.model_copy(update=update)
