@@ -15,6 +15,7 @@ push is stored once.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -118,11 +119,17 @@ def project_of(entry: dict[str, Any]) -> str | None:
     return project if isinstance(project, str) and project else None
 
 
+@functools.lru_cache(maxsize=4096)
+def _decoded_log_id(log_name: str) -> str:
+    return unquote(log_name.split("/logs/", 1)[1])
+
+
 def log_id_of(log_name: Any) -> str:
     """Return the decoded LOG_ID of a log name, such as `cloudaudit.googleapis.com/activity`."""
     if not isinstance(log_name, str) or "/logs/" not in log_name:
         return ""
-    return unquote(log_name.split("/logs/", 1)[1])
+    # A file holds few log names, so each is decoded once.
+    return _decoded_log_id(log_name)
 
 
 def docker_image_of(resource_name: Any) -> dict[str, str] | None:
@@ -350,11 +357,11 @@ def span_scope(entry: dict[str, Any], project: str) -> tuple[str, str] | None:
     global Compute image events, which Admin Activity always logs.
     """
     payload = entry.get("protoPayload")
-    if not isinstance(payload, dict) or not log_id_of(entry.get("logName")).startswith(
-            "cloudaudit.googleapis.com/"):
+    log_id = log_id_of(entry.get("logName"))
+    if not isinstance(payload, dict) or not log_id.startswith("cloudaudit.googleapis.com/"):
         return None
-    if payload.get("serviceName") == ARTIFACT_REGISTRY and log_id_of(
-            entry.get("logName")) == "cloudaudit.googleapis.com/data_access":
+    if (payload.get("serviceName") == ARTIFACT_REGISTRY
+            and log_id == "cloudaudit.googleapis.com/data_access"):
         parts = docker_image_of(payload.get("resourceName"))
         location = parts["location"] if parts else None
         if location is None:
