@@ -195,3 +195,29 @@ def test_delegation_chain_in_order():
 @pytest.mark.parametrize("text", ["gce-internal-ip", "private"])
 def test_caller_ip_words_not_external(text):
     assert classify(text).kind is AddressClass.UNREADABLE
+
+
+def _push(entry: dict) -> dict:
+    return {"message": {"data": base64.b64encode(json.dumps(entry).encode()).decode(),
+                        "messageId": entry["insertId"]},
+            "subscription": "projects/p/subscriptions/s"}
+
+
+def test_pubsub_push_lines_read():
+    text = json.dumps(_push(_entry())) + "\n" + json.dumps(_push(_entry(insertId="abc2")))
+    document = read_document(text.encode(), "push.jsonl")
+    assert document.shapes == {"json-lines", "pubsub-push"}
+    assert [event.event_id for event in document.events] == ["abc1", "abc2"]
+
+
+def test_pubsub_pull_reply_read():
+    reply = {"receivedMessages": [{"ackId": "a1", "message": _push(_entry())["message"]}]}
+    document = read_document(json.dumps(reply).encode(), "pull.json")
+    assert document.shapes == {"pubsub-pull"}
+    assert len(document.events) == 1
+
+
+def test_offset_timestamp_read_as_utc():
+    document = _read(_entry(timestamp="2026-01-02T01:04:05.5-02:00"))
+    assert document.spans == {("p", "global"): ["2026-01-02T03:04:05Z",
+                                                "2026-01-02T03:04:05Z"]}

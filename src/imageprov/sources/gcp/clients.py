@@ -69,6 +69,8 @@ class _TrustingAdapter(HTTPAdapter):
 def _trust(client: Any, endpoint: str | None, ca_bundle: Path | None) -> Any:
     # The REST transports take no CA option, so the adapter is mounted on the
     # transport's requests session for the endpoint's URLs alone.
+    # NOTE: `_transport._session` is private to the client libraries (tested with
+    # google-cloud-compute 1.57 and google-cloud-artifact-registry 1.23).
     if ca_bundle is not None and endpoint:
         prefix = endpoint if "://" in endpoint else f"https://{endpoint}"
         client._transport._session.mount(prefix.rstrip("/") + "/",
