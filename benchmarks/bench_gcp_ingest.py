@@ -3,7 +3,7 @@
 The data set is generated when missing: gzip objects in the Cloud Storage sink
 layout (`cloudaudit.googleapis.com/activity/YYYY/MM/DD/HH:00:00_HH:59:59_S0.json`),
 one LogEntry per line, about 1.3 KB each. Entries mix Compute, IAM, Storage,
-BigQuery and Kubernetes methods; about 0.5% are image methods
+BigQuery and Kubernetes methods. About 0.5% are image methods
 (`compute.images.insert` as first and last entries, `setIamPolicy`, `delete`), and
 2% carry a failed `status`. The generator is seeded.
 

@@ -88,7 +88,7 @@ def test_scan_without_token_fails_gcp_source(tmp_path: Path):
         result = run_cli("scan", "--config", str(config), "--no-show",
                          env={"GCP_TEST_TOKEN": ""})
     assert result.returncode == 1
-    assert "environment variable GCP_TEST_TOKEN holds no token" in result.stderr
+    assert "environment variable GCP_TEST_TOKEN is missing or empty" in result.stderr
     assert "sources failed: gcp" in result.stderr
 
 

@@ -160,6 +160,7 @@ class _Reader:
                 self.result.problems.append(error.problem)
                 return
             stamp = when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
         log_name, insert_id = entry.get("logName"), entry.get("insertId")
         if not isinstance(log_name, str) or not log_name:
             self._problem("logName", "missing or not a string", index)
@@ -171,6 +172,7 @@ class _Reader:
                 return
             self.seen.add((log_name, insert_id))
         self.result.records += 1
+
         project = project_of(entry) or self.fallback_account or "unknown"
         scope = span_scope(entry, project)
         if scope is not None:

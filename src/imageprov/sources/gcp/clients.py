@@ -37,7 +37,8 @@ def credentials_from(kind: str, token_env: str | None = None,
 
         token = os.environ.get(token_env or "")
         if not token:
-            raise SourceError("gcp", f"environment variable {token_env} holds no token")
+            raise SourceError("gcp", f"environment variable {token_env} is missing or "
+                                     "empty; set it to an OAuth 2.0 access token")
         return TokenCredentials(token=token)
     from google.oauth2 import service_account
 
@@ -51,7 +52,7 @@ def credentials_from(kind: str, token_env: str | None = None,
 
 
 class _TrustingAdapter(HTTPAdapter):
-    """A requests adapter that verifies servers against one CA bundle.
+    """Verify the servers of one endpoint against one CA bundle.
 
     A session's own `verify` loses to REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE when
     the session trusts the environment, so the bundle is set per request here.
