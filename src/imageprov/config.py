@@ -102,6 +102,8 @@ class GcpApi(_Strict):
     artifact_registry_endpoint: str | None = None
     ca_bundle: Path | None = None
     compute: bool = True
+    # Read each Compute image's IAM policy, one call per image, to find public ones.
+    iam_policies: bool = False
     # Families whose head is judged as a launch target, in every listed project.
     watched_families: list[str] = Field(default_factory=list)
     # Artifact Registry locations listed per project (us-central1, europe, ...).

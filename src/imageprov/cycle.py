@@ -92,7 +92,8 @@ def _gcp_sources(api: GcpApi) -> Iterator[Any]:
     if api.compute:
         images = clients.images_client(credentials, api.compute_endpoint, api.ca_bundle)
         for project in api.projects:
-            yield ComputeImageInventory(images, project, api.watched_families)
+            yield ComputeImageInventory(images, project, api.watched_families,
+                                        api.iam_policies)
     if api.artifact_registry_locations:
         registry = clients.artifact_registry_client(
             credentials, api.artifact_registry_endpoint, api.ca_bundle)

@@ -10,6 +10,9 @@ It follows the REST paths, query parameters and JSON field names that
 - `GET /compute/v1/projects/{project}/global/images/family/{family}`
   (`images.getFromFamily`): the newest image of the family by `creationTimestamp`
   whose `deprecated.state` is unset or `ACTIVE`, else 404 with a Google error body;
+- `GET /compute/v1/projects/{project}/global/images/{image}/getIamPolicy`: the
+  policy set with `iam_policies[(project, image)]`, else `{"etag": "ACAB"}` (no
+  bindings), as for an image nobody shared;
 - `GET /v1/projects/{p}/locations/{l}/repositories` and
   `GET /v1/projects/{p}/locations/{l}/repositories/{r}/dockerImages`, with `pageSize`
   and `pageToken`, replying `repositories` or `dockerImages` and `nextPageToken`.
@@ -48,6 +51,7 @@ class GcpStandIn:
         self.images: dict[str, list[dict[str, Any]]] = {}
         self.repositories: dict[tuple[str, str], list[str]] = {}
         self.docker_images: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+        self.iam_policies: dict[tuple[str, str], dict[str, Any]] = {}
         self.requests: list[str] = []
         self._folder = tempfile.TemporaryDirectory()
         self.ca_path, key_path = self_signed(Path(self._folder.name))
@@ -147,6 +151,16 @@ def _handler(standin: GcpStandIn) -> type[BaseHTTPRequestHandler]:
                     self._not_found(f"projects/{parts[1]}/global/images/family/{parts[5]}")
                     return
                 self._reply(200, head)
+                return
+            if (len(parts) == 6 and parts[0] == "projects" and parts[2:4] == ["global",
+                                                                          "images"]
+                    and parts[5] == "getIamPolicy"):
+                names = {image["name"] for image in standin.images.get(parts[1], [])}
+                if parts[4] not in names:
+                    self._not_found(f"projects/{parts[1]}/global/images/{parts[4]}")
+                    return
+                self._reply(200, standin.iam_policies.get((parts[1], parts[4]),
+                                                          {"etag": "ACAB"}))
                 return
             self._not_found("/".join(parts))
 

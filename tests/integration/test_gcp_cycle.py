@@ -184,3 +184,25 @@ def test_first_entry_alone_never_attributes(scan):
     first = next(e for e in scan.store.events() if e.event_id == "-2b3c4d5e6f3")
     assert first.error_code == "incomplete-operation"
     assert not first.succeeded
+
+
+def test_inventory_reads_iam_policies(tmp_path: Path):
+    with GcpStandIn() as standin:
+        scenario.populate(standin)
+        standin.iam_policies[(PROJECT, "orphan-1")] = {
+            "bindings": [{"role": "roles/compute.imageUser", "members": ["allUsers"]}],
+            "etag": "BwYd8zJ1N2E="}
+        config = load_config(scenario.write_config(tmp_path, standin,
+                                                   logs=scenario.DATA / "malformed"))
+        api = config.gcp.api.model_copy(update={"iam_policies": True})
+        config = config.model_copy(update={"gcp": config.gcp.model_copy(update={"api": api})})
+        policy, text = load_policy(config.policy)
+        store = Store.open(f"sqlite:///{tmp_path / 'iam.db'}")
+        cycle.run_cycle(config, store, policy, text, now=NOW)
+        requests = list(standin.requests)
+    verdict = store.current_verdicts()[ref("orphan-1")]
+    store.close()
+    assert f"/compute/v1/projects/{PROJECT}/global/images/orphan-1/getIamPolicy" in requests
+    assert verdict.status is VerdictStatus.UNATTRIBUTED
+    assert verdict.flags == (Flag.PUBLIC,)
+    assert "as the inventory read it" in verdict.reason

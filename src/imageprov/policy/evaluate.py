@@ -169,6 +169,9 @@ class _Judge:
         if image.public or public:
             if public and image.platform is not Platform.AWS:
                 text = f"the image's IAM policy grants it to {', '.join(public)}"
+            elif image.platform is Platform.GCP:
+                text = ("the image's IAM policy, as the inventory read it, grants it to "
+                        "allUsers or allAuthenticatedUsers")
             else:
                 text = "the image can be launched by every AWS account"
             found.append((Flag.PUBLIC, text))

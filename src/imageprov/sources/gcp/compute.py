@@ -26,7 +26,7 @@ from imageprov.model import (
     Platform,
     compute_image_ref,
 )
-from imageprov.sources.gcp.audit_entries import GLOBAL
+from imageprov.sources.gcp.audit_entries import GLOBAL, PUBLIC_MEMBERS
 
 logger = logging.getLogger(__name__)
 
@@ -107,13 +107,17 @@ class ComputeImageInventory:
 
     `families` are the watched family names; for each, `getFromFamily` names the
     image new VMs of the family boot now. A family with no image that can be
-    launched is logged and skipped.
+    launched is logged and skipped. With `iam_policies`, each image's IAM policy is
+    read (one call per image) and an image granted to allUsers or
+    allAuthenticatedUsers is public, whatever the audit logs read so far show.
     """
 
-    def __init__(self, client: Any, project: str, families: list[str]) -> None:
+    def __init__(self, client: Any, project: str, families: list[str],
+                 iam_policies: bool = False) -> None:
         self.client = client
         self.project = project
         self.families = families
+        self.iam_policies = iam_policies
         self.name = f"gce:{project}"
 
     def images(self) -> Iterator[Image]:
@@ -122,6 +126,9 @@ class ComputeImageInventory:
                                               "max_results": PAGE_SIZE})
             images = [image_of(item, self.project, self.name) for item in pages]
             heads = {family: self._head(family) for family in self.families}
+            if self.iam_policies:
+                images = [image.model_copy(update={"public": self._public(image)})
+                          for image in images]
         except google_errors.GoogleAPICallError as error:
             raise SourceError(self.name, f"images.list failed: {error}") from error
         except google_errors.RetryError as error:
@@ -142,6 +149,11 @@ class ComputeImageInventory:
                     and displaced.state else "")
             images[position] = head.model_copy(update={"tags": tags})
         yield from images
+
+    def _public(self, image: Image) -> bool:
+        policy = self.client.get_iam_policy(project=self.project, resource=image.names[0])
+        return any(member in PUBLIC_MEMBERS
+                   for binding in policy.bindings for member in binding.members)
 
     def _head(self, family: str) -> str | None:
         try:
