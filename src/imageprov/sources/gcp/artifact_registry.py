@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from google.api_core import exceptions as google_errors
+from google.auth import exceptions as auth_errors
+from requests import RequestException
 
 from imageprov.errors import SourceError
 from imageprov.model import Image, ImageKind, Platform, container_ref
@@ -80,6 +82,11 @@ class ArtifactRegistryInventory:
         except google_errors.GoogleAPICallError as error:
             raise SourceError(self.name, f"Artifact Registry listing failed: {error}"
                               ) from error
+        except (RequestException, auth_errors.GoogleAuthError) as error:
+            # Connection, TLS and credential failures come from requests and
+            # google-auth, not as API call errors.
+            raise SourceError(self.name, f"Artifact Registry listing failed: "
+                                         f"{type(error).__name__}: {error}") from error
         except google_errors.RetryError as error:
             raise SourceError(self.name, f"Artifact Registry listing timed out: {error}"
                               ) from error

@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from google.api_core import exceptions as google_errors
+from google.auth import exceptions as auth_errors
+from requests import RequestException
 
 from imageprov.errors import SourceError
 from imageprov.model import (
@@ -131,6 +133,11 @@ class ComputeImageInventory:
                           for image in images]
         except google_errors.GoogleAPICallError as error:
             raise SourceError(self.name, f"images.list failed: {error}") from error
+        except (RequestException, auth_errors.GoogleAuthError) as error:
+            # Connection, TLS and credential failures come from requests and
+            # google-auth, not as API call errors.
+            raise SourceError(self.name, f"images.list failed: {type(error).__name__}: "
+                                         f"{error}") from error
         except google_errors.RetryError as error:
             raise SourceError(self.name, f"images.list timed out: {error}") from error
         by_id = {image.native_id: index for index, image in enumerate(images)}
