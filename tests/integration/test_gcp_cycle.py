@@ -206,3 +206,9 @@ def test_inventory_reads_iam_policies(tmp_path: Path):
     assert verdict.status is VerdictStatus.UNATTRIBUTED
     assert verdict.flags == (Flag.PUBLIC,)
     assert "as the inventory read it" in verdict.reason
+
+
+def test_denied_call_named_in_reason(scan):
+    verdict = scan.verdicts[ref("denied-1")]
+    assert ("calls that did not complete name it: v1.compute.images.insert by "
+            "intruder@example.net (PERMISSION_DENIED)") in verdict.reason

@@ -121,7 +121,7 @@ class _Judge:
                               attribution.creation, excepted)
         event = attribution.creation
         if event is None:
-            return self._unattributed(image, exposure)
+            return self._unattributed(image, exposure, attribution.history)
         verdict = self._judge_event(image, event, exposure)
         if verdict.status is VerdictStatus.APPROVED:
             return self._judge_tag_moves(image, attribution, verdict)
@@ -183,7 +183,8 @@ class _Judge:
                                        "which share_targets does not list"))
         return found
 
-    def _unattributed(self, image: Image, exposure: list[tuple[Flag, str]]) -> Verdict:
+    def _unattributed(self, image: Image, exposure: list[tuple[Flag, str]],
+                      history: tuple[CreationEvent, ...] = ()) -> Verdict:
         flags = tuple(flag for flag, _ in exposure)
         created = image.created
         if created is not None and self.now - created < self.policy.delivery_window:
@@ -192,6 +193,12 @@ class _Judge:
                               f"{self.policy.delivery_window} delivery window; "
                               "its creation event may not have arrived yet")
         reason = self._coverage_reason(image)
+        # A failed or unfinished creating call that names the image tells where to
+        # look, though it attributes nothing.
+        tries = [f"{event.action} by {event.principal.id} ({event.error_code})"
+                 for event in history if event.effect.creates and not event.succeeded]
+        if tries:
+            reason += f"; calls that did not complete name it: {', '.join(tries[:3])}"
         extra = "; ".join(text for _, text in exposure)
         return self._make(image, VerdictStatus.UNATTRIBUTED, flags, "no-creation-event",
                           None, reason + (f"; {extra}" if extra else ""))
