@@ -193,7 +193,7 @@ class _Judge:
                               f"{self.policy.delivery_window} delivery window; "
                               "its creation event may not have arrived yet")
         reason = self._coverage_reason(image)
-        # A failed or unfinished creating call that names the image tells where to
+        # A failed or unfinished creating call that names the image shows where to
         # look, though it attributes nothing.
         tries = [f"{event.action} by {event.principal.id} ({event.error_code})"
                  for event in history if event.effect.creates and not event.succeeded]
