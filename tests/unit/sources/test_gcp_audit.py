@@ -221,3 +221,27 @@ def test_offset_timestamp_read_as_utc():
     document = _read(_entry(timestamp="2026-01-02T01:04:05.5-02:00"))
     assert document.spans == {("p", "global"): ["2026-01-02T03:04:05Z",
                                                 "2026-01-02T03:04:05Z"]}
+
+
+def _put_manifest(resource_name: str) -> dict:
+    entry = _entry(logName="projects/p/logs/cloudaudit.googleapis.com%2Fdata_access")
+    entry["protoPayload"].update({"serviceName": "artifactregistry.googleapis.com",
+                                  "methodName": "Docker-PutManifest",
+                                  "resourceName": resource_name})
+    return entry
+
+
+def test_put_manifest_by_tag_kept_unjoined():
+    document = _read(_put_manifest(
+        "projects/p/locations/us/repositories/r/dockerImages/app:latest"))
+    assert document.problems == []
+    event = document.events[0]
+    assert event.target is None
+    assert event.tag == "latest"
+    assert event.repository == "p/r/app"
+
+
+def test_put_manifest_without_image_quarantined():
+    document = _read(_put_manifest("projects/p/locations/us/repositories/r"))
+    assert [(p.index, p.field) for p in document.problems] == [
+        (0, "protoPayload.resourceName")]

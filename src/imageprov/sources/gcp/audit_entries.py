@@ -323,7 +323,9 @@ def events_from_entry(entry: dict[str, Any], origin: RecordOrigin,
         registry = f"{region}-docker.pkg.dev"
         repository = f"{project}/{parts['repository']}/{parts['image']}"
         target, tag = parts.get("digest"), parts.get("tag")
-    if target is None and error_code is None:
+    # NOTE: a push named by tag (`IMAGE:TAG`, a resource-name form not confirmed in
+    # captured entries) has no digest, so it is kept but joins no image.
+    if target is None and error_code is None and tag is None:
         field = ("resource.labels.image_id" if row.service == COMPUTE
                  else "protoPayload.resourceName")
         raise RecordError(location, index, field, "no image id on a successful call")
