@@ -146,6 +146,24 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def _delegation_chain(delegation: Any) -> tuple[str, ...]:
+    chain: list[str] = []
+    for item in delegation if isinstance(delegation, list) else []:
+        if not isinstance(item, dict):
+            continue
+        first = item.get("firstPartyPrincipal")
+        link = _text(first.get("principalEmail")) if isinstance(first, dict) else None
+        link = link or _text(item.get("principalSubject"))
+        third = item.get("thirdPartyPrincipal")
+        claims = third.get("thirdPartyClaims") if isinstance(third, dict) else None
+        if link is None and isinstance(claims, dict):
+            pairs = ",".join(f"{key}={value}" for key, value in sorted(claims.items()))
+            link = f"third-party:{pairs}"
+        if link:
+            chain.append(link)
+    return tuple(chain)
+
+
 def principal_of(authentication: Any) -> Principal:
     """Build the caller from `authenticationInfo`.
 
@@ -177,28 +195,14 @@ def principal_of(authentication: Any) -> Principal:
         kind = PrincipalKind.UNKNOWN
     aliases = tuple(dict.fromkeys(
         alias for alias in (subject, client_id) if alias and alias != ident))
-    chain: list[str] = []
-    delegation = authentication.get("serviceAccountDelegationInfo")
-    for item in delegation if isinstance(delegation, list) else []:
-        if not isinstance(item, dict):
-            continue
-        first = item.get("firstPartyPrincipal")
-        third = item.get("thirdPartyPrincipal")
-        link = (_text(first.get("principalEmail")) if isinstance(first, dict) else None) \
-            or _text(item.get("principalSubject"))
-        if link is None and isinstance(third, dict):
-            link = "third-party:" + ",".join(
-                f"{key}={value}" for key, value in sorted(
-                    (third.get("thirdPartyClaims") or {}).items()))
-        if link:
-            chain.append(link)
+    chain = _delegation_chain(authentication.get("serviceAccountDelegationInfo"))
     account = None
     match = _SA_PROJECT.search(email or "")
     if match:
         account = match.group("project")
     return Principal(kind=kind, id=ident, account=account,
                      name=email.split("@", 1)[0] if email else None,
-                     chain=tuple(chain), native_type=kind.value, aliases=aliases)
+                     chain=chain, native_type=kind.value, aliases=aliases)
 
 
 def error_code_of(status: Any, location: str, index: int) -> str | None:
@@ -264,13 +268,53 @@ def _check_lengths(values: dict[str, Any], location: str, index: int) -> None:
                               f"value of {len(value)} characters is longer than {limit}")
 
 
+def _operation_error(entry: dict[str, Any], payload: dict[str, Any], location: str,
+                     index: int) -> str | None:
+    """Return the error code of a failed call, `incomplete-operation` for a first
+    entry without its last, or None for a completed call."""
+    error_code = error_code_of(payload.get("status"), location, index)
+    operation = entry.get("operation")
+    if (error_code is None and isinstance(operation, dict)
+            and operation.get("first") is True and operation.get("last") is not True):
+        return INCOMPLETE
+    return error_code
+
+
+def _compute_fields(row: MethodRow, entry: dict[str, Any], payload: dict[str, Any],
+                    first_request: Any) -> dict[str, Any]:
+    fields: dict[str, Any] = {"target": _compute_target(entry, payload)}
+    request = payload.get("request")
+    if row.method == "compute.images.insert":
+        body = request if isinstance(request, dict) and len(request) > 1 else first_request
+        fields["effect"], fields["source_image"] = _insert_effect(body)
+    elif row.method == "compute.images.setIamPolicy":
+        # The request carries the whole new policy, which replaces every grant.
+        fields["shared_with"] = tuple(_members(request))
+        fields["unshared_from"] = ("*",)
+    return fields
+
+
+def _docker_fields(payload: dict[str, Any], location: str, index: int) -> dict[str, Any]:
+    parts = docker_image_of(payload.get("resourceName"))
+    if parts is None:
+        raise RecordError(location, index, "protoPayload.resourceName",
+                          f"not a Docker image name: {payload.get('resourceName')!r:.200}")
+    return {
+        "account": parts["project"], "region": parts["location"],
+        "registry": f"{parts['location']}-docker.pkg.dev",
+        "repository": f"{parts['project']}/{parts['repository']}/{parts['image']}",
+        "target": parts.get("digest"), "tag": parts.get("tag"),
+    }
+
+
 def events_from_entry(entry: dict[str, Any], origin: RecordOrigin,
                       first_request: Any = None,
                       fallback_account: str | None = None) -> list[CreationEvent]:
     """Return the image event in one LogEntry, or an empty list.
 
     `first_request` is the request body of the operation's first entry, when the
-    document holds it: the last entry of an insert keeps only the request's `@type`.
+    document contains it: the last entry of an insert keeps only the request's
+    `@type`.
 
     Raises:
         RecordError: the entry names an image method but lacks a field it needs.
@@ -292,40 +336,16 @@ def events_from_entry(entry: dict[str, Any], origin: RecordOrigin,
     project = project_of(entry) or fallback_account
     if project is None:
         raise RecordError(location, index, "logName", "names no project")
+    error_code = _operation_error(entry, payload, location, index)
 
-    error_code = error_code_of(payload.get("status"), location, index)
-    operation = entry.get("operation")
-    if error_code is None and isinstance(operation, dict) and operation.get("first") is True \
-            and operation.get("last") is not True:
-        error_code = INCOMPLETE
-
-    effect = row.effect
-    request = payload.get("request")
-    source_image = None
-    registry = repository = tag = None
-    shared: tuple[str, ...] = ()
-    unshared: tuple[str, ...] = ()
-    region = GLOBAL
+    fields: dict[str, Any] = {"account": project, "region": GLOBAL, "effect": row.effect}
     if row.service == COMPUTE:
-        target = _compute_target(entry, payload)
-        if row.method == "compute.images.insert":
-            body = request if isinstance(request, dict) and len(request) > 1 else first_request
-            effect, source_image = _insert_effect(body)
-        elif row.method == "compute.images.setIamPolicy":
-            # The request carries the whole new policy: it replaces every grant.
-            shared, unshared = tuple(_members(request)), ("*",)
+        fields.update(_compute_fields(row, entry, payload, first_request))
     else:
-        parts = docker_image_of(payload.get("resourceName"))
-        if parts is None:
-            raise RecordError(location, index, "protoPayload.resourceName",
-                              f"not a Docker image name: {payload.get('resourceName')!r:.200}")
-        project, region = parts["project"], parts["location"]
-        registry = f"{region}-docker.pkg.dev"
-        repository = f"{project}/{parts['repository']}/{parts['image']}"
-        target, tag = parts.get("digest"), parts.get("tag")
+        fields.update(_docker_fields(payload, location, index))
     # NOTE: a push named by tag (`IMAGE:TAG`, a resource-name form not confirmed in
     # captured entries) has no digest, so it is kept but joins no image.
-    if target is None and error_code is None and tag is None:
+    if fields["target"] is None and error_code is None and fields.get("tag") is None:
         field = ("resource.labels.image_id" if row.service == COMPUTE
                  else "protoPayload.resourceName")
         raise RecordError(location, index, field, "no image id on a successful call")
@@ -334,20 +354,19 @@ def events_from_entry(entry: dict[str, Any], origin: RecordOrigin,
     metadata = metadata if isinstance(metadata, dict) else {}
     # Some exports spell the field `callerIP`.
     source_ip = _text(metadata.get("callerIp")) or _text(metadata.get("callerIP"))
-    user_agent = _text(metadata.get("callerSuppliedUserAgent"))
     principal = principal_of(payload.get("authenticationInfo"))
     key = f"gcp:{log_name}:{insert_id}"
     action = payload["methodName"]
-    _check_lengths({"key": key, "insertId": insert_id, "project": project,
-                    "region": region, "target": target, "principal": principal.id,
-                    "callerIp": source_ip, "action": action, "repository": repository,
-                    "tag": tag, "sourceImage": source_image}, location, index)
+    _check_lengths({"key": key, "insertId": insert_id, "project": fields["account"],
+                    "region": fields["region"], "target": fields["target"],
+                    "principal": principal.id, "callerIp": source_ip, "action": action,
+                    "repository": fields.get("repository"), "tag": fields.get("tag"),
+                    "sourceImage": fields.get("source_image")}, location, index)
     return [CreationEvent(
         source=SOURCE, key=key, event_id=insert_id, time=time, action=action,
-        effect=effect, platform="gcp", account=project, region=region,
-        principal=principal, source_ip=source_ip, user_agent=user_agent, target=target,
-        registry=registry, repository=repository, tag=tag, source_image=source_image,
-        shared_with=shared, unshared_from=unshared, error_code=error_code, origin=origin,
+        platform="gcp", principal=principal, source_ip=source_ip,
+        user_agent=_text(metadata.get("callerSuppliedUserAgent")),
+        error_code=error_code, origin=origin, **fields,
     )]
 
 
