@@ -128,7 +128,7 @@ def log_id_of(log_name: Any) -> str:
     """Return the decoded LOG_ID of a log name, such as `cloudaudit.googleapis.com/activity`."""
     if not isinstance(log_name, str) or "/logs/" not in log_name:
         return ""
-    # A file holds few log names, so each is decoded once.
+    # A file contains few log names, so each is decoded once.
     return _decoded_log_id(log_name)
 
 
