@@ -14,7 +14,14 @@ import boto3
 from botocore.config import Config as BotoConfig
 import orjson
 
-from imageprov.config import AwsApi, Config, GcpApi, GcpLogLocation, InventoryFile, TrailLocation
+from imageprov.config import (
+    AwsApi,
+    Config,
+    GcpApi,
+    GcpLogLocation,
+    InventoryFile,
+    TrailLocation,
+)
 from imageprov.errors import SourceError
 from imageprov.ingest import IngestSummary, ingest
 from imageprov.model import Image, Verdict

@@ -9,12 +9,12 @@ from datetime import UTC, datetime
 
 from imageprov.correlate import Attribution, Correlator
 from imageprov.model import (
+    DISPLACED_TAG,
+    HEADS_FAMILY_TAG,
     CreationEvent,
     EventEffect,
     Flag,
     Image,
-    HEADS_FAMILY_TAG,
-    DISPLACED_TAG,
     ImageKind,
     Platform,
     PrincipalKind,
@@ -313,9 +313,11 @@ def _note_family_head(image: Image, verdict: Verdict) -> Verdict:
     names = ", ".join(families.split(","))
     displaced = image.tags.get(DISPLACED_TAG)
     text = (f"it is the newest image of watched family {names}, so new VMs of the family "
-            f"boot it; it displaced {displaced}" if displaced else
-            f"it is the newest image of watched family {names}, so new VMs of the family "
-            "boot it; no earlier image of the family is in the inventory")
+            "boot it; ")
+    if displaced:
+        text += f"it displaced {displaced}"
+    else:
+        text += "no earlier image of the family is in the inventory"
     update: dict[str, object] = {"reason": f"{verdict.reason}; {text}"}
     if verdict.status is VerdictStatus.FLAGGED and set(verdict.flags) - {Flag.PUBLIC,
                                                                          Flag.SHARED}:

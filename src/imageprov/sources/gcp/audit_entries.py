@@ -125,7 +125,7 @@ def _decoded_log_id(log_name: str) -> str:
 
 
 def log_id_of(log_name: Any) -> str:
-    """Return the decoded LOG_ID of a log name, such as `cloudaudit.googleapis.com/activity`."""
+    """Return the decoded LOG_ID of a log name (`cloudaudit.googleapis.com/activity`)."""
     if not isinstance(log_name, str) or "/logs/" not in log_name:
         return ""
     # A file contains few log names, so each is decoded once.

@@ -96,4 +96,5 @@ def artifact_registry_client(credentials: Credentials, endpoint: str | None,
 
     options = ClientOptions(api_endpoint=endpoint) if endpoint else None
     return _trust(artifactregistry_v1.ArtifactRegistryClient(
-        credentials=credentials, transport="rest", client_options=options), endpoint, ca_bundle)
+        credentials=credentials, transport="rest", client_options=options),
+        endpoint, ca_bundle)
