@@ -4,6 +4,11 @@ An image is matched on its native id within its scope: the account and region of
 AMI or another machine image, the registry and repository of a container image. The
 creation event is the earliest successful creating event (create, copy, import or
 push) for that id; failed calls are kept in the history but never attribute.
+
+A long-running call may be logged as a start entry, which keeps the request, and a
+completion entry, which decides (Compute Engine writes both). When the completion
+names no source image, the effect and source of its start entry are taken, since the
+two may sit in different files or messages.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from imageprov.model import CreationEvent, EventEffect, Image, ImageKind
+from imageprov.model import INCOMPLETE_OPERATION, CreationEvent, EventEffect, Image, ImageKind
 
 _ScopeKey = tuple[str, str, str]
 
@@ -33,6 +38,24 @@ def _event_key(event: CreationEvent) -> _ScopeKey | None:
 
 def _order(event: CreationEvent) -> tuple[object, str]:
     return (event.time, event.key)
+
+
+def _with_start_request(creation: CreationEvent,
+                        events: list[CreationEvent]) -> CreationEvent:
+    """Return `creation` with the effect and source image of its start entry."""
+    starts = [
+        event for event in events
+        if event.error_code == INCOMPLETE_OPERATION and event.effect.creates
+        and event.action == creation.action and event.time <= creation.time
+        and event.principal.id == creation.principal.id
+    ]
+    if not starts:
+        return creation
+    start = starts[-1]
+    if start.effect is creation.effect and start.source_image is None:
+        return creation
+    return creation.model_copy(update={"effect": start.effect,
+                                       "source_image": start.source_image})
 
 
 @dataclass(frozen=True)
@@ -74,6 +97,8 @@ class Correlator:
         creation = next(
             (event for event in direct if event.succeeded and event.effect.creates), None
         )
+        if creation is not None and creation.source_image is None:
+            creation = _with_start_request(creation, direct)
         imports = self._import_events(image)
         if creation is None:
             # The name is chosen by whoever registers the image, so an import joined

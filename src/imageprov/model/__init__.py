@@ -1,6 +1,7 @@
 """The cloud-neutral model shared by every source, the policy and the store."""
 
 from imageprov.model.events import (
+    INCOMPLETE_OPERATION,
     CreationEvent,
     EventEffect,
     Principal,
@@ -25,6 +26,7 @@ __all__ = [
     "DISPLACED_TAG",
     "FAMILY_TAG",
     "HEADS_FAMILY_TAG",
+    "INCOMPLETE_OPERATION",
     "CreationEvent",
     "EventEffect",
     "Flag",

@@ -70,6 +70,11 @@ class RecordOrigin(BaseModel):
     shape: str
 
 
+# The error code of the start entry of a long-running call whose completion is
+# logged as a separate entry: it never attributes, but it keeps the request.
+INCOMPLETE_OPERATION = "incomplete-operation"
+
+
 class CreationEvent(BaseModel):
     """One successful or failed call that concerns an image.
 

@@ -110,3 +110,23 @@ def test_docker_image_without_data_access_reason():
     verdict = _judge(image, _entry("a", "9", PACKER))
     assert verdict.status is VerdictStatus.UNATTRIBUTED
     assert "no Artifact Registry Data Access log has been read for p/us" in verdict.reason
+
+
+def test_copy_start_in_other_file_sets_effect():
+    first = _entry("s", "4", PACKER, request={
+        "name": "web-4", "sourceImage": "projects/vendor/global/images/appliance"})
+    first["operation"] = {"id": "op-9", "first": True}
+    last = _entry("e", "4", PACKER, minutes=2)
+    last["operation"] = {"id": "op-9", "last": True}
+    events = []
+    for name, entry in (("first.jsonl", first), ("last.jsonl", last)):
+        document = read_document(json.dumps(entry).encode(), name)
+        assert document.problems == []
+        events.extend(document.events)
+    policy = parse_policy(yaml.safe_dump({"version": 1, "builders": [
+        {"name": "packer", "principals": [PACKER], "actions": ["create"]}]}), "p.yaml")
+    image = _image("web-4", "4")
+    verdict = evaluate_images([image], events, policy, {}, NOW).verdicts[image.ref]
+    assert verdict.status is VerdictStatus.FLAGGED
+    assert verdict.event_id == "e"
+    assert "action copy is not allowed" in verdict.reason

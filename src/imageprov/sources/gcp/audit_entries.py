@@ -23,12 +23,19 @@ from typing import Any
 from urllib.parse import unquote
 
 from imageprov.errors import RecordError
-from imageprov.model import CreationEvent, EventEffect, Principal, PrincipalKind, RecordOrigin
+from imageprov.model import (
+    INCOMPLETE_OPERATION,
+    CreationEvent,
+    EventEffect,
+    Principal,
+    PrincipalKind,
+    RecordOrigin,
+)
 
 SOURCE = "gcp-audit"
 COMPUTE = "compute.googleapis.com"
 ARTIFACT_REGISTRY = "artifactregistry.googleapis.com"
-INCOMPLETE = "incomplete-operation"
+INCOMPLETE = INCOMPLETE_OPERATION
 # Compute image resources are global: the region of their events and coverage.
 GLOBAL = "global"
 
