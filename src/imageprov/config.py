@@ -182,6 +182,54 @@ class AzureConfig(_Strict):
         return self
 
 
+class GcpApi(_Strict):
+    """Live inventory through the Google Cloud client libraries (REST transport).
+
+    Credentials are always explicit, so no library falls back to Application Default
+    Credentials or the metadata server: `anonymous` (stand-ins only), `token` (an
+    OAuth 2.0 access token in the environment variable `token_env`) or
+    `service_account_key` (a key file at `key_file`). Without an endpoint the
+    libraries use their own defaults; `ca_bundle` is a PEM file of CAs that the
+    endpoints' certificates are verified against.
+    """
+
+    projects: list[str] = Field(min_length=1)
+    credentials: Literal["anonymous", "token", "service_account_key"]
+    token_env: str | None = None
+    key_file: Path | None = None
+    compute_endpoint: str | None = None
+    artifact_registry_endpoint: str | None = None
+    ca_bundle: Path | None = None
+    compute: bool = True
+    # Read each Compute image's IAM policy, one call per image, to find public ones.
+    iam_policies: bool = False
+    # Families whose head is judged as a launch target, in every listed project.
+    watched_families: list[str] = Field(default_factory=list)
+    # Artifact Registry locations listed per project (us-central1, europe, ...).
+    artifact_registry_locations: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _credential_source(self) -> GcpApi:
+        if self.credentials == "token" and not self.token_env:
+            raise ValueError("credentials: token needs token_env, the variable "
+                             "that holds the access token")
+        if self.credentials == "service_account_key" and self.key_file is None:
+            raise ValueError("credentials: service_account_key needs key_file")
+        return self
+
+
+class GcpLogLocation(_Strict):
+    """Exported Cloud Audit Logs in a local folder or file: a Cloud Storage sink's
+    objects, Pub/Sub push bodies or `gcloud logging read --format=json` output."""
+
+    path: Path
+
+
+class GcpConfig(_Strict):
+    api: GcpApi | None = None
+    audit_logs: list[GcpLogLocation] = Field(default_factory=list)
+
+
 class Trigger(_Strict):
     """When a daemon step runs: every `interval`, or on a five-field `cron` line (UTC)."""
 
@@ -234,6 +282,7 @@ class Config(_Strict):
     batch_files: int = Field(default=200, ge=1, le=10_000)
     aws: AwsConfig = Field(default_factory=AwsConfig)
     azure: AzureConfig = Field(default_factory=AzureConfig)
+    gcp: GcpConfig = Field(default_factory=GcpConfig)
     schedule: Schedule = Field(default_factory=Schedule)
     metrics: Metrics | None = None
 
@@ -296,7 +345,19 @@ def load_config(path: str | Path) -> Config:
     })
     return config.model_copy(update={
         "policy": _resolve(base, config.policy), "aws": aws, "azure": azure,
-        "source_path": path,
+        "gcp": _resolve_gcp(base, config.gcp), "source_path": path,
+    })
+
+
+def _resolve_gcp(base: Path, gcp: GcpConfig) -> GcpConfig:
+    api = gcp.api
+    if api is not None:
+        api = api.model_copy(update={"key_file": _resolve(base, api.key_file),
+                                     "ca_bundle": _resolve(base, api.ca_bundle)})
+    return gcp.model_copy(update={
+        "api": api,
+        "audit_logs": [item.model_copy(update={"path": _resolve(base, item.path)})
+                       for item in gcp.audit_logs],
     })
 
 

@@ -14,7 +14,14 @@ import boto3
 from botocore.config import Config as BotoConfig
 import orjson
 
-from imageprov.config import AwsApi, Config, InventoryFile, TrailLocation
+from imageprov.config import (
+    AwsApi,
+    Config,
+    GcpApi,
+    GcpLogLocation,
+    InventoryFile,
+    TrailLocation,
+)
 from imageprov.errors import SourceError
 from imageprov.ingest import IngestSummary, ingest
 from imageprov.model import Image, Verdict
@@ -24,6 +31,8 @@ from imageprov.sources.aws import ami, ecr
 from imageprov.sources.aws.lookup_events import LookupEventsTrail
 from imageprov.sources.aws.notifications import SqsTrail
 from imageprov.sources import LogObject
+from imageprov.sources.files import LocalFolder
+from imageprov.sources.gcp import audit_documents
 from imageprov.sources.aws.trail_locations import LocalTrail, S3Trail
 from imageprov.sources.files import LocalFolder
 from imageprov.store import Store
@@ -101,11 +110,43 @@ def _azure_inventory_jobs(config: Config) -> list[InventoryJob]:
                                      registry.subscription).images())
         jobs.append((f"acr:{registry.login_server.lower()}", registry_images))
     return jobs
+def _gcp_sources(api: GcpApi) -> Iterator[Any]:
+    # Imported here so that a configuration without `gcp:` loads no Google library.
+    from imageprov.sources.gcp import clients
+    from imageprov.sources.gcp.artifact_registry import ArtifactRegistryInventory
+    from imageprov.sources.gcp.compute import ComputeImageInventory
+
+    credentials = clients.credentials_from(api.credentials, api.token_env, api.key_file)
+    if api.compute:
+        images = clients.images_client(credentials, api.compute_endpoint, api.ca_bundle)
+        for project in api.projects:
+            yield ComputeImageInventory(images, project, api.watched_families,
+                                        api.iam_policies)
+    if api.artifact_registry_locations:
+        registry = clients.artifact_registry_client(
+            credentials, api.artifact_registry_endpoint, api.ca_bundle)
+        for project in api.projects:
+            for location in api.artifact_registry_locations:
+                yield ArtifactRegistryInventory(registry, project, location)
+
+
+def _gcp_inventory_jobs(config: Config) -> list[InventoryJob]:
+    if config.gcp.api is None:
+        return []
+    try:
+        sources = list(_gcp_sources(config.gcp.api))
+    except SourceError as error:
+        # Missing credentials fail the GCP sources alone, like a failed API call.
+        def fail(error: SourceError = error) -> list[Image]:
+            raise error
+        return [("gcp", fail)]
+    return [(source.name, lambda source=source: list(source.images())) for source in sources]
 
 
 def inventory_jobs(config: Config) -> list[InventoryJob]:
     """Every configured inventory source, each a name and a call that lists it."""
-    return _aws_inventory_jobs(config) + _azure_inventory_jobs(config)
+    return (_aws_inventory_jobs(config) + _azure_inventory_jobs(config)
+            + _gcp_inventory_jobs(config))
 
 
 def run_inventory(config: Config, store: Store, summary: CycleSummary) -> None:
@@ -239,6 +280,15 @@ def _azure_log_jobs(config: Config, store: Store, on_file: Callable[[str], None]
                 return ingest(store, objects, config.workers, on_file, config.batch_files)
             jobs.append((location.name, kind, read))
     return jobs
+def _gcp_log_jobs(config: Config, store: Store, on_file: Callable[[str], None] | None,
+                  stop: threading.Event | None) -> list[LogJob]:
+    def read(location: GcpLogLocation) -> IngestSummary:
+        folder = LocalFolder(location.path, format=audit_documents.FORMAT.name)
+        return ingest(store, _until(stop, folder.objects()), config.workers, on_file,
+                      config.batch_files)
+
+    return [(str(location.path), "gcp-audit", lambda location=location: read(location))
+            for location in config.gcp.audit_logs]
 
 
 def log_jobs(config: Config, store: Store, on_file: Callable[[str], None] | None = None,
@@ -246,7 +296,8 @@ def log_jobs(config: Config, store: Store, on_file: Callable[[str], None] | None
     """Every configured log location, each a name, a log kind and a call that reads
     it into the store."""
     return (_aws_log_jobs(config, store, on_file, stop)
-            + _azure_log_jobs(config, store, on_file, stop))
+            + _azure_log_jobs(config, store, on_file, stop)
+            + _gcp_log_jobs(config, store, on_file, stop))
 
 
 def run_logs(config: Config, store: Store, summary: CycleSummary,

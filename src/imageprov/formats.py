@@ -13,10 +13,11 @@ from imageprov.sources import LogFormat
 from imageprov.sources.aws import trail_documents
 from imageprov.sources.azure import acr_documents, activity_documents
 from imageprov.sources.compression import head
+from imageprov.sources.gcp import audit_documents
 
 FALLBACK = trail_documents.FORMAT
 FORMATS: tuple[LogFormat, ...] = (activity_documents.FORMAT, acr_documents.FORMAT,
-                                  FALLBACK)
+                                  audit_documents.FORMAT, FALLBACK)
 BY_NAME = {item.name: item for item in FORMATS}
 
 

@@ -7,7 +7,7 @@ from rich.table import Table
 
 from imageprov.cli.render import safe
 from imageprov.correlate import Correlator
-from imageprov.model import Image
+from imageprov.model import DISPLACED_TAG, FAMILY_TAG, HEADS_FAMILY_TAG, Image
 from imageprov.policy.network import classify
 from imageprov.store import Store
 
@@ -18,6 +18,7 @@ def show(console: Console, store: Store, image: Image) -> None:
                   f"created {image.created.isoformat() if image.created else 'unknown'}, "
                   f"state {image.state or '-'}, names {', '.join(image.names) or '-'}"),
                   highlight=False)
+    _show_family(console, image)
     history = store.verdict_history(image.ref)
     if not history:
         console.print("no verdict yet: run `imageprov scan`")
@@ -73,3 +74,15 @@ def show(console: Console, store: Store, image: Image) -> None:
                       ", ".join(f.value for f in verdict.flags), verdict.rule or "-",
                       verdict.policy_hash[:12])
     console.print(table)
+
+
+def _show_family(console: Console, image: Image) -> None:
+    family = image.tags.get(FAMILY_TAG)
+    heads = image.tags.get(HEADS_FAMILY_TAG)
+    if not family and not heads:
+        return
+    text = f"image family {family or '-'}"
+    if heads:
+        text += (f"; heads watched family {heads} now, so new VMs of the family boot it; "
+                 f"displaced {image.tags.get(DISPLACED_TAG) or 'no image in the inventory'}")
+    console.print(safe(text), highlight=False)

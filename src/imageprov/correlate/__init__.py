@@ -7,8 +7,14 @@ push) for that id, or the first one after its last successful delete when one
 follows it, since Azure resource ids and container digests can be created again
 once deleted. Failed calls are kept in the history but never attribute. For a
 container image, a record of the first push that names its actor is preferred over
-one of the same push that does not. An import into a registry that names a repository and tag but no digest
-(ACR's importImage) is joined to the image carrying that tag.
+one of the same push that does not. An import into a registry that names a
+repository and tag but no digest (ACR's importImage) is joined to the image carrying
+that tag.
+
+A long-running call may be logged as a start entry, which keeps the request, and a
+completion entry, which decides (Compute Engine writes both). When the completion
+names no source image, the effect and source of its start entry are taken, since the
+two may sit in different files or messages.
 """
 
 from __future__ import annotations
@@ -18,7 +24,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from imageprov.model import CreationEvent, EventEffect, Image, ImageKind, PrincipalKind
+from imageprov.model import (
+    INCOMPLETE_OPERATION,
+    CreationEvent,
+    EventEffect,
+    Image,
+    ImageKind,
+    PrincipalKind,
+)
 
 _ScopeKey = tuple[str, str, str]
 # Two records of one push, from two channels, are this close in time.
@@ -41,6 +54,24 @@ def _event_key(event: CreationEvent) -> _ScopeKey | None:
 
 def _order(event: CreationEvent) -> tuple[object, str]:
     return (event.time, event.key)
+
+
+def _with_start_request(creation: CreationEvent,
+                        events: list[CreationEvent]) -> CreationEvent:
+    """Return `creation` with the effect and source image of its start entry."""
+    starts = [
+        event for event in events
+        if event.error_code == INCOMPLETE_OPERATION and event.effect.creates
+        and event.action == creation.action and event.time <= creation.time
+        and event.principal.id == creation.principal.id
+    ]
+    if not starts:
+        return creation
+    start = starts[-1]
+    if start.effect is creation.effect and start.source_image is None:
+        return creation
+    return creation.model_copy(update={"effect": start.effect,
+                                       "source_image": start.source_image})
 
 
 @dataclass(frozen=True)
@@ -103,6 +134,8 @@ class Correlator:
                 (event for event in candidates
                  if event.principal.kind is not PrincipalKind.UNKNOWN
                  and abs(event.time - creation.time) <= SAME_PUSH), creation)
+        if creation is not None and creation.source_image is None:
+            creation = _with_start_request(creation, direct)
         imports = self._import_events(image)
         if creation is None:
             # The name is chosen by whoever registers the image, so an import joined

@@ -32,6 +32,7 @@ class PrincipalKind(StrEnum):
     ROLE_SESSION = "role-session"
     FEDERATED = "federated"
     SERVICE = "service"
+    SERVICE_ACCOUNT = "service-account"
     ACCOUNT = "account"
     SERVICE_PRINCIPAL = "service-principal"
     MANAGED_IDENTITY = "managed-identity"
@@ -71,12 +72,18 @@ class RecordOrigin(BaseModel):
     shape: str
 
 
+# The error code of the start entry of a long-running call whose completion is
+# logged as a separate entry: it never attributes, but it keeps the request.
+INCOMPLETE_OPERATION = "incomplete-operation"
+
+
 class CreationEvent(BaseModel):
     """One successful or failed call that concerns an image.
 
     `target` is the native id of the image the event acts on (an AMI id or a digest),
     and `repository`/`tag` place a container image. A failed call keeps its
-    `error_code` and never attributes an image.
+    `error_code` and never attributes an image. A share that replaces every earlier
+    grant (an IAM policy set whole) lists `*` in `unshared_from`.
     """
 
     model_config = ConfigDict(frozen=True)

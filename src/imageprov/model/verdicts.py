@@ -24,6 +24,7 @@ class Flag(StrEnum):
     PUBLIC = "public"
     SHARED = "shared"
     UNAPPROVED_SOURCE = "unapproved-source"
+    FAMILY_TAKEOVER = "family-takeover"
 
 
 class Verdict(BaseModel):

@@ -11,11 +11,14 @@ from functools import lru_cache
 
 from imageprov.correlate import Attribution, Correlator
 from imageprov.model import (
+    DISPLACED_TAG,
+    HEADS_FAMILY_TAG,
     CreationEvent,
     EventEffect,
     Flag,
     Image,
     ImageKind,
+    Platform,
     PrincipalKind,
     Verdict,
     VerdictStatus,
@@ -27,7 +30,10 @@ from imageprov.policy.schema import Builder, ImageException, Policy
 Spans = dict[tuple[str, str], list[tuple[datetime, datetime]]]
 
 _ORDER = [Flag.ROOT, Flag.UNEXPECTED_ACTOR, Flag.EXTERNAL_NETWORK, Flag.UNAPPROVED_AGENT,
-          Flag.UNAPPROVED_SOURCE, Flag.PUBLIC, Flag.SHARED]
+          Flag.UNAPPROVED_SOURCE, Flag.FAMILY_TAKEOVER, Flag.PUBLIC, Flag.SHARED]
+# Grantees that make an image usable by everyone: EC2's launch-permission group
+# `all`, and the IAM members allUsers and allAuthenticatedUsers on GCP.
+_PUBLIC_GRANTEES = frozenset({"all", "allUsers", "allAuthenticatedUsers"})
 
 
 def _glob(value: str | None, patterns: Sequence[str]) -> bool:
@@ -105,6 +111,9 @@ class _Judge:
         self.now = now
 
     def verdict(self, attribution: Attribution) -> Verdict:
+        return _note_family_head(attribution.image, self._verdict(attribution))
+
+    def _verdict(self, attribution: Attribution) -> Verdict:
         image = attribution.image
         exposure = self._exposure(image, attribution)
         exception = self._exception(image)
@@ -121,7 +130,7 @@ class _Judge:
                               attribution.creation, excepted)
         event = attribution.creation
         if event is None:
-            return self._unattributed(image, exposure)
+            return self._unattributed(image, exposure, attribution.history)
         verdict = self._judge_event(image, event, exposure)
         if verdict.status is VerdictStatus.APPROVED:
             return self._judge_tag_moves(image, attribution, verdict)
@@ -158,20 +167,33 @@ class _Judge:
         """Replay launch-permission changes and flag a public or foreign share."""
         grantees: set[str] = set()
         for event in attribution.shares:
-            # One call may both remove and add launch permissions.
+            # One call may both remove and add launch permissions; an IAM policy set
+            # whole (`*`) replaces every earlier grant.
+            if "*" in event.unshared_from:
+                grantees.clear()
             grantees.difference_update(event.unshared_from)
             grantees.update(event.shared_with)
         found: list[tuple[Flag, str]] = []
-        if image.public or "all" in grantees:
-            found.append((Flag.PUBLIC, "the image can be launched by every AWS account"))
+        public = sorted(grantees & _PUBLIC_GRANTEES)
+        if image.public or public:
+            if public and image.platform is not Platform.AWS:
+                text = f"the image's IAM policy grants it to {', '.join(public)}"
+            elif image.platform is Platform.GCP:
+                text = ("the image's IAM policy, as the inventory read it, grants it to "
+                        "allUsers or allAuthenticatedUsers")
+            else:
+                text = "the image can be launched by every AWS account"
+            found.append((Flag.PUBLIC, text))
         allowed = set(self.policy.share_targets) | {image.account}
-        foreign = sorted(g for g in grantees if g != "all" and g not in allowed)
+        foreign = sorted(g for g in grantees if g not in _PUBLIC_GRANTEES
+                         and g not in allowed)
         if foreign:
             found.append((Flag.SHARED, f"shared with {', '.join(foreign)}, "
                                        "which share_targets does not list"))
         return found
 
-    def _unattributed(self, image: Image, exposure: list[tuple[Flag, str]]) -> Verdict:
+    def _unattributed(self, image: Image, exposure: list[tuple[Flag, str]],
+                      history: tuple[CreationEvent, ...] = ()) -> Verdict:
         flags = tuple(flag for flag, _ in exposure)
         created = image.created
         if created is not None and self.now - created < self.policy.delivery_window:
@@ -180,6 +202,12 @@ class _Judge:
                               f"{self.policy.delivery_window} delivery window; "
                               "its creation event may not have arrived yet")
         reason = self._coverage_reason(image)
+        # A failed or unfinished creating call that names the image shows where to
+        # look, though it attributes nothing.
+        tries = [f"{event.action} by {event.principal.id} ({event.error_code})"
+                 for event in history if event.effect.creates and not event.succeeded]
+        if tries:
+            reason += f"; calls that did not complete name it: {', '.join(tries[:3])}"
         extra = "; ".join(text for _, text in exposure)
         return self._make(image, VerdictStatus.UNATTRIBUTED, flags, "no-creation-event",
                           None, reason + (f"; {extra}" if extra else ""))
@@ -187,6 +215,11 @@ class _Judge:
     def _coverage_reason(self, image: Image) -> str:
         scope = f"{image.account}/{image.region}"
         spans = self.spans.get((image.account, image.region), [])
+        if not spans and image.platform is Platform.GCP and image.kind is ImageKind.CONTAINER:
+            return (f"no creation event found: no Artifact Registry Data Access log has "
+                    f"been read for {scope}, and Docker-PutManifest entries are written "
+                    "only where DATA_WRITE audit logs are enabled for "
+                    "artifactregistry.googleapis.com")
         if not spans:
             return f"no creation event found: no audit logs have been read for {scope}"
         if len(spans) <= 3:
@@ -274,6 +307,32 @@ class _Judge:
             actor=event.principal.id if event else None,
             source_ip=event.source_ip if event else None, decided_at=self.now,
         )
+
+
+def _note_family_head(image: Image, verdict: Verdict) -> Verdict:
+    """Name the watched families a GCP image heads in a verdict that is not approved.
+
+    New VMs that name such a family boot this image. A head flagged for who made it
+    or how (any flag beside `public` and `shared`) is a family takeover, so it also
+    gets `family-takeover`. Other verdicts only name the family and what it displaced.
+    """
+    families = image.tags.get(HEADS_FAMILY_TAG) if image.platform is Platform.GCP else None
+    if not families or verdict.status in (VerdictStatus.APPROVED, VerdictStatus.EXCEPTED):
+        return verdict
+    names = ", ".join(families.split(","))
+    displaced = image.tags.get(DISPLACED_TAG)
+    text = (f"it is the newest image of watched family {names}, so new VMs of the family "
+            "boot it; ")
+    if displaced:
+        text += f"it displaced {displaced}"
+    else:
+        text += "no earlier image of the family is in the inventory"
+    update: dict[str, object] = {"reason": f"{verdict.reason}; {text}"}
+    if verdict.status is VerdictStatus.FLAGGED and set(verdict.flags) - {Flag.PUBLIC,
+                                                                         Flag.SHARED}:
+        update["flags"] = tuple(flag for flag in _ORDER
+                                if flag in (*verdict.flags, Flag.FAMILY_TAKEOVER))
+    return verdict.model_copy(update=update)
 
 
 def _source_verdicts(
