@@ -83,6 +83,57 @@ class AwsConfig(_Strict):
     cloudtrail: list[TrailLocation] = Field(default_factory=list)
 
 
+class RegistrySource(_Strict):
+    """An OCI distribution registry to inventory, with its signatures.
+
+    Credentials are read from the environment variables named here, never from this
+    file: `password_env` (with `username`) for basic auth and the token exchange of
+    a Bearer challenge, or `token_env` for a static bearer token.
+    """
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+    url: str = Field(pattern=r"^https?://[^/@\s]+/?$")
+    username: str | None = None
+    password_env: str | None = None
+    token_env: str | None = None
+    # The name images are filed under, as clients pull them; the URL's host:port
+    # unless given.
+    registry: str | None = None
+    repositories: list[str] = Field(default_factory=list)
+    tls_verify: bool = True
+    ca_file: Path | None = None
+    signatures: bool = True
+    timeout: float = Field(default=30.0, gt=0, le=600)
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> RegistrySource:
+        if self.password_env and self.token_env:
+            raise ValueError("give password_env or token_env, not both")
+        if self.password_env and not self.username:
+            raise ValueError("password_env needs username")
+        return self
+
+    @property
+    def host(self) -> str:
+        return self.registry or self.url.split("://", 1)[1].rstrip("/")
+
+
+class Receiver(_Strict):
+    """The HTTP receiver of registry notifications and Docker Hub webhooks.
+
+    A registry POSTs to `/registry/<name>` with the shared secret in `header`
+    (`Authorization: Bearer <secret>` by default); Docker Hub, which sends no
+    header, POSTs to `/dockerhub/<secret>`. Secrets come from the environment.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8085, ge=0, le=65535)
+    header: str = "Authorization"
+    secret_env: str = "IMAGEPROV_RECEIVER_SECRET"
+    dockerhub_secret_env: str | None = None
+    max_body: int = Field(default=4 * 2**20, ge=1024)
+
+
 class Trigger(_Strict):
     """When a daemon step runs: every `interval`, or on a five-field `cron` line (UTC)."""
 
@@ -134,6 +185,8 @@ class Config(_Strict):
     # when the process is killed.
     batch_files: int = Field(default=200, ge=1, le=10_000)
     aws: AwsConfig = Field(default_factory=AwsConfig)
+    registries: list[RegistrySource] = Field(default_factory=list)
+    receiver: Receiver | None = None
     schedule: Schedule = Field(default_factory=Schedule)
     metrics: Metrics | None = None
 
@@ -182,8 +235,14 @@ def load_config(path: str | Path) -> Config:
             for item in config.aws.cloudtrail
         ],
     })
+    registries = [item.model_copy(update={"ca_file": _resolve(base, item.ca_file)})
+                  for item in config.registries]
+    names = [item.name for item in registries]
+    if len(names) != len(set(names)):
+        raise ConfigError(str(path), "registries: a registry name is used twice")
     return config.model_copy(update={
         "policy": _resolve(base, config.policy), "aws": aws, "source_path": path,
+        "registries": registries,
     })
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -14,7 +15,7 @@ import boto3
 from botocore.config import Config as BotoConfig
 import orjson
 
-from imageprov.config import AwsApi, Config, InventoryFile, TrailLocation
+from imageprov.config import AwsApi, Config, InventoryFile, RegistrySource, TrailLocation
 from imageprov.errors import SourceError
 from imageprov.ingest import IngestSummary, ingest
 from imageprov.model import Image, Verdict
@@ -25,6 +26,9 @@ from imageprov.sources.aws.lookup_events import LookupEventsTrail
 from imageprov.sources.aws.notifications import SqsTrail
 from imageprov.sources import LogObject
 from imageprov.sources.aws.trail_locations import LocalTrail, S3Trail
+from imageprov.sources.oci.cosign import RegistryEvidence
+from imageprov.sources.oci.inventory import RegistryInventory
+from imageprov.sources.oci.registry import Credentials, RegistryClient
 from imageprov.store import Store
 
 logger = logging.getLogger(__name__)
@@ -80,9 +84,41 @@ def _aws_inventory_jobs(config: Config) -> list[InventoryJob]:
     return jobs
 
 
+def _secret(variable: str | None, registry: RegistrySource) -> str | None:
+    if variable is None:
+        return None
+    value = os.environ.get(variable)
+    if not value:
+        raise SourceError(f"registry:{registry.host}",
+                          f"environment variable {variable} is not set")
+    return value
+
+
+def registry_client(registry: RegistrySource) -> RegistryClient:
+    """Build the client of one configured registry, reading its secret now.
+
+    Raises:
+        SourceError: the environment variable that holds its secret is not set.
+    """
+    credentials = Credentials(username=registry.username,
+                              password=_secret(registry.password_env, registry),
+                              token=_secret(registry.token_env, registry))
+    return RegistryClient(registry.url, credentials, registry.tls_verify,
+                          str(registry.ca_file) if registry.ca_file else None,
+                          registry.timeout)
+
+
+def _oci_inventory_jobs(config: Config) -> list[InventoryJob]:
+    def job(item: RegistrySource) -> list[Image]:
+        inventory = RegistryInventory(registry_client(item), item.host, item.repositories)
+        return list(inventory.images())
+    return [(f"registry:{item.host}", lambda item=item: job(item))
+            for item in config.registries]
+
+
 def inventory_jobs(config: Config) -> list[InventoryJob]:
     """Every configured inventory source, each a name and a call that lists it."""
-    return _aws_inventory_jobs(config)
+    return _aws_inventory_jobs(config) + _oci_inventory_jobs(config)
 
 
 def run_inventory(config: Config, store: Store, summary: CycleSummary) -> None:
@@ -175,11 +211,24 @@ def _aws_log_jobs(config: Config, store: Store, on_file: Callable[[str], None] |
     ]
 
 
+def _oci_log_jobs(config: Config, store: Store, on_file: Callable[[str], None] | None,
+                  stop: threading.Event | None) -> list[LogJob]:
+    # Push notifications are stored by the receiver as they arrive; the log step
+    # reads the signatures and attestations kept in each registry.
+    def job(item: RegistrySource) -> IngestSummary:
+        evidence = RegistryEvidence(registry_client(item), item.host, item.repositories)
+        return ingest(store, _until(stop, evidence.objects()), config.workers, on_file,
+                      config.batch_files)
+    return [(f"cosign:{item.host}", "cosign", lambda item=item: job(item))
+            for item in config.registries if item.signatures]
+
+
 def log_jobs(config: Config, store: Store, on_file: Callable[[str], None] | None = None,
              stop: threading.Event | None = None) -> list[LogJob]:
     """Every configured log location, each a name, a log kind and a call that reads
     it into the store."""
-    return _aws_log_jobs(config, store, on_file, stop)
+    return (_aws_log_jobs(config, store, on_file, stop)
+            + _oci_log_jobs(config, store, on_file, stop))
 
 
 def run_logs(config: Config, store: Store, summary: CycleSummary,

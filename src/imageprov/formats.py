@@ -12,9 +12,15 @@ from imageprov.model import LogDocument, RecordProblem
 from imageprov.sources import LogFormat
 from imageprov.sources.aws import trail_documents
 from imageprov.sources.compression import head
+from imageprov.sources.oci import dockerhub, evidence_documents, notifications
 
 FALLBACK = trail_documents.FORMAT
-FORMATS: tuple[LogFormat, ...] = (FALLBACK,)
+FORMATS: tuple[LogFormat, ...] = (
+    notifications.FORMAT,
+    dockerhub.FORMAT,
+    evidence_documents.FORMAT,
+    FALLBACK,
+)
 BY_NAME = {item.name: item for item in FORMATS}
 
 

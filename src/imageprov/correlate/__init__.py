@@ -52,6 +52,22 @@ class Attribution:
         )
 
 
+def _digestless_push(tag_pushes: dict[str, tuple[CreationEvent, ...]]
+                     ) -> CreationEvent | None:
+    """Return the latest push of a current tag when that push names no digest.
+
+    Docker Hub webhooks name the tag and not the digest, so the digest a tag points
+    at now is taken as the one its latest push made. A later push that names a
+    digest rules the join out.
+    """
+    found = []
+    for pushes in tag_pushes.values():
+        latest = [push for push in pushes if push.succeeded][-1:]
+        if latest and latest[0].target is None:
+            found.append(latest[0])
+    return min(found, key=_order) if found else None
+
+
 class Correlator:
     """An index of events by the image they name."""
 
@@ -86,6 +102,10 @@ class Correlator:
                 pushes = self._tags.get((image.registry or "", image.repository or "", tag))
                 if pushes:
                     tag_pushes[tag] = tuple(pushes)
+            if creation is None:
+                creation = _digestless_push(tag_pushes)
+                if creation is not None:
+                    history = sorted([*history, creation], key=_order)
         return Attribution(image, creation, tuple(history), tag_pushes)
 
     def _import_events(self, image: Image) -> list[CreationEvent]:

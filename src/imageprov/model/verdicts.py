@@ -24,6 +24,10 @@ class Flag(StrEnum):
     PUBLIC = "public"
     SHARED = "shared"
     UNAPPROVED_SOURCE = "unapproved-source"
+    MISSING_SIGNATURE = "missing-signature"
+    MISSING_PROVENANCE = "missing-provenance"
+    UNAPPROVED_BUILDER = "unapproved-builder"
+    UNAPPROVED_REPOSITORY = "unapproved-repository"
 
 
 class Verdict(BaseModel):

@@ -19,13 +19,16 @@ from imageprov.model import (
     VerdictStatus,
     ami_arn,
 )
+from imageprov.policy.evidence import assess
 from imageprov.policy.network import AddressClass, Caller, classify, service_name
 from imageprov.policy.schema import Builder, ImageException, Policy
+from imageprov.policy.signatures import load_public_key
 
 Spans = dict[tuple[str, str], list[tuple[datetime, datetime]]]
 
 _ORDER = [Flag.ROOT, Flag.UNEXPECTED_ACTOR, Flag.EXTERNAL_NETWORK, Flag.UNAPPROVED_AGENT,
-          Flag.UNAPPROVED_SOURCE, Flag.PUBLIC, Flag.SHARED]
+          Flag.UNAPPROVED_SOURCE, Flag.MISSING_SIGNATURE, Flag.MISSING_PROVENANCE,
+          Flag.UNAPPROVED_BUILDER, Flag.UNAPPROVED_REPOSITORY, Flag.PUBLIC, Flag.SHARED]
 
 
 def _glob(value: str | None, patterns: Sequence[str]) -> bool:
@@ -94,6 +97,7 @@ class _Judge:
         self.policy = policy
         self.spans = spans
         self.now = now
+        self.keys = {key.name: load_public_key(key.public_key) for key in policy.keys}
 
     def verdict(self, attribution: Attribution) -> Verdict:
         image = attribution.image
@@ -112,11 +116,35 @@ class _Judge:
                               attribution.creation, excepted)
         event = attribution.creation
         if event is None:
-            return self._unattributed(image, exposure)
-        verdict = self._judge_event(image, event, exposure)
-        if verdict.status is VerdictStatus.APPROVED:
-            return self._judge_tag_moves(image, attribution, verdict)
+            verdict = self._unattributed(image, exposure)
+        else:
+            verdict = self._judge_event(image, event, exposure)
+            if verdict.status is VerdictStatus.APPROVED:
+                verdict = self._judge_tag_moves(image, attribution, verdict)
+        if image.kind is ImageKind.CONTAINER:
+            return self._judge_evidence(image, attribution, verdict)
         return verdict
+
+    def _judge_evidence(self, image: Image, attribution: Attribution,
+                        verdict: Verdict) -> Verdict:
+        """Add what signatures and provenance show; missing or wrong evidence flags.
+
+        A pending image keeps its status, since signatures are pushed after images.
+        """
+        result = assess(self.policy, self.keys, image, attribution.history)
+        notes = "; ".join(result.notes)
+        if not result.flags or verdict.status is VerdictStatus.PENDING:
+            if not notes:
+                return verdict
+            return verdict.model_copy(update={"reason": f"{verdict.reason}; {notes}"})
+        flags = tuple(f for f in _ORDER if f in verdict.flags
+                      or any(f is found for found, _, _ in result.flags))
+        rule = (verdict.rule if verdict.status is VerdictStatus.FLAGGED
+                else result.flags[0][1])
+        texts = "; ".join(dict.fromkeys(text for _, _, text in result.flags))
+        return verdict.model_copy(update={
+            "status": VerdictStatus.FLAGGED, "flags": flags, "rule": rule,
+            "reason": f"{verdict.reason}; {texts}" + (f"; {notes}" if notes else "")})
 
     def _judge_tag_moves(self, image: Image, attribution: Attribution,
                          verdict: Verdict) -> Verdict:

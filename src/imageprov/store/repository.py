@@ -615,8 +615,12 @@ def _event_values(item: CreationEvent, raw: bytes | None) -> dict[str, Any]:
         "shared_with": list(item.shared_with),
         "unshared_from": list(item.unshared_from), "error_code": item.error_code,
         "origin_location": item.origin.location, "origin_index": item.origin.index,
-        "origin_shape": item.origin.shape, "raw": raw,
+        "origin_shape": item.origin.shape,
+        "raw": raw if raw is not None else item.evidence,
     }
+
+
+_EVIDENCE_EFFECTS = frozenset({EventEffect.SIGN.value, EventEffect.ATTEST.value})
 
 
 def _event_of(row: EventRow) -> CreationEvent:
@@ -631,6 +635,9 @@ def _event_of(row: EventRow) -> CreationEvent:
         unshared_from=tuple(row.unshared_from or ()), error_code=row.error_code,
         origin=RecordOrigin(location=row.origin_location, index=row.origin_index,
                             shape=row.origin_shape),
+        # The raw record of a signature or attestation is the material the policy
+        # verifies, so it comes back with the event.
+        evidence=row.raw if row.effect in _EVIDENCE_EFFECTS else None,
     )
 
 
