@@ -91,7 +91,7 @@ class RegistryClient:
 
     def __init__(self, base_url: str, credentials: Credentials | None = None,
                  tls_verify: bool = True, ca_file: str | None = None,
-                 timeout: float = 30.0) -> None:
+                 timeout: float = 30.0, page_size: int = PAGE_SIZE) -> None:
         parsed = urllib.parse.urlsplit(base_url)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise ValueError(f"registry URL {base_url!r} needs http:// or https:// and a host")
@@ -101,6 +101,7 @@ class RegistryClient:
         self.host = parsed.netloc
         self.name = f"registry:{self.host}"
         self.credentials = credentials or Credentials()
+        self.page_size = page_size
         self._tokens: dict[str, str] = {}
         # urllib3 removes Authorization when a redirect leaves the host, so a 307 to
         # blob storage never carries the registry credentials.
@@ -199,7 +200,7 @@ class RegistryClient:
         self.request("/v2/", scope="registry:catalog:*")
 
     def _pages(self, path: str, key: str, scope: str) -> Iterator[str]:
-        next_url: str | None = f"{path}?n={PAGE_SIZE}"
+        next_url: str | None = f"{path}?n={self.page_size}"
         seen: set[str] = set()
         while next_url is not None:
             if next_url in seen:
