@@ -33,6 +33,7 @@ from tests.conftest import free_port
 
 ACCOUNTS = {"ci": "ci-password", "eve": "eve-password", "reader": "reader-password"}
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 SIGNATURE_LAYER = "application/vnd.dev.cosign.simplesigning.v1+json"
 DSSE_LAYER = "application/vnd.dsse.envelope.v1+json"
 
@@ -130,12 +131,15 @@ class Registry:
         assert response.status == 201, response.data
         return "sha256:" + hashlib.sha256(manifest).hexdigest()
 
-    def get_manifest_digest(self, repository: str, tag: str) -> str:
+    def get_manifest(self, repository: str, reference: str) -> bytes:
         response = self.http.request(
-            "GET", f"{self.url}/v2/{repository}/manifests/{tag}",
-            headers={**self._auth("reader"), "Accept": OCI_MANIFEST})
+            "GET", f"{self.url}/v2/{repository}/manifests/{reference}",
+            headers={**self._auth("reader"), "Accept": f"{OCI_MANIFEST}, {OCI_INDEX}"})
         assert response.status == 200, response.data
-        return "sha256:" + hashlib.sha256(response.data).hexdigest()
+        return bytes(response.data)
+
+    def get_manifest_digest(self, repository: str, tag: str) -> str:
+        return "sha256:" + hashlib.sha256(self.get_manifest(repository, tag)).hexdigest()
 
     def evidence_manifest(self, repository: str, layers: list[tuple[str, bytes,
                                                                       dict[str, str]]],

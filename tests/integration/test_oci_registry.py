@@ -6,6 +6,7 @@ cosign's layout with keys made here.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -182,6 +183,38 @@ def test_modified_image_pushed_by_other_account(site: Site) -> None:
     assert verdict.source_ip == "127.0.0.1"
     # The earlier digest keeps its own verdict.
     assert site.verdict("team/app", base).status is VerdictStatus.APPROVED
+
+
+def test_index_and_platform_manifests(site: Site) -> None:
+    site.write_policy()
+    amd64 = site.push("base", "team/multi", "ci", dest_tag="amd64")
+    _modified(site, "arm", b"arm64")
+    arm64 = site.push("arm", "team/multi", "ci", dest_tag="arm64")
+    entries = []
+    for digest, arch in ((amd64, "amd64"), (arm64, "arm64")):
+        data = site.registry.get_manifest("team/multi", digest)
+        entries.append({"mediaType": oci.OCI_MANIFEST, "digest": digest, "size": len(data),
+                        "platform": {"os": "linux", "architecture": arch}})
+    # BuildKit's attestation manifests sit in the index as unknown/unknown.
+    entries.append({**entries[0], "platform": {"os": "unknown", "architecture": "unknown"}})
+    index = json.dumps({"schemaVersion": 2, "mediaType": oci.OCI_INDEX,
+                        "manifests": entries}).encode()
+    index_digest = site.registry.put_manifest("team/multi", "multi", index, "ci",
+                                              oci.OCI_INDEX)
+    site.wait_for_push("team/multi", index_digest)
+
+    site.cycle()
+
+    images = {image.digest: image for image in site.store.images()
+              if image.repository == "team/multi"}
+    assert sorted(images) == sorted({amd64, arm64, index_digest})
+    assert images[index_digest].names == ("multi",)
+    assert images[index_digest].tags["media_type"] == oci.OCI_INDEX
+    assert images[arm64].tags["platform"] == "linux/arm64"
+    assert images[arm64].tags["index"] == index_digest
+    assert images[amd64].names == ("amd64",)
+    for digest in images:
+        assert site.verdict("team/multi", digest).status is VerdictStatus.APPROVED
 
 
 def test_signatures_judged_with_the_push(site: Site) -> None:

@@ -66,7 +66,7 @@ class RegistryInventory:
             yield from self._repository_images(repository)
 
     def _repository_images(self, repository: str) -> Iterator[Image]:
-        by_digest: dict[str, list[str]] = {}
+        tags: dict[str, list[str]] = {}
         manifests: dict[str, Manifest] = {}
         for tag in self.client.tags(repository):
             if EVIDENCE_TAG.match(tag):
@@ -75,26 +75,35 @@ class RegistryInventory:
             if manifest is None:
                 # The tag was deleted between the listing and the fetch.
                 continue
-            by_digest.setdefault(manifest.digest, []).append(tag)
+            tags.setdefault(manifest.digest, []).append(tag)
             manifests[manifest.digest] = manifest
-        for digest, tags in sorted(by_digest.items()):
-            yield from self._images_of(repository, manifests[digest], sorted(tags))
+        # A platform manifest may be tagged as well as listed in an index; it is
+        # one image either way.
+        parents: dict[str, tuple[str, str]] = {}
+        for manifest in list(manifests.values()):
+            if _is_index(manifest):
+                for digest, platform in self._children(repository, manifest, manifests):
+                    parents.setdefault(digest, (manifest.digest, platform))
+        for digest in sorted(manifests):
+            manifest = manifests[digest]
+            if "subject" in manifest.document:
+                continue
+            if _is_index(manifest):
+                details = {"media_type": manifest.media_type}
+            elif manifest.media_type in IMAGE_MANIFESTS or "config" in manifest.document:
+                details = self._details(repository, manifest)
+            else:
+                logger.warning("%s: %s@%s has unsupported media type %r, left out",
+                               self.name, repository, digest, manifest.media_type)
+                continue
+            if digest in parents:
+                details["index"], details["platform"] = parents[digest]
+            yield self._image(repository, manifest, sorted(tags.get(digest, [])), details)
 
-    def _images_of(self, repository: str, manifest: Manifest,
-                   tags: list[str]) -> Iterator[Image]:
-        document = manifest.document
-        if "subject" in document:
-            return
-        if manifest.media_type in INDEXES or "manifests" in document:
-            yield self._image(repository, manifest, tags, {"media_type": manifest.media_type})
-            yield from self._children(repository, manifest)
-        elif manifest.media_type in IMAGE_MANIFESTS or "config" in document:
-            yield self._image(repository, manifest, tags, self._details(repository, manifest))
-        else:
-            logger.warning("%s: %s@%s has unsupported media type %r, left out", self.name,
-                           repository, manifest.digest, manifest.media_type)
-
-    def _children(self, repository: str, index: Manifest) -> Iterator[Image]:
+    def _children(self, repository: str, index: Manifest,
+                  manifests: dict[str, Manifest]) -> Iterator[tuple[str, str]]:
+        """Fetch the platform manifests of an index into `manifests`; yield each
+        digest with its platform text."""
         for item in index.document.get("manifests") or ():
             if not isinstance(item, dict) or not isinstance(item.get("digest"), str):
                 continue
@@ -106,17 +115,20 @@ class RegistryInventory:
                 logger.warning("%s: index %s lists unsupported digest %r", self.name,
                                index.digest, digest)
                 continue
-            child = self.client.manifest(repository, digest)
-            if child is None:
-                logger.warning("%s: index %s@%s lists %s, which the registry lacks",
-                               self.name, repository, index.digest, digest)
-                continue
-            details = self._details(repository, child)
-            details["index"] = index.digest
-            details["platform"] = "/".join(
-                str(platform[key]) for key in ("os", "architecture", "variant")
-                if platform.get(key))
-            yield self._image(repository, child, [], details)
+            if digest not in manifests:
+                child = self.client.manifest(repository, digest)
+                if child is None:
+                    logger.warning("%s: index %s@%s lists %s, which the registry lacks",
+                                   self.name, repository, index.digest, digest)
+                    continue
+                if _is_index(child):
+                    # Nested indexes are not followed, so a loop of indexes ends here.
+                    logger.warning("%s: index %s@%s lists another index %s, not read",
+                                   self.name, repository, index.digest, digest)
+                    continue
+                manifests[digest] = child
+            yield digest, "/".join(str(platform[key]) for key in
+                                   ("os", "architecture", "variant") if platform.get(key))
 
     def _details(self, repository: str, manifest: Manifest) -> dict[str, str]:
         """Read the config blob and annotations into text fields of the image."""
@@ -161,6 +173,10 @@ class RegistryInventory:
             created=created,
             inventory_source=self.name,
         )
+
+
+def _is_index(manifest: Manifest) -> bool:
+    return manifest.media_type in INDEXES or "manifests" in manifest.document
 
 
 def _annotations(document: dict[str, Any]) -> dict[str, str]:
