@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import urllib3
+import yaml
 
 from imageprov.model import EventEffect, Flag, Image, ImageKind, Platform, VerdictStatus
 from imageprov.policy import evaluate_images
 from imageprov.policy.schema import parse_policy
 from imageprov.receiver import AsgiServer, NotificationReceiver, ReceiverSettings
 from imageprov.store import Store
+from tests.conftest import free_port
 
 SECRET = "shared-secret-0c4f"
 HUB_SECRET = "hub-path-secret-77aa"
@@ -174,3 +182,38 @@ def test_dockerhub_webhook_joins_current_tag(receiver: tuple[Client, Store]) -> 
     assert verdict.status is VerdictStatus.APPROVED
     assert verdict.actor == "release-bot"
     assert Flag.UNEXPECTED_ACTOR not in verdict.flags
+
+
+def test_receive_command_stores_notifications(tmp_path: Path) -> None:
+    port = free_port()
+    database = f"sqlite:///{tmp_path / 'imageprov.db'}"
+    (tmp_path / "policy.yaml").write_text("builders:\n  - name: ci\n    principals: [ci]\n")
+    config = tmp_path / "imageprov.yaml"
+    config.write_text(yaml.safe_dump({
+        "database": database, "policy": "policy.yaml",
+        "registries": [{"name": "local", "url": f"http://{REGISTRY}",
+                        "registry": REGISTRY}],
+        "receiver": {"port": port}}))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "imageprov", "receive", "--config", str(config)],
+        env={**os.environ, "IMAGEPROV_RECEIVER_SECRET": SECRET},
+        stderr=subprocess.PIPE, text=True)
+    client = Client(f"http://127.0.0.1:{port}")
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                response = client.post("/registry/local", {"events": [_event("cli-1")]})
+                break
+            except urllib3.exceptions.HTTPError:
+                assert time.monotonic() < deadline, "the receiver did not start"
+                time.sleep(0.2)
+        assert response.status == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+    assert SECRET not in stderr
+    store = Store.open(database)
+    assert [event.event_id for event in store.events()] == ["cli-1"]
+    store.close()
