@@ -98,7 +98,7 @@ def registry_client(registry: RegistrySource) -> RegistryClient:
     """Build the client of one configured registry, reading its secret now.
 
     Raises:
-        SourceError: the environment variable that holds its secret is not set.
+        SourceError: the environment variable that contains its secret is not set.
     """
     credentials = Credentials(username=registry.username,
                               password=_secret(registry.password_env, registry),

@@ -3,10 +3,10 @@ with `skopeo`, and cosign signatures and attestations written by hand.
 
 The registry uses htpasswd (bcrypt) accounts, so each push names its pusher, and
 sends its notifications to the URL the test gives. Signatures follow cosign's
-layout: an OCI manifest under the tag `sha256-<hex>.sig` with one
-`application/vnd.dev.cosign.simplesigning.v1+json` layer per signature, the
-signature in the `dev.cosignproject.cosign/signature` annotation; attestations a
-DSSE envelope layer under `sha256-<hex>.att`.
+layout. A signature is an OCI manifest under the tag `sha256-<hex>.sig` with one
+`application/vnd.dev.cosign.simplesigning.v1+json` layer per signature,
+whose `dev.cosignproject.cosign/signature` annotation is the signature. An
+attestation is a DSSE envelope layer under `sha256-<hex>.att`.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Judge the signatures and provenance of a container image against registry rules.
 
-The evidence is checked beside the push, never in place of it: a digest signed
+The evidence is checked beside the push, never in place of it. A digest signed
 with an approved key but pushed by an account no builder approves stays flagged,
-since a stolen push credential and a signing key kept elsewhere are two separate
-controls.
+because a stolen push credential and a signing key kept elsewhere are two
+separate controls.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from imageprov.policy.schema import Policy, RegistryRule
 
 @dataclass
 class EvidenceResult:
-    """What the evidence of one image showed: flags with their rule, and notes."""
+    """The flags, each with its rule and text, and the notes from one image's evidence."""
 
     flags: list[tuple[Flag, str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)

@@ -9,9 +9,9 @@ Routes:
 - `GET /healthz`.
 
 A body is stored with `Store.save_documents`, the path every log file takes,
-before the answer is sent: a 2xx means the events are in the database, so
-nothing accepted is lost when inventory or evaluation is down, and anything else
-makes the registry send the event again. A body read before (same bytes) is
+before the response is sent. A 2xx means the events are in the database, so
+nothing accepted is lost when inventory or evaluation is down, and any other
+status makes the registry send the event again. A body read before (same bytes) is
 acknowledged and not stored twice, and an event redelivered in another envelope
 is kept once under its id. A body with no manifest event (only blob or pull
 events) is acknowledged and not stored.
@@ -48,7 +48,7 @@ class ReceiverSettings:
     """What the receiver accepts; `repr` shows no secret.
 
     `registries` maps a path name to the registry name images are filed under.
-    `header` holds the secret: with `Authorization`, as `Bearer <secret>`.
+    `header` carries the secret, as `Bearer <secret>` when it is `Authorization`.
     """
 
     registries: dict[str, str]

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 logger = logging.getLogger(__name__)
 
-# Bodies longer than this are not read; the app sees the declared length and
+# Bodies longer than this are not read. The app reads the declared length and
 # rejects the request.
 MAX_READ = 64 * 2**20
 
@@ -95,7 +95,7 @@ def _handler(app: Any) -> type[BaseHTTPRequestHandler]:
         do_GET = do_POST = do_HEAD = do_PUT = do_DELETE = _run  # noqa: N815
 
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-            # The path of a Docker Hub webhook holds its secret, so request lines
+            # The path of a Docker Hub webhook contains its secret, so request lines
             # are not logged; the app logs what it stored or rejected.
             return
 

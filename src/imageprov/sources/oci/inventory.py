@@ -2,8 +2,8 @@
 
 Each repository of the catalog (or of the configured list) is read tag by tag. A
 tag's manifest is an image (Docker schema 2 or OCI) or an index (OCI index or
-Docker manifest list); an index is an image of its own and so is each platform
-manifest it lists, since either digest can be pulled and run. The config blob
+Docker manifest list). An index is an image of its own, and so is each platform
+manifest it lists, because either digest can be pulled and run. The config blob
 gives `created`, `author`, `history` and the labels, and the manifest its
 annotations. Tags that hold signatures, attestations and referrer indexes
 (`sha256-<hex>`, `.sig`, `.att`, `.sbom`) and manifests that name a `subject`
@@ -48,8 +48,8 @@ MAX_VALUE = 1000
 class RegistryInventory:
     """Every tagged image of one registry, through a `RegistryClient`.
 
-    `registry` is the name images are filed under (the host and port clients pull
-    from); `repositories` limits the inventory to those listed, for registries
+    `registry` is the name images are filed under, the host and port clients pull
+    from. `repositories` limits the inventory to those listed, for registries
     whose catalog is turned off.
     """
 

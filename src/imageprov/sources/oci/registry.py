@@ -3,8 +3,8 @@
 - Lists follow the `Link: <...>; rel="next"` header, which registries send as a
   relative URL (distribution 2.8 percent-encodes `last` in it), never a `last`
   built here.
-- Every manifest type handled is sent in `Accept`: distribution 2.8 answers
-  404 MANIFEST_UNKNOWN for an OCI manifest when the header lacks its type.
+- Every manifest type handled is sent in `Accept`, because distribution 2.8
+  returns 404 MANIFEST_UNKNOWN for an OCI manifest when the header lacks its type.
 - Digests are computed over the exact bytes received and checked against the
   digest asked for and against `Docker-Content-Digest` when present.
 - Credentials come from the configuration: a static bearer token, or a user and
@@ -52,7 +52,7 @@ MAX_DOCUMENT = 4 * 2**20
 
 @dataclass(frozen=True)
 class Credentials:
-    """What the registry is told about the caller; `repr` shows no secret."""
+    """The credentials sent to the registry; `repr` shows no secret."""
 
     username: str | None = None
     password: str | None = None
@@ -73,7 +73,7 @@ class Manifest:
 
 
 class RegistryError(SourceError):
-    """A registry request failed; `status` is the HTTP status, 0 for no answer."""
+    """A registry request failed; `status` is the HTTP status, 0 for no response."""
 
     def __init__(self, source: str, detail: str, status: int = 0,
                  code: str | None = None) -> None:
@@ -139,10 +139,11 @@ class RegistryClient:
                 allow: tuple[int, ...] = ()) -> tuple[int, dict[str, str], bytes]:
         """Send one request and return status, headers (lower-case names) and body.
 
-        A 401 with a Bearer challenge is answered once with a token from the realm.
+        After a 401 with a Bearer challenge, the request is sent once more with a
+        token from the challenge's realm.
 
         Raises:
-            RegistryError: no answer, or a status other than 2xx or one in `allow`.
+            RegistryError: no response, or a status other than 2xx or one in `allow`.
         """
         url = urllib.parse.urljoin(self.base + "/", path_or_url)
         if urllib.parse.urlsplit(url).netloc != self.host:
