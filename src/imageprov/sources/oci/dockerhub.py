@@ -33,8 +33,9 @@ from imageprov.model import (
 )
 from imageprov.sources import LogFormat
 from imageprov.sources.compression import decompress
+from imageprov.sources.oci import event_table
 
-SOURCE = "dockerhub"
+SOURCE = event_table.DOCKERHUB
 PLATFORM = "oci"
 REGISTRY = "docker.io"
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
@@ -92,7 +93,7 @@ def event_from_payload(payload: Any, origin: RecordOrigin) -> CreationEvent:
         event_id=event_id,
         time=time,
         action="dockerhub:push",
-        effect=EventEffect.PUSH,
+        effect=event_table.BY_KEY[(SOURCE, "push")].effect,
         platform=PLATFORM,
         account=REGISTRY,
         region="",

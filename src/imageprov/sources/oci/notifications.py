@@ -41,8 +41,9 @@ from imageprov.model import (
 )
 from imageprov.sources import LogFormat
 from imageprov.sources.compression import decompress
+from imageprov.sources.oci import event_table
 
-SOURCE = "registry"
+SOURCE = event_table.REGISTRY
 PLATFORM = "oci"
 CONTENT_TYPES = frozenset({
     "application/vnd.docker.distribution.events.v1+json",
@@ -56,7 +57,6 @@ _MANIFEST_TYPES = frozenset({
     "application/vnd.oci.image.manifest.v1+json",
     "application/vnd.oci.image.index.v1+json",
 })
-_EFFECTS = {"push": EventEffect.PUSH, "delete": EventEffect.DELETE}
 _IGNORED_ACTIONS = frozenset({"pull", "mount"})
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
@@ -64,7 +64,7 @@ _ENVELOPE = re.compile(rb'^\[?\s*\{\s*"events"\s*:')
 _FRACTION = re.compile(r"(\.\d{6})\d+")
 # Longest value kept per field, as the store's columns allow.
 _LIMITS = {"id": 128, "target.repository": 256, "target.digest": 80, "actor.name": 512,
-           "request.addr": 256}
+           "request.addr": 256, "request.host": 160}
 
 
 def recognises(head: bytes) -> bool:
@@ -139,43 +139,45 @@ def event_from_record(record: Any, origin: RecordOrigin,
                           f"expected an object, got {type(record).__name__}")
     action = record.get("action")
     target = _object(record, "target", location, index)
-    if action in _IGNORED_ACTIONS or (action in _EFFECTS and not is_manifest_event(target)):
+    row = event_table.lookup(SOURCE, action)
+    if action in _IGNORED_ACTIONS or (row is not None and not is_manifest_event(target)):
         return None
-    if action not in _EFFECTS:
+    if row is None:
         raise RecordError(location, index, "action",
                           f"unknown action {action!r}; expected push, delete, mount or pull")
     event_id = _text(record, "id")
     if event_id is None:
         raise RecordError(location, index, "id", "missing on a manifest event")
     time = parse_rfc3339(record.get("timestamp"), location, index, "timestamp")
-    request = _object(record, "request", location, index)
-    actor = _object(record, "actor", location, index)
-    source = _object(record, "source", location, index)
-    registry = registry or _text(request, "host") or _text(source, "addr")
+    for part in ("request", "actor", "source"):
+        _object(record, part, location, index)
+    registry = (registry or event_table.text_at(record, row.registry)
+                or event_table.text_at(record, "source.addr"))
     if registry is None:
         raise RecordError(location, index, "request.host",
                           "no registry: the event names no host and none was configured")
-    repository = _text(target, "repository")
+    repository = event_table.text_at(record, row.repository)
     if repository is None:
-        raise RecordError(location, index, "target.repository", "missing")
-    digest = _text(target, "digest")
+        raise RecordError(location, index, row.repository, "missing")
+    digest = event_table.text_at(record, row.target)
     if digest is not None and not _DIGEST.match(digest):
-        raise RecordError(location, index, "target.digest",
+        raise RecordError(location, index, str(row.target),
                           f"expected sha256:<64 hex digits>, got {digest[:80]!r}")
-    tag = _text(target, "tag")
+    tag = event_table.text_at(record, row.tag)
     if tag is not None and not _TAG.match(tag):
-        raise RecordError(location, index, "target.tag", f"invalid tag {tag[:140]!r}")
-    if digest is None and (action == "push" or tag is None):
-        raise RecordError(location, index, "target.digest",
+        raise RecordError(location, index, str(row.tag), f"invalid tag {tag[:140]!r}")
+    if digest is None and (row.effect is EventEffect.PUSH or tag is None):
+        raise RecordError(location, index, str(row.target),
                           f"missing on a manifest {action} event")
+    name = event_table.text_at(record, row.principal)
+    address = event_table.text_at(record, row.source_ip)
     values = {"id": event_id, "target.repository": repository, "target.digest": digest,
-              "actor.name": _text(actor, "name"), "request.addr": _text(request, "addr")}
+              "actor.name": name, "request.addr": address, "request.host": registry}
     for field, value in values.items():
         if value is not None and len(value) > _LIMITS[field]:
             raise RecordError(location, index, field, f"value of {len(value)} "
                                                       f"characters is longer than "
                                                       f"{_LIMITS[field]}")
-    name = _text(actor, "name")
     principal = (Principal(kind=PrincipalKind.USER, id=name, account=registry,
                            native_type="registry-user") if name else
                  Principal(kind=PrincipalKind.UNKNOWN, id="anonymous", account=registry,
@@ -186,13 +188,13 @@ def event_from_record(record: Any, origin: RecordOrigin,
         event_id=event_id,
         time=time,
         action=f"registry:{action}",
-        effect=_EFFECTS[action],
+        effect=row.effect,
         platform=PLATFORM,
         account=registry,
         region="",
         principal=principal,
-        source_ip=client_address(_text(request, "addr")),
-        user_agent=_text(request, "useragent"),
+        source_ip=client_address(address),
+        user_agent=event_table.text_at(record, "request.useragent"),
         target=digest,
         registry=registry,
         repository=repository,
