@@ -107,7 +107,9 @@ class Site:
 
 
 @pytest.fixture
-def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
+def site(request: pytest.FixtureRequest, tmp_path: Path,
+         monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
+    """The site on SQLite, or on PostgreSQL where a test asks for it."""
     port = free_port()
     folder = tmp_path / "registry"
     folder.mkdir()
@@ -117,6 +119,8 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
     monkeypatch.setenv("IMAGEPROV_RECEIVER_SECRET", SECRET)
     config_path = tmp_path / "imageprov.yaml"
     database = f"sqlite:///{tmp_path / 'imageprov.db'}"
+    if getattr(request, "param", "sqlite") == "postgresql":
+        database = request.getfixturevalue("postgres_url")
     config_path.write_text(yaml.safe_dump({
         "database": database,
         "policy": "policy.yaml",
@@ -217,6 +221,7 @@ def test_index_and_platform_manifests(site: Site) -> None:
         assert site.verdict("team/multi", digest).status is VerdictStatus.APPROVED
 
 
+@pytest.mark.parametrize("site", ["sqlite", "postgresql"], indirect=True)
 def test_signatures_judged_with_the_push(site: Site) -> None:
     approved_key, unknown_key = oci.new_key("ecdsa"), oci.new_key("ecdsa")
     site.write_policy(
