@@ -197,7 +197,7 @@ def receive(
     except KeyboardInterrupt:
         server.server.shutdown()
     finally:
-        server.server.server_close()
+        server.close()
         store.close()
 
 

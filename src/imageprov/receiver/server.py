@@ -1,9 +1,9 @@
 """Serve an ASGI app from a thread of the standard library's HTTP server.
 
-The daemon and `imageprov receive` need no ASGI server for one small app: each
-request runs the app to completion on a fresh event loop in the handler's
-thread. An ASGI server such as the one behind `imageprov serve` can mount the
-same app instead.
+The daemon and `imageprov receive` need no ASGI server for one small app. Each
+request is read by a handler thread and run to completion on one event loop that
+a thread of its own keeps running. An ASGI server such as the one behind
+`imageprov serve` can mount the same app instead.
 """
 
 from __future__ import annotations
@@ -26,7 +26,11 @@ class AsgiServer:
     """An HTTP/1.1 server on `host:port` that hands every request to `app`."""
 
     def __init__(self, app: Any, host: str, port: int) -> None:
-        self.server = ThreadingHTTPServer((host, port), _handler(app))
+        self.loop = asyncio.new_event_loop()
+        self.loop_thread = threading.Thread(target=self.loop.run_forever,
+                                            name="receiver-loop", daemon=True)
+        self.loop_thread.start()
+        self.server = ThreadingHTTPServer((host, port), _handler(app, self.loop))
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever,
                                        name="receiver", daemon=True)
@@ -43,12 +47,20 @@ class AsgiServer:
 
     def stop(self) -> None:
         self.server.shutdown()
+        self.close()
+
+    def close(self) -> None:
         self.server.server_close()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.loop_thread.join(timeout=10)
 
 
-def _handler(app: Any) -> type[BaseHTTPRequestHandler]:
+def _handler(app: Any, loop: asyncio.AbstractEventLoop) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out in separate writes; without this, Nagle's
+        # algorithm and the client's delayed ACK hold every response about 40 ms.
+        disable_nagle_algorithm = True
 
         def _run(self) -> None:
             length = self.headers.get("Content-Length", "0")
@@ -83,7 +95,7 @@ def _handler(app: Any) -> type[BaseHTTPRequestHandler]:
                 elif message["type"] == "http.response.body":
                     sent["body"] += message.get("body", b"")
 
-            asyncio.run(app(scope, receive, send))
+            asyncio.run_coroutine_threadsafe(app(scope, receive, send), loop).result()
             self.send_response(sent["status"])
             for name, value in sent["headers"]:
                 self.send_header(name.decode("latin-1"), value.decode("latin-1"))
