@@ -10,6 +10,7 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,18 @@ class Site:
     config_path: Path
     database: str
     layout: Path
+    port: int
+    receiver: AsgiServer | None = None
+
+    def start_receiver(self) -> None:
+        self.receiver = AsgiServer(build_receiver(self.config, self.store), "127.0.0.1",
+                                   self.port)
+        self.receiver.start()
+
+    def stop_receiver(self) -> None:
+        if self.receiver is not None:
+            self.receiver.stop()
+            self.receiver = None
 
     @property
     def config(self) -> Config:
@@ -56,9 +69,9 @@ class Site:
         }
         (self.folder / "policy.yaml").write_text(yaml.safe_dump(policy))
 
-    def cycle(self) -> cycle.CycleSummary:
+    def cycle(self, now: datetime | None = None) -> cycle.CycleSummary:
         policy, text = load_policy(self.config.policy)
-        return cycle.run_cycle(self.config, self.store, policy, text)
+        return cycle.run_cycle(self.config, self.store, policy, text, now)
 
     def ref(self, repository: str, digest: str) -> str:
         return f"{self.registry.host}/{repository}@{digest}"
@@ -130,17 +143,15 @@ def site(request: pytest.FixtureRequest, tmp_path: Path,
         "receiver": {"host": "127.0.0.1", "port": port},
     }))
     store = Store.open(database)
-    receiver = AsgiServer(build_receiver(load_config(config_path), store), "127.0.0.1",
-                          port)
-    receiver.start()
-    site = Site(tmp_path, registry, store, config_path, database, tmp_path / "layout")
+    site = Site(tmp_path, registry, store, config_path, database, tmp_path / "layout", port)
+    site.start_receiver()
     oci.build_image(site.layout, "base", {"etc/os-release": b"ID=base\n"},
                     labels={"org.opencontainers.image.source": "https://git.example/team/app",
                             "org.opencontainers.image.revision": "0123abc"})
     try:
         yield site
     finally:
-        receiver.stop()
+        site.stop_receiver()
         registry.stop()
         store.close()
 
@@ -336,6 +347,24 @@ def test_registry_down_keeps_verdicts_and_notifications(site: Site) -> None:
     assert summary.sources_failed == []
     assert site.verdict("team/second", second).status is VerdictStatus.APPROVED
     assert site.verdict("team/app", first).status is VerdictStatus.APPROVED
+
+
+def test_lost_notification_leaves_image_unattributed(site: Site) -> None:
+    site.write_policy()
+    site.stop_receiver()
+    site.registry.push(site.layout, "base", "team/lost", "v1", "ci")
+    # The registry keeps undelivered notifications in memory, so a restart drops them.
+    site.registry.stop()
+    site.registry.start()
+    site.start_receiver()
+
+    # Past the delivery window, in which an image still waits for its event.
+    site.cycle(datetime.now(UTC) + timedelta(minutes=5))
+
+    digest = site.registry.get_manifest_digest("team/lost", "v1")
+    verdict = site.verdict("team/lost", digest)
+    assert verdict.status is VerdictStatus.UNATTRIBUTED
+    assert "no notification of this push was received" in verdict.reason
 
 
 def test_catalog_pages_follow_relative_links(site: Site) -> None:

@@ -14,6 +14,7 @@ from imageprov.model import (
     Flag,
     Image,
     ImageKind,
+    Platform,
     PrincipalKind,
     Verdict,
     VerdictStatus,
@@ -204,6 +205,11 @@ class _Judge:
                           None, reason + (f"; {extra}" if extra else ""))
 
     def _coverage_reason(self, image: Image) -> str:
+        if image.platform is Platform.OCI:
+            # Registry notifications cover no span of time: a registry keeps
+            # undelivered ones in memory and drops them when it restarts.
+            return ("no push event found: no notification of this push was received, "
+                    "and the registry API does not say who pushed")
         scope = f"{image.account}/{image.region}"
         spans = self.spans.get((image.account, image.region), [])
         if not spans:
