@@ -217,3 +217,52 @@ def test_receive_command_stores_notifications(tmp_path: Path) -> None:
     store = Store.open(database)
     assert [event.event_id for event in store.events()] == ["cli-1"]
     store.close()
+
+
+def test_daemon_serves_receiver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from imageprov.config import load_config
+    from imageprov.daemon import Daemon
+
+    monkeypatch.setenv("IMAGEPROV_RECEIVER_SECRET", SECRET)
+    (tmp_path / "policy.yaml").write_text("builders:\n  - name: ci\n    principals: [ci]\n")
+    config = tmp_path / "imageprov.yaml"
+    config.write_text(yaml.safe_dump({
+        "policy": "policy.yaml",
+        "registries": [{"name": "local", "url": f"http://{REGISTRY}"}],
+        "receiver": {"port": 0}}))
+    store = Store.open(f"sqlite:///{tmp_path / 'imageprov.db'}")
+    daemon = Daemon(load_config(config), store)
+
+    port = daemon.start_receiver()
+    try:
+        assert port is not None
+        response = Client(f"http://127.0.0.1:{port}").post(
+            "/registry/local", {"events": [_event("daemon-1")]})
+    finally:
+        daemon.receiver.stop()
+
+    assert response.status == 200
+    assert [event.event_id for event in store.events()] == ["daemon-1"]
+    store.close()
+
+
+@pytest.mark.parametrize(("registry", "message"), [
+    ({"name": "r", "url": "ftp://host"}, "url"),
+    ({"name": "r", "url": "https://user:pw@host"}, "url"),
+    ({"name": "r", "url": "https://host", "password_env": "X"}, "password_env needs username"),
+    ({"name": "r", "url": "https://host", "username": "u", "password_env": "X",
+      "token_env": "Y"}, "give password_env or token_env, not both"),
+])
+def test_registry_config_rejected(tmp_path: Path, registry: dict[str, Any],
+                                  message: str) -> None:
+    from imageprov.config import load_config
+    from imageprov.errors import ConfigError
+
+    config = tmp_path / "imageprov.yaml"
+    config.write_text(yaml.safe_dump({"policy": "policy.yaml", "registries": [registry]}))
+
+    with pytest.raises(ConfigError) as raised:
+        load_config(config)
+
+    assert message in str(raised.value)
+    assert "pw@" not in str(raised.value)
