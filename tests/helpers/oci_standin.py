@@ -4,8 +4,8 @@ Stand-in, not an emulator: Debian's docker-registry (distribution 2.8) has no
 Referrers API and needs a separate token server, so this covers what it cannot,
 on the real API's paths, headers and JSON field names:
 
-- `GET /v2/` and every other path answer 401 with
-  `WWW-Authenticate: Bearer realm=".../token",service="standin",scope=...` until the
+- `GET /v2/` and every other path return 401 with
+  `WWW-Authenticate: Bearer realm=".../token",service="standin"` until the
   request carries a token; `GET /token` issues one for basic credentials;
 - `/v2/_catalog` and `/v2/<name>/tags/list` page with `n`/`last` and a relative
   `Link: <...>; rel="next"` header;

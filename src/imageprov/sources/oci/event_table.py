@@ -1,7 +1,7 @@
 """The registry events that concern an image, and the fields where each names it.
 
-One row per (source, action). `registry` is where the event names the registry
-when imageprov was not told which one sent it; `target` is the digest, `None`
+One row per (source, action). `registry` is where the event names the registry,
+used when the configuration does not say which one sent it; `target` is the digest, `None`
 where the event carries none (a Docker Hub webhook names only the tag). Blob
 events, `mount` and `pull` have no row and are left out.
 """
@@ -15,7 +15,7 @@ from imageprov.model import EventEffect
 
 @dataclass(frozen=True)
 class EventRow:
-    """How one kind of registry event names the image it acts on."""
+    """The fields where one kind of registry event names the image it acts on."""
 
     source: str
     action: str
