@@ -198,6 +198,12 @@ def test_modified_image_pushed_by_other_account(site: Site) -> None:
     assert verdict.source_ip == "127.0.0.1"
     # The earlier digest keeps its own verdict.
     assert site.verdict("team/app", base).status is VerdictStatus.APPROVED
+    explained = run_cli("explain", site.ref("team/app", modified), "--database",
+                        site.database, env={"COLUMNS": "400"})
+    assert explained.returncode == 0, explained.stderr
+    assert "history of tag v1" in explained.stdout
+    assert base in explained.stdout
+    assert "unexpected-actor" in explained.stdout
 
 
 def test_index_and_platform_manifests(site: Site) -> None:
