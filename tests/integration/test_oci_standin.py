@@ -105,7 +105,7 @@ def test_referrers_api_finds_signatures(standin: StandinRegistry) -> None:
     _, blob, annotations = oci.signature_layer(key, payload)
     empty = standin.add_blob(b"{}")
     layer = standin.add_blob(blob)
-    standin.add_manifest("team/app", {
+    signature_manifest, _ = standin.add_manifest("team/app", {
         "schemaVersion": 2, "mediaType": oci.OCI_MANIFEST,
         "artifactType": "application/vnd.dev.cosign.artifact.sig.v1+json",
         "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty,
@@ -114,11 +114,16 @@ def test_referrers_api_finds_signatures(standin: StandinRegistry) -> None:
                     "size": len(blob), "annotations": annotations}],
         "subject": {"mediaType": DOCKER_MANIFEST, "digest": app, "size": app_size}})
 
+    # cosign also tags the same signature manifest, whatever the registry supports.
+    standin.repositories["team/app"][oci.cosign_tag(app, "sig")] = signature_manifest
+
     objects = list(RegistryEvidence(_client(standin), "registry.example").objects())
 
-    assert len(objects) == 1
-    document = evidence_documents.read(objects[0].load(), objects[0].location)
-    [event] = document.events
+    assert [item.location.rsplit(":", 1)[-1] for item in objects] == [
+        signature_manifest.removeprefix("sha256:"), oci.cosign_tag(app, "sig")]
+    documents = [evidence_documents.read(item.load(), item.location) for item in objects]
+    assert documents[0].events[0].key == documents[1].events[0].key
+    [event] = documents[0].events
     assert event.target == app
     assert orjson.loads(event.evidence or b"")["found_via"] == "referrers"
     finding = check(event, {"ci": load_public_key(oci.public_pem(key))})

@@ -3,10 +3,10 @@
 For each image digest of a repository the evidence is found two ways:
 
 - the Referrers API (`/v2/<name>/referrers/<digest>`, OCI 1.1), which lists the
-  manifests whose `subject` is the digest;
-- without it (the registry answers 404, as distribution 2.8 does), the tags
-  cosign writes, `sha256-<hex>.sig` and `sha256-<hex>.att`, and the referrers
-  tag schema's index under `sha256-<hex>`.
+  manifests whose `subject` is the digest, and, where the registry has no such
+  API (it returns 404, as distribution 2.8 does), the referrers tag schema's
+  index under the tag `sha256-<hex>`;
+- the tags cosign writes, `sha256-<hex>.sig` and `sha256-<hex>.att`.
 
 Each signature or attestation manifest becomes one `LogObject` whose bytes are a
 JSON document holding the manifest and the layer blobs that carry signatures
@@ -59,26 +59,28 @@ class RegistryEvidence:
         image_tags = [tag for tag in tags if not EVIDENCE_TAG.match(tag)]
         if self._referrers_api is not False and image_tags:
             yield from self._from_referrers(repository, image_tags)
-        if self._referrers_api:
-            return
+        # cosign writes its tags whether or not the registry has a Referrers API; the
+        # referrers tag schema stands in for the API only where it is missing.
         for tag in sorted(tags):
             match = _SUFFIX.match(tag)
             if match is None:
                 continue
             subject = f"sha256:{match.group(1)}"
-            if match.group(2) is None:
-                yield from self._from_referrers_tag(repository, tag, subject)
-            else:
+            if match.group(2) is not None:
                 yield self._object(repository, tag, subject, f"tag:{tag}")
+            elif not self._referrers_api:
+                yield from self._from_referrers_tag(repository, tag, subject)
 
     def _from_referrers(self, repository: str, tags: list[str]) -> Iterator[LogObject]:
-        digests: set[str] = set()
+        seen: set[str] = set()
         for tag in tags:
             manifest = self.client.manifest(repository, tag)
-            if manifest is not None:
-                digests.add(manifest.digest)
-        for subject in sorted(digests):
-            found = self.client.referrers(repository, subject)
+            if manifest is None or manifest.digest in seen:
+                continue
+            seen.add(manifest.digest)
+            # The first digest probes the API, so a registry without one costs one
+            # extra request per cycle.
+            found = self.client.referrers(repository, manifest.digest)
             if found is None:
                 self._referrers_api = False
                 logger.debug("%s: no Referrers API, reading cosign tags", self.name)
@@ -87,7 +89,7 @@ class RegistryEvidence:
             for descriptor in found:
                 digest = descriptor.get("digest")
                 if isinstance(digest, str):
-                    yield self._object(repository, digest, subject, "referrers")
+                    yield self._object(repository, digest, manifest.digest, "referrers")
 
     def _from_referrers_tag(self, repository: str, tag: str,
                             subject: str) -> Iterator[LogObject]:

@@ -166,7 +166,12 @@ def _event(kind: str, layer: dict[str, Any], blobs: dict[str, bytes],
     found = _evidence(kind, layer, blobs[digest], annotations, common, origin)
     evidence = orjson.dumps(found, option=orjson.OPT_SORT_KEYS)
     registry = str(common["registry"])
-    identity = hashlib.sha256(evidence).hexdigest()[:40]
+    # The same signature may be listed by the Referrers API and under a cosign tag,
+    # so the key leaves out where it was found.
+    signed = {key: value for key, value in found.items()
+              if key not in ("found_via", "manifest")}
+    identity = hashlib.sha256(orjson.dumps(signed, option=orjson.OPT_SORT_KEYS)
+                              ).hexdigest()[:40]
     return CreationEvent(
         source=SOURCE,
         key=f"{SOURCE}:{registry}:{identity}",
