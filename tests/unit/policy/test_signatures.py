@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from imageprov.errors import PolicyError
 from imageprov.model import CreationEvent, EventEffect, Principal, PrincipalKind, RecordOrigin
-from imageprov.policy.schema import parse_policy
+from imageprov.policy.schema import load_policy, parse_policy
 from imageprov.policy.signatures import check, load_public_key, source_matches
 from tests.helpers import registry as oci
 
@@ -178,3 +179,12 @@ def test_policy_rejects_p384_key() -> None:
         parse_policy(text, "policy.yaml")
 
     assert "secp384r1 is not supported; use P-256" in str(raised.value)
+
+
+def test_registry_example_policy_valid() -> None:
+    path = Path(__file__).resolve().parents[3] / "policies" / "registry-example.yaml"
+
+    policy, _ = load_policy(path)
+
+    assert [key.name for key in policy.keys] == ["release-signing"]
+    assert policy.registries[0].signed_by == ["release-signing"]
