@@ -270,10 +270,11 @@ def check(event: CreationEvent, keys: dict[str, PublicKey]) -> Finding | None:
     """Check one sign or attest event; None for any other event."""
     if event.effect not in (EventEffect.SIGN, EventEffect.ATTEST) or not event.evidence:
         return None
+    kind = "signature" if event.effect is EventEffect.SIGN else "attestation"
     try:
         found = orjson.loads(event.evidence)
     except orjson.JSONDecodeError:
-        return Finding(event.action, event.event_id, None, "stored evidence is not JSON")
+        return Finding(kind, event.event_id, None, "stored evidence is not JSON")
     subject = event.target or ""
     if event.effect is EventEffect.SIGN:
         return _check_signature(found, subject, event.event_id, keys)
