@@ -95,7 +95,13 @@ def _handler(app: Any, loop: asyncio.AbstractEventLoop) -> type[BaseHTTPRequestH
                 elif message["type"] == "http.response.body":
                     sent["body"] += message.get("body", b"")
 
-            asyncio.run_coroutine_threadsafe(app(scope, receive, send), loop).result()
+            try:
+                asyncio.run_coroutine_threadsafe(app(scope, receive, send), loop).result()
+            except Exception:  # noqa: BLE001 - one request must not stop the server
+                # A defect in the app; the sender gets a 500 and sends again.
+                logger.exception("receiver: request %s %s failed", self.command,
+                                 parts.path.split("/")[1:2])
+                sent = {"status": 500, "headers": [], "body": b'{"error": "internal error"}'}
             self.send_response(sent["status"])
             for name, value in sent["headers"]:
                 self.send_header(name.decode("latin-1"), value.decode("latin-1"))
