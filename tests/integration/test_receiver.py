@@ -266,3 +266,21 @@ def test_registry_config_rejected(tmp_path: Path, registry: dict[str, Any],
 
     assert message in str(raised.value)
     assert "pw@" not in str(raised.value)
+
+
+def test_oversized_body_rejected(tmp_path: Path) -> None:
+    store = Store.open(f"sqlite:///{tmp_path / 'imageprov.db'}")
+    app = NotificationReceiver(store, ReceiverSettings(
+        registries={"local": REGISTRY}, secret=SECRET, max_body=1024))
+    server = AsgiServer(app, "127.0.0.1", 0)
+    server.start()
+    try:
+        events = [_event(f"e-{n}") for n in range(10)]
+        response = Client(f"http://127.0.0.1:{server.port}").post(
+            "/registry/local", {"events": events})
+    finally:
+        server.stop()
+
+    assert response.status == 413
+    assert store.events() == []
+    store.close()
