@@ -206,6 +206,30 @@ def test_modified_image_pushed_by_other_account(site: Site) -> None:
     assert "unexpected-actor" in explained.stdout
 
 
+def test_digest_pushed_elsewhere_first(site: Site) -> None:
+    site.write_policy()
+    _modified(site, "planted", b"planted")
+    planted = site.push("planted", "team/staging", "eve")
+    promoted = site.push("planted", "team/prod", "ci")
+    clean = site.push("base", "team/prod", "ci", dest_tag="v2")
+    site.push("base", "team/mirror", "eve")
+
+    site.cycle()
+
+    assert planted == promoted
+    verdict = site.verdict("team/prod", promoted)
+    assert verdict.status is VerdictStatus.FLAGGED
+    assert verdict.flags == (Flag.UNAPPROVED_SOURCE,)
+    assert f"pushed first to {site.registry.host}/team/staging" in verdict.reason
+    assert "eve is not an approved builder" in verdict.reason
+    # A later push of an approved digest elsewhere leaves the first one approved.
+    assert site.verdict("team/prod", clean).status is VerdictStatus.APPROVED
+    explained = run_cli("explain", site.ref("team/prod", promoted), "--database",
+                        site.database, env={"COLUMNS": "400"})
+    assert "the same digest in other registries and repositories" in explained.stdout
+    assert f"{site.registry.host}/team/staging" in explained.stdout
+
+
 def test_index_and_platform_manifests(site: Site) -> None:
     site.write_policy()
     amd64 = site.push("base", "team/multi", "ci", dest_tag="amd64")

@@ -43,6 +43,8 @@ class Attribution:
     creation: CreationEvent | None
     history: tuple[CreationEvent, ...]
     tag_pushes: dict[str, tuple[CreationEvent, ...]]
+    # Events that name the same container digest in another registry or repository.
+    elsewhere: tuple[CreationEvent, ...] = ()
 
     @property
     def shares(self) -> tuple[CreationEvent, ...]:
@@ -75,7 +77,10 @@ class Correlator:
         self._by_key: dict[_ScopeKey, list[CreationEvent]] = defaultdict(list)
         self._imports: dict[tuple[str, str], list[CreationEvent]] = defaultdict(list)
         self._tags: dict[tuple[str, str, str], list[CreationEvent]] = defaultdict(list)
+        self._digests: dict[str, list[CreationEvent]] = defaultdict(list)
         for event in sorted(events, key=_order):
+            if event.registry is not None and event.target:
+                self._digests[event.target].append(event)
             key = _event_key(event)
             if key is not None:
                 self._by_key[key].append(event)
@@ -106,6 +111,11 @@ class Correlator:
                 creation = _digestless_push(tag_pushes)
                 if creation is not None:
                     history = sorted([*history, creation], key=_order)
+            # A digest is its content, so a push of it elsewhere is the same image.
+            elsewhere = tuple(
+                event for event in self._digests.get(image.digest or "", ())
+                if (event.registry, event.repository) != (image.registry, image.repository))
+            return Attribution(image, creation, tuple(history), tag_pushes, elsewhere)
         return Attribution(image, creation, tuple(history), tag_pushes)
 
     def _import_events(self, image: Image) -> list[CreationEvent]:

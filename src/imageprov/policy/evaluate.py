@@ -123,8 +123,36 @@ class _Judge:
             if verdict.status is VerdictStatus.APPROVED:
                 verdict = self._judge_tag_moves(image, attribution, verdict)
         if image.kind is ImageKind.CONTAINER:
+            verdict = self._judge_origin(image, attribution, verdict)
             return self._judge_evidence(image, attribution, verdict)
         return verdict
+
+    def _judge_origin(self, image: Image, attribution: Attribution,
+                      verdict: Verdict) -> Verdict:
+        """Flag a digest that was pushed elsewhere first by an unapproved principal.
+
+        Pushing the same digest again, to another registry or repository, copies the
+        content and not its origin: the earliest push anywhere is judged as well.
+        """
+        own = attribution.creation
+        earlier = [event for event in attribution.elsewhere
+                   if event.succeeded and event.effect is EventEffect.PUSH
+                   and (own is None or (event.time, event.key) < (own.time, own.key))]
+        if not earlier or verdict.status in (VerdictStatus.PENDING,
+                                             VerdictStatus.UNATTRIBUTED):
+            return verdict
+        origin = earlier[0]
+        judged = self._judge_event(image, origin, [])
+        if judged.status is not VerdictStatus.FLAGGED:
+            return verdict
+        flags = tuple(f for f in _ORDER if f in (*verdict.flags, Flag.UNAPPROVED_SOURCE))
+        return verdict.model_copy(update={
+            "status": VerdictStatus.FLAGGED, "flags": flags,
+            "rule": verdict.rule if verdict.status is VerdictStatus.FLAGGED
+            else "digest-origin",
+            "reason": f"{verdict.reason}; the digest was pushed first to "
+                      f"{origin.registry}/{origin.repository} at "
+                      f"{_stamp(origin.time)}: {judged.reason}"})
 
     def _judge_evidence(self, image: Image, attribution: Attribution,
                         verdict: Verdict) -> Verdict:
