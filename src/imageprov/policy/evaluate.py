@@ -156,7 +156,7 @@ class _Judge:
 
     def _judge_evidence(self, image: Image, attribution: Attribution,
                         verdict: Verdict) -> Verdict:
-        """Add what signatures and provenance show; missing or wrong evidence flags.
+        """Add what the signatures and provenance show, and flag missing or wrong ones.
 
         A pending image keeps its status, since signatures are pushed after images.
         """
