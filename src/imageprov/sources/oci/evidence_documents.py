@@ -4,7 +4,7 @@ One document is one manifest with its evidence blobs. Each simple-signing layer
 becomes a `sign` event and each DSSE envelope layer an `attest` event, both
 naming the image digest the evidence is about. `evidence` keeps the signed bytes
 and signatures as found; whether they verify, and under which key, is decided by
-the policy, which holds the keys.
+the policy, which has the keys.
 
 The signing time comes from the Rekor bundle (`integratedTime`) or the
 manifest's `org.opencontainers.image.created` annotation.
