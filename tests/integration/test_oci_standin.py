@@ -153,3 +153,25 @@ def test_untrusted_certificate_fails(standin: StandinRegistry) -> None:
         client.ping()
 
     assert "SSL" in str(raised.value) or "certificate" in str(raised.value)
+
+
+def test_static_token_from_configuration(standin: StandinRegistry,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from imageprov import cycle
+    from imageprov.config import RegistrySource
+    from imageprov.errors import SourceError
+
+    app, _ = _image(standin, "team/app", "amd64", "v1")
+    standin.tokens.add("static-token-4242")
+    source = RegistrySource(name="standin", url=standin.url, token_env="STANDIN_TOKEN",
+                            ca_file=standin.ca_file, registry="registry.example")
+    with pytest.raises(SourceError) as raised:
+        cycle.registry_client(source)
+    assert "environment variable STANDIN_TOKEN is not set" in str(raised.value)
+    monkeypatch.setenv("STANDIN_TOKEN", "static-token-4242")
+
+    client = cycle.registry_client(source)
+    images = list(RegistryInventory(client, source.host).images())
+
+    assert [image.ref for image in images] == [f"registry.example/team/app@{app}"]
+    assert "static-token-4242" not in repr(client.credentials)
