@@ -336,7 +336,10 @@ def test_slsa_provenance_builder_and_source(site: Site) -> None:
 
     verdict = site.verdict("team/good", good)
     assert verdict.status is VerdictStatus.APPROVED
-    assert f"provenance from builder {BUILDER}" in verdict.reason
+    assert (f"provenance (https://slsa.dev/provenance/v0.2) from builder {BUILDER} "
+            "(https://ci.example/build-types/container@v1, "
+            "git+https://git.example/team/app@refs/heads/main"
+            " at 0123456789abcdef0123456789abcdef01234567)") in verdict.reason
 
     verdict = site.verdict("team/other", other)
     assert verdict.status is VerdictStatus.FLAGGED

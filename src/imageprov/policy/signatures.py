@@ -100,9 +100,10 @@ class Provenance:
     def describe(self) -> str:
         source = self.source_repository or "no source repository"
         if self.revision:
-            source += f"@{self.revision}"
-        return (f"provenance from builder {self.builder_id or '(none)'} "
-                f"({self.build_type or 'no build type'}, {source})")
+            source += f" at {self.revision}"
+        return (f"provenance ({self.predicate_type}) from builder "
+                f"{self.builder_id or '(none)'} ({self.build_type or 'no build type'}, "
+                f"{source})")
 
 
 @dataclass(frozen=True)
