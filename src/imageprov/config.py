@@ -228,6 +228,55 @@ class GcpLogLocation(_Strict):
 class GcpConfig(_Strict):
     api: GcpApi | None = None
     audit_logs: list[GcpLogLocation] = Field(default_factory=list)
+class RegistrySource(_Strict):
+    """An OCI distribution registry to inventory, with its signatures.
+
+    Credentials are read from the environment variables named here, never from this
+    file: `password_env` (with `username`) for basic auth and the token exchange of
+    a Bearer challenge, or `token_env` for a static bearer token.
+    """
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+    url: str = Field(pattern=r"^https?://[^/@\s]+/?$")
+    username: str | None = None
+    password_env: str | None = None
+    token_env: str | None = None
+    # The name images are filed under, as clients pull them; the URL's host:port
+    # unless given.
+    registry: str | None = None
+    repositories: list[str] = Field(default_factory=list)
+    tls_verify: bool = True
+    ca_file: Path | None = None
+    signatures: bool = True
+    timeout: float = Field(default=30.0, gt=0, le=600)
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> RegistrySource:
+        if self.password_env and self.token_env:
+            raise ValueError("give password_env or token_env, not both")
+        if self.password_env and not self.username:
+            raise ValueError("password_env needs username")
+        return self
+
+    @property
+    def host(self) -> str:
+        return self.registry or self.url.split("://", 1)[1].rstrip("/")
+
+
+class Receiver(_Strict):
+    """The HTTP receiver of registry notifications and Docker Hub webhooks.
+
+    A registry POSTs to `/registry/<name>` with the shared secret in `header`
+    (`Authorization: Bearer <secret>` by default); Docker Hub, which sends no
+    header, POSTs to `/dockerhub/<secret>`. Secrets come from the environment.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8085, ge=0, le=65535)
+    header: str = "Authorization"
+    secret_env: str = "IMAGEPROV_RECEIVER_SECRET"
+    dockerhub_secret_env: str | None = None
+    max_body: int = Field(default=4 * 2**20, ge=1024)
 
 
 class Trigger(_Strict):
@@ -283,6 +332,8 @@ class Config(_Strict):
     aws: AwsConfig = Field(default_factory=AwsConfig)
     azure: AzureConfig = Field(default_factory=AzureConfig)
     gcp: GcpConfig = Field(default_factory=GcpConfig)
+    registries: list[RegistrySource] = Field(default_factory=list)
+    receiver: Receiver | None = None
     schedule: Schedule = Field(default_factory=Schedule)
     metrics: Metrics | None = None
 
@@ -343,9 +394,15 @@ def load_config(path: str | Path) -> Config:
         "acr_events": [item.model_copy(update={"path": _resolve(base, item.path)})
                        for item in config.azure.acr_events],
     })
+    registries = [item.model_copy(update={"ca_file": _resolve(base, item.ca_file)})
+                  for item in config.registries]
+    names = [item.name for item in registries]
+    if len(names) != len(set(names)):
+        raise ConfigError(str(path), "registries: a registry name is used twice")
     return config.model_copy(update={
         "policy": _resolve(base, config.policy), "aws": aws, "azure": azure,
-        "gcp": _resolve_gcp(base, config.gcp), "source_path": path,
+        "gcp": _resolve_gcp(base, config.gcp), "registries": registries,
+        "source_path": path,
     })
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -20,6 +21,7 @@ from imageprov.config import (
     GcpApi,
     GcpLogLocation,
     InventoryFile,
+    RegistrySource,
     TrailLocation,
 )
 from imageprov.errors import SourceError
@@ -35,6 +37,9 @@ from imageprov.sources.files import LocalFolder
 from imageprov.sources.gcp import audit_documents
 from imageprov.sources.aws.trail_locations import LocalTrail, S3Trail
 from imageprov.sources.files import LocalFolder
+from imageprov.sources.oci.cosign import RegistryEvidence
+from imageprov.sources.oci.inventory import RegistryInventory
+from imageprov.sources.oci.registry import Credentials, RegistryClient
 from imageprov.store import Store
 
 logger = logging.getLogger(__name__)
@@ -141,12 +146,42 @@ def _gcp_inventory_jobs(config: Config) -> list[InventoryJob]:
             raise error
         return [("gcp", fail)]
     return [(source.name, lambda source=source: list(source.images())) for source in sources]
+def _secret(variable: str | None, registry: RegistrySource) -> str | None:
+    if variable is None:
+        return None
+    value = os.environ.get(variable)
+    if not value:
+        raise SourceError(f"registry:{registry.host}",
+                          f"environment variable {variable} is not set")
+    return value
+
+
+def registry_client(registry: RegistrySource) -> RegistryClient:
+    """Build the client of one configured registry, reading its secret now.
+
+    Raises:
+        SourceError: the environment variable that contains its secret is not set.
+    """
+    credentials = Credentials(username=registry.username,
+                              password=_secret(registry.password_env, registry),
+                              token=_secret(registry.token_env, registry))
+    return RegistryClient(registry.url, credentials, registry.tls_verify,
+                          str(registry.ca_file) if registry.ca_file else None,
+                          registry.timeout)
+
+
+def _oci_inventory_jobs(config: Config) -> list[InventoryJob]:
+    def job(item: RegistrySource) -> list[Image]:
+        inventory = RegistryInventory(registry_client(item), item.host, item.repositories)
+        return list(inventory.images())
+    return [(f"registry:{item.host}", lambda item=item: job(item))
+            for item in config.registries]
 
 
 def inventory_jobs(config: Config) -> list[InventoryJob]:
     """Every configured inventory source, each a name and a call that lists it."""
     return (_aws_inventory_jobs(config) + _azure_inventory_jobs(config)
-            + _gcp_inventory_jobs(config))
+            + _gcp_inventory_jobs(config) + _oci_inventory_jobs(config))
 
 
 def run_inventory(config: Config, store: Store, summary: CycleSummary) -> None:
@@ -280,6 +315,8 @@ def _azure_log_jobs(config: Config, store: Store, on_file: Callable[[str], None]
                 return ingest(store, objects, config.workers, on_file, config.batch_files)
             jobs.append((location.name, kind, read))
     return jobs
+
+
 def _gcp_log_jobs(config: Config, store: Store, on_file: Callable[[str], None] | None,
                   stop: threading.Event | None) -> list[LogJob]:
     def read(location: GcpLogLocation) -> IngestSummary:
@@ -289,6 +326,16 @@ def _gcp_log_jobs(config: Config, store: Store, on_file: Callable[[str], None] |
 
     return [(str(location.path), "gcp-audit", lambda location=location: read(location))
             for location in config.gcp.audit_logs]
+def _oci_log_jobs(config: Config, store: Store, on_file: Callable[[str], None] | None,
+                  stop: threading.Event | None) -> list[LogJob]:
+    # Push notifications are stored by the receiver as they arrive; the log step
+    # reads the signatures and attestations kept in each registry.
+    def job(item: RegistrySource) -> IngestSummary:
+        evidence = RegistryEvidence(registry_client(item), item.host, item.repositories)
+        return ingest(store, _until(stop, evidence.objects()), config.workers, on_file,
+                      config.batch_files)
+    return [(f"cosign:{item.host}", "cosign", lambda item=item: job(item))
+            for item in config.registries if item.signatures]
 
 
 def log_jobs(config: Config, store: Store, on_file: Callable[[str], None] | None = None,
@@ -297,7 +344,8 @@ def log_jobs(config: Config, store: Store, on_file: Callable[[str], None] | None
     it into the store."""
     return (_aws_log_jobs(config, store, on_file, stop)
             + _azure_log_jobs(config, store, on_file, stop)
-            + _gcp_log_jobs(config, store, on_file, stop))
+            + _gcp_log_jobs(config, store, on_file, stop)
+            + _oci_log_jobs(config, store, on_file, stop))
 
 
 def run_logs(config: Config, store: Store, summary: CycleSummary,

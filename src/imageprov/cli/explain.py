@@ -55,6 +55,19 @@ def show(console: Console, store: Store, image: Image) -> None:
                      f"{event.origin.location} #{event.origin.index}"]
             table.add_row(*(safe(cell) for cell in cells))
         console.print(table)
+    elsewhere = [e for e in store.events() if image.registry and e.registry
+                 and e.target == image.digest
+                 and (e.registry, e.repository) != (image.registry, image.repository)]
+    if elsewhere:
+        table = Table(title="the same digest in other registries and repositories")
+        for name in ("time", "where", "tag", "action", "actor", "address", "result"):
+            table.add_column(name, overflow="fold")
+        for event in elsewhere:
+            table.add_row(*(safe(cell) for cell in (
+                event.time.isoformat(), f"{event.registry}/{event.repository}",
+                event.tag or "-", event.action, event.principal.id,
+                event.source_ip or "-", event.error_code or "ok")))
+        console.print(table)
     for tag in image.names if image.registry else ():
         moves = store.tag_history(image.registry or "", image.repository or "", tag)
         if moves:

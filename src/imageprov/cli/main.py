@@ -166,6 +166,42 @@ def run(
 
 
 @app.command()
+def receive(
+    config: Annotated[Path, typer.Option("--config", help="Configuration file (YAML).")],
+    database: DatabaseOption = None,
+) -> None:
+    """Receive registry notifications and Docker Hub webhooks into the database."""
+    import signal
+
+    from imageprov.receiver import AsgiServer, build_receiver
+
+    try:
+        settings = load_config(config)
+        if settings.receiver is None:
+            raise ImageprovError(f"{config}: no receiver section")
+        store = _open_store(database_url(database, settings))
+        app_ = build_receiver(settings, store)
+        server = AsgiServer(app_, settings.receiver.host, settings.receiver.port)
+    except (ImageprovError, OSError) as error:
+        raise _fail(error) from error
+    signal.signal(signal.SIGTERM, lambda *_: server.server.shutdown())
+    err.print(f"receiving on http://{settings.receiver.host}:{server.port}",
+              highlight=False)
+    import threading
+
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(0.5)
+    except KeyboardInterrupt:
+        server.server.shutdown()
+    finally:
+        server.close()
+        store.close()
+
+
+@app.command()
 def ingest(
     paths: Annotated[list[str], typer.Argument(help="Files, folders or s3://bucket/prefix.")],
     database: DatabaseOption = None,

@@ -82,6 +82,8 @@ class Attribution:
     creation: CreationEvent | None
     history: tuple[CreationEvent, ...]
     tag_pushes: dict[str, tuple[CreationEvent, ...]]
+    # Events that name the same container digest in another registry or repository.
+    elsewhere: tuple[CreationEvent, ...] = ()
 
     @property
     def shares(self) -> tuple[CreationEvent, ...]:
@@ -89,6 +91,22 @@ class Attribution:
             event for event in self.history
             if event.succeeded and event.effect in (EventEffect.SHARE, EventEffect.UNSHARE)
         )
+
+
+def _digestless_push(tag_pushes: dict[str, tuple[CreationEvent, ...]]
+                     ) -> CreationEvent | None:
+    """Return the latest push of a current tag when that push names no digest.
+
+    Docker Hub webhooks name the tag and not the digest, so the digest a tag points
+    at now is taken as the one its latest push made. A later push that names a
+    digest rules the join out.
+    """
+    found = []
+    for pushes in tag_pushes.values():
+        latest = [push for push in pushes if push.succeeded][-1:]
+        if latest and latest[0].target is None:
+            found.append(latest[0])
+    return min(found, key=_order) if found else None
 
 
 class Correlator:
@@ -100,7 +118,10 @@ class Correlator:
         self._tags: dict[tuple[str, str, str], list[CreationEvent]] = defaultdict(list)
         self._tag_imports: dict[tuple[str, str, str], list[CreationEvent]] = defaultdict(
             list)
+        self._digests: dict[str, list[CreationEvent]] = defaultdict(list)
         for event in sorted(events, key=_order):
+            if event.registry is not None and event.target:
+                self._digests[event.target].append(event)
             key = _event_key(event)
             if key is not None:
                 self._by_key[key].append(event)
@@ -148,6 +169,15 @@ class Correlator:
                 pushes = self._tags.get((image.registry or "", image.repository or "", tag))
                 if pushes:
                     tag_pushes[tag] = tuple(pushes)
+            if creation is None:
+                creation = _digestless_push(tag_pushes)
+                if creation is not None:
+                    history = sorted([*history, creation], key=_order)
+            # A digest is its content, so a push of it elsewhere is the same image.
+            elsewhere = tuple(
+                event for event in self._digests.get(image.digest or "", ())
+                if (event.registry, event.repository) != (image.registry, image.repository))
+            return Attribution(image, creation, tuple(history), tag_pushes, elsewhere)
         return Attribution(image, creation, tuple(history), tag_pushes)
 
     def _import_events(self, image: Image) -> list[CreationEvent]:

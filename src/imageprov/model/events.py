@@ -19,6 +19,10 @@ class EventEffect(StrEnum):
     UNSHARE = "unshare"
     MODIFY = "modify"
     DELETE = "delete"
+    # A signature or attestation found beside an image; it creates nothing and its
+    # `evidence` holds the signed material the policy verifies.
+    SIGN = "sign"
+    ATTEST = "attest"
 
     @property
     def creates(self) -> bool:
@@ -110,6 +114,8 @@ class CreationEvent(BaseModel):
     unshared_from: tuple[str, ...] = ()
     error_code: str | None = None
     origin: RecordOrigin
+    # For sign and attest events: the JSON of the signed material, unverified.
+    evidence: bytes | None = None
 
     @property
     def succeeded(self) -> bool:

@@ -25,6 +25,10 @@ class Flag(StrEnum):
     SHARED = "shared"
     UNAPPROVED_SOURCE = "unapproved-source"
     FAMILY_TAKEOVER = "family-takeover"
+    MISSING_SIGNATURE = "missing-signature"
+    MISSING_PROVENANCE = "missing-provenance"
+    UNAPPROVED_BUILDER = "unapproved-builder"
+    UNAPPROVED_REPOSITORY = "unapproved-repository"
 
 
 class Verdict(BaseModel):

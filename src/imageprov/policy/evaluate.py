@@ -24,13 +24,17 @@ from imageprov.model import (
     VerdictStatus,
     ami_arn,
 )
+from imageprov.policy.evidence import assess
 from imageprov.policy.network import AddressClass, Caller, classify, service_name
 from imageprov.policy.schema import Builder, ImageException, Policy
+from imageprov.policy.signatures import load_public_key
 
 Spans = dict[tuple[str, str], list[tuple[datetime, datetime]]]
 
 _ORDER = [Flag.ROOT, Flag.UNEXPECTED_ACTOR, Flag.EXTERNAL_NETWORK, Flag.UNAPPROVED_AGENT,
-          Flag.UNAPPROVED_SOURCE, Flag.FAMILY_TAKEOVER, Flag.PUBLIC, Flag.SHARED]
+          Flag.UNAPPROVED_SOURCE, Flag.FAMILY_TAKEOVER, Flag.MISSING_SIGNATURE,
+          Flag.MISSING_PROVENANCE, Flag.UNAPPROVED_BUILDER, Flag.UNAPPROVED_REPOSITORY,
+          Flag.PUBLIC, Flag.SHARED]
 # Grantees that make an image usable by everyone: EC2's launch-permission group
 # `all`, and the IAM members allUsers and allAuthenticatedUsers on GCP.
 _PUBLIC_GRANTEES = frozenset({"all", "allUsers", "allAuthenticatedUsers"})
@@ -109,6 +113,7 @@ class _Judge:
         self.policy = policy
         self.spans = spans
         self.now = now
+        self.keys = {key.name: load_public_key(key.public_key) for key in policy.keys}
 
     def verdict(self, attribution: Attribution) -> Verdict:
         return _note_family_head(attribution.image, self._verdict(attribution))
@@ -130,11 +135,63 @@ class _Judge:
                               attribution.creation, excepted)
         event = attribution.creation
         if event is None:
-            return self._unattributed(image, exposure, attribution.history)
-        verdict = self._judge_event(image, event, exposure)
-        if verdict.status is VerdictStatus.APPROVED:
-            return self._judge_tag_moves(image, attribution, verdict)
+            verdict = self._unattributed(image, exposure, attribution.history)
+        else:
+            verdict = self._judge_event(image, event, exposure)
+            if verdict.status is VerdictStatus.APPROVED:
+                verdict = self._judge_tag_moves(image, attribution, verdict)
+        if image.kind is ImageKind.CONTAINER:
+            verdict = self._judge_origin(image, attribution, verdict)
+            return self._judge_evidence(image, attribution, verdict)
         return verdict
+
+    def _judge_origin(self, image: Image, attribution: Attribution,
+                      verdict: Verdict) -> Verdict:
+        """Flag a digest that was pushed elsewhere first by an unapproved principal.
+
+        Pushing the same digest again, to another registry or repository, copies the
+        content and not its origin: the earliest push anywhere is judged as well.
+        """
+        own = attribution.creation
+        earlier = [event for event in attribution.elsewhere
+                   if event.succeeded and event.effect is EventEffect.PUSH
+                   and (own is None or (event.time, event.key) < (own.time, own.key))]
+        if not earlier or verdict.status in (VerdictStatus.PENDING,
+                                             VerdictStatus.UNATTRIBUTED):
+            return verdict
+        origin = earlier[0]
+        judged = self._judge_event(image, origin, [])
+        if judged.status is not VerdictStatus.FLAGGED:
+            return verdict
+        flags = tuple(f for f in _ORDER if f in (*verdict.flags, Flag.UNAPPROVED_SOURCE))
+        return verdict.model_copy(update={
+            "status": VerdictStatus.FLAGGED, "flags": flags,
+            "rule": verdict.rule if verdict.status is VerdictStatus.FLAGGED
+            else "digest-origin",
+            "reason": f"{verdict.reason}; the digest was pushed first to "
+                      f"{origin.registry}/{origin.repository} at "
+                      f"{_stamp(origin.time)}: {judged.reason}"})
+
+    def _judge_evidence(self, image: Image, attribution: Attribution,
+                        verdict: Verdict) -> Verdict:
+        """Add what the signatures and provenance show, and flag missing or wrong ones.
+
+        A pending image keeps its status, since signatures are pushed after images.
+        """
+        result = assess(self.policy, self.keys, image, attribution.history)
+        notes = "; ".join(result.notes)
+        if not result.flags or verdict.status is VerdictStatus.PENDING:
+            if not notes:
+                return verdict
+            return verdict.model_copy(update={"reason": f"{verdict.reason}; {notes}"})
+        flags = tuple(f for f in _ORDER if f in verdict.flags
+                      or any(f is found for found, _, _ in result.flags))
+        rule = (verdict.rule if verdict.status is VerdictStatus.FLAGGED
+                else result.flags[0][1])
+        texts = "; ".join(dict.fromkeys(text for _, _, text in result.flags))
+        return verdict.model_copy(update={
+            "status": VerdictStatus.FLAGGED, "flags": flags, "rule": rule,
+            "reason": f"{verdict.reason}; {texts}" + (f"; {notes}" if notes else "")})
 
     def _judge_tag_moves(self, image: Image, attribution: Attribution,
                          verdict: Verdict) -> Verdict:
@@ -213,6 +270,11 @@ class _Judge:
                           None, reason + (f"; {extra}" if extra else ""))
 
     def _coverage_reason(self, image: Image) -> str:
+        if image.platform is Platform.OCI:
+            # Registry notifications cover no span of time: a registry keeps
+            # undelivered ones in memory and drops them when it restarts.
+            return ("no push event found: no notification of this push was received, "
+                    "and the registry API does not say who pushed")
         scope = f"{image.account}/{image.region}"
         spans = self.spans.get((image.account, image.region), [])
         if not spans and image.platform is Platform.GCP and image.kind is ImageKind.CONTAINER:

@@ -12,7 +12,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, update
+from sqlalchemy import (
+    Engine,
+    case,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy import text as sql_text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
@@ -487,8 +497,12 @@ class Store:
     def events(self, platform: str | None = None) -> list[CreationEvent]:
         """Return stored events, oldest first, ties broken by key."""
         with self.session() as session:
+            # Raw records stay in the database, but for signatures and attestations,
+            # whose raw record is the material the policy verifies.
             columns = [column for column in EventRow.__table__.columns if column.name != "raw"]
-            query = select(*columns).order_by(EventRow.time, EventRow.key)
+            evidence = case((EventRow.effect.in_(sorted(_EVIDENCE_EFFECTS)), EventRow.raw),
+                            else_=None).label("raw")
+            query = select(*columns, evidence).order_by(EventRow.time, EventRow.key)
             if platform:
                 query = query.where(EventRow.platform == platform)
             return [_event_of(row) for row in session.execute(query)]
@@ -666,8 +680,12 @@ def _event_values(item: CreationEvent, raw: bytes | None) -> dict[str, Any]:
         "shared_with": list(item.shared_with),
         "unshared_from": list(item.unshared_from), "error_code": item.error_code,
         "origin_location": item.origin.location, "origin_index": item.origin.index,
-        "origin_shape": item.origin.shape, "raw": raw,
+        "origin_shape": item.origin.shape,
+        "raw": raw if raw is not None else item.evidence,
     }
+
+
+_EVIDENCE_EFFECTS = frozenset({EventEffect.SIGN.value, EventEffect.ATTEST.value})
 
 
 def _event_of(row: Any) -> CreationEvent:
@@ -682,6 +700,9 @@ def _event_of(row: Any) -> CreationEvent:
         unshared_from=tuple(row.unshared_from or ()), error_code=row.error_code,
         origin=RecordOrigin.model_construct(location=row.origin_location,
                                             index=row.origin_index, shape=row.origin_shape),
+        # The raw record of a signature or attestation is the material the policy
+        # verifies, so it comes back with the event.
+        evidence=row.raw if row.effect in _EVIDENCE_EFFECTS else None,
     )
 
 
