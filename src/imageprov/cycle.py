@@ -50,6 +50,8 @@ class CycleSummary:
     images: int = 0
     sources_failed: list[str] = field(default_factory=list)
     logs: IngestSummary = field(default_factory=IngestSummary)
+    # The same counts per log kind (cloudtrail, azure-activity, gcp-audit, ...).
+    logs_by_kind: dict[str, IngestSummary] = field(default_factory=dict)
     verdicts_changed: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
 
@@ -367,6 +369,7 @@ def run_logs(config: Config, store: Store, summary: CycleSummary,
             result.skipped, result.records, result.events, result.new_events,
             result.problems, result.seconds)
         _add(summary.logs, result)
+        _add(summary.logs_by_kind.setdefault(kind, IngestSummary()), result)
 
 
 def _add(total: IngestSummary, part: IngestSummary) -> None:

@@ -95,8 +95,9 @@ class Daemon:
         summary = cycle.CycleSummary()
         cycle.run_logs(self.config, self.store, summary,
                        on_file=lambda _: None, stop=self.stopping)
-        self.metrics.records_read.labels("cloudtrail").inc(summary.logs.records)
-        self.metrics.records_quarantined.labels("cloudtrail").inc(summary.logs.problems)
+        for kind, counts in summary.logs_by_kind.items():
+            self.metrics.records_read.labels(kind).inc(counts.records)
+            self.metrics.records_quarantined.labels(kind).inc(counts.problems)
         now = datetime.now(UTC)
         for (account, region), spans in self.store.coverage().items():
             lag = (now - spans[-1][1]).total_seconds()
