@@ -100,7 +100,9 @@ def _container_images(document: Any, kind: str) -> list[ContainerImage]:
         node = _mapping(node.get(step), where)
     found = []
     for field in CONTAINER_FIELDS:
-        containers = node.get(field) or []
+        containers = node.get(field)
+        if containers is None:
+            continue
         if not isinstance(containers, list):
             raise InvalidReview(f"{where}.{field} must be a list")
         for index, container in enumerate(containers):
