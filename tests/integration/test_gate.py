@@ -4,30 +4,20 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
-import ssl
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from imageprov.model import CreationEvent, EventEffect, Principal, PrincipalKind, RecordOrigin
 from imageprov.store import Store
-from tests.conftest import free_port, run_cli
-from tests.helpers.cloudtrail_standin import self_signed
+from tests.conftest import run_cli
+from tests.helpers.gate import GateServer, start_gate, stop_gate, wait_for
 
-ROOT = Path(__file__).parents[2]
 ACCOUNT = "111122223333"
 REGISTRY = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com"
 GOLDEN = f"arn:aws:ec2:us-east-1:{ACCOUNT}:image/ami-0a1b2c3d4e5f60001"
@@ -38,112 +28,16 @@ FLAGGED_DIGEST = "sha256:" + "b2" * 32
 UID = "705ab4f5-6393-11e8-b7cc-42010a800002"
 
 
-@dataclass
-class GateServer:
-    url: str
-    token: str
-    context: ssl.SSLContext | None
-    process: subprocess.Popen[str]
-    log: Path
-    config: Path
-    policy: Path
-    database: str
-    certificate: Path | None
-
-    def call(self, method: str, path: str, body: Any = None,
-             token: str | None = "default") -> tuple[int, dict[str, Any]]:
-        headers = {"Content-Type": "application/json"}
-        token = self.token if token == "default" else token
-        if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.url + path, data=data, method=method,
-                                         headers=headers)
-        try:
-            with urllib.request.urlopen(request, timeout=30, context=self.context) as reply:
-                return reply.status, json.loads(reply.read())
-        except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read())
-
-    def verdict(self, image: str, token: str | None = "default") -> tuple[int, dict]:
-        return self.call("GET", "/v1/verdicts/" + urllib.parse.quote(image, safe=""),
-                         token=token)
-
-
-def _wait_for(predicate, seconds: float = 60.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("condition not met in time")
-
-
-def _prepare(folder: Path, serve: dict[str, Any], tls: bool) -> tuple[Path, Path, str]:
-    folder.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(ROOT / "examples" / "aws", folder / "example")
-    policy = folder / "policy.yaml"
-    shutil.copy(ROOT / "policies" / "example.yaml", policy)
-    database = f"sqlite:///{folder / 'gate.db'}"
-    config = yaml.safe_load((folder / "example" / "imageprov.yaml").read_text())
-    config.update(policy=str(policy), database=database)
-    serve = {"host": "127.0.0.1", "port": free_port(), "refresh": 0.2, **serve}
-    if tls:
-        certificate, key = self_signed(folder)
-        serve["tls"] = {"certificate": str(certificate), "key": str(key)}
-    config["serve"] = serve
-    path = folder / "example" / "imageprov.yaml"
-    path.write_text(yaml.safe_dump(config))
-    result = run_cli("scan", "--config", str(path), "--no-show")
-    assert result.returncode == 0, result.stderr
-    return path, policy, database
-
-
-def _start(folder: Path, serve: dict[str, Any] | None = None,
-           tls: bool = True) -> GateServer:
-    config, policy, database = _prepare(folder, serve or {}, tls)
-    created = run_cli("token", "create", "tests", "--config", str(config))
-    assert created.returncode == 0, created.stderr
-    token = created.stdout.strip()
-    settings = yaml.safe_load(config.read_text())["serve"]
-    log = folder / "serve.log"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "imageprov", "serve", "--config", str(config)],
-        stdout=log.open("w"), stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
-    certificate = Path(settings["tls"]["certificate"]) if tls else None
-    context = ssl.create_default_context(cafile=str(certificate)) if tls else None
-    scheme = "https" if tls else "http"
-    server = GateServer(f"{scheme}://127.0.0.1:{settings['port']}", token, context,
-                        process, log, config, policy, database, certificate)
-
-    def healthy() -> bool:
-        assert process.poll() is None, log.read_text()
-        try:
-            return server.call("GET", "/healthz", token=None)[0] == 200
-        except OSError:
-            return False
-
-    _wait_for(healthy)
-    return server
-
-
-def _stop(server: GateServer) -> str:
-    server.process.send_signal(signal.SIGTERM)
-    server.process.wait(timeout=30)
-    return server.log.read_text()
-
-
 @pytest.fixture(scope="module")
 def gate(tmp_path_factory) -> Iterator[GateServer]:
     """A gate over the scanned example, failing closed, with per-namespace modes."""
     folder = tmp_path_factory.mktemp("gate")
-    server = _start(folder, {"admission": {
+    server = start_gate(folder, {"admission": {
         "mode": "enforce", "namespaces": {"staging": "warn", "sandbox": "audit"}}})
     try:
         yield server
     finally:
-        _stop(server)
+        stop_gate(server)
 
 
 # Decisions ------------------------------------------------------------------------
@@ -232,7 +126,7 @@ def test_revoked_token_gets_401(gate):
     assert status == 200
     revoked = run_cli("token", "revoke", "short-lived", "--config", str(gate.config))
     assert revoked.returncode == 0, revoked.stderr
-    _wait_for(lambda: gate.verdict(GOLDEN, token=token)[0] == 401)
+    wait_for(lambda: gate.verdict(GOLDEN, token=token)[0] == 401)
     status, body = gate.verdict(GOLDEN, token=token)
     assert body == {"error": "missing, invalid or revoked bearer token"}
     assert gate.verdict(GOLDEN)[0] == 200
@@ -443,11 +337,11 @@ def _replace(path: Path, old: str, new: str) -> None:
 @pytest.fixture
 def open_gate(tmp_path) -> Iterator[GateServer]:
     """A gate over plain HTTP that fails open, for tests that change its inputs."""
-    server = _start(tmp_path, {"unknown_images": "fail-open"}, tls=False)
+    server = start_gate(tmp_path, {"unknown_images": "fail-open"}, tls=False)
     try:
         yield server
     finally:
-        _stop(server)
+        stop_gate(server)
 
 
 def test_unknown_ami_allowed_when_failing_open(open_gate):
@@ -468,7 +362,7 @@ def test_policy_change_reaches_next_decision(open_gate):
         body = open_gate.verdict(GOLDEN)[1]
         return body if body["decision"] == "deny" else None
 
-    after = _wait_for(denied)
+    after = wait_for(denied)
     assert after["status"] == "flagged"
     assert after["policy_hash"] != before["policy_hash"]
     assert "outside the builder's networks" in after["reason"]
@@ -486,7 +380,7 @@ def test_policy_change_reaches_next_decision(open_gate):
 def test_invalid_policy_edit_keeps_last_policy(open_gate):
     _, before = open_gate.verdict(GOLDEN)
     open_gate.policy.write_text("builders: []\n")
-    _wait_for(lambda: open_gate.call("GET", "/healthz", token=None)[1]["status"]
+    wait_for(lambda: open_gate.call("GET", "/healthz", token=None)[1]["status"]
               == "degraded")
     _, after = open_gate.verdict(GOLDEN)
     assert after["decision"] == "allow"
@@ -504,9 +398,9 @@ def test_expiring_exception_changes_next_answer(open_gate):
         body = open_gate.verdict(LEGACY)[1]
         return body if body["status"] == "excepted" else None
 
-    during = _wait_for(excepted)
+    during = wait_for(excepted)
     assert during["decision"] == "allow"
-    after = _wait_for(lambda: (body := open_gate.verdict(LEGACY)[1])["status"]
+    after = wait_for(lambda: (body := open_gate.verdict(LEGACY)[1])["status"]
                       == "unattributed" and body)
     assert after["decision"] == "deny"
 
@@ -520,7 +414,7 @@ def test_tag_move_reaches_next_decision(open_gate):
         body = open_gate.verdict(f"{REGISTRY}/payments-api:latest")[1]
         return body if body["ref"].endswith(APPROVED_DIGEST) else None
 
-    after = _wait_for(moved)
+    after = wait_for(moved)
     assert after["decision"] == "allow"
     assert after["tag"] == f"{REGISTRY}/payments-api:latest"
 
@@ -536,7 +430,7 @@ def test_scan_verdict_change_reaches_cached_answer(open_gate):
     inventory.write_text(json.dumps(document))
     result = run_cli("scan", "--config", str(open_gate.config), "--no-show")
     assert result.returncode == 0, result.stderr
-    after = _wait_for(lambda: (body := open_gate.verdict(GOLDEN)[1])["decision"]
+    after = wait_for(lambda: (body := open_gate.verdict(GOLDEN)[1])["decision"]
                       == "deny" and body)
     assert after["status"] == "flagged"
     assert after["flags"] == ["public"]

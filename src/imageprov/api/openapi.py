@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from imageprov.api.references import MAX_LENGTH
+from imageprov.api.references import MAX_LENGTH, VISIBLE_PATTERN
 
 IMAGE_DESCRIPTION = (
     "An AMI id or ARN, an Azure image resource id, a GCP image path "
@@ -42,7 +42,8 @@ class Decision(BaseModel):
 class DecisionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    image: str = Field(min_length=1, max_length=MAX_LENGTH, description=IMAGE_DESCRIPTION)
+    image: str = Field(min_length=1, max_length=MAX_LENGTH, pattern=VISIBLE_PATTERN,
+                       description=IMAGE_DESCRIPTION)
 
 
 class Error(BaseModel):
@@ -117,7 +118,8 @@ def describe(version: str) -> dict[str, Any]:
                 "parameters": [{
                     "name": "image", "in": "path", "required": True,
                     "description": IMAGE_DESCRIPTION + " Percent-encode it.",
-                    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_LENGTH},
+                    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_LENGTH,
+                               "pattern": VISIBLE_PATTERN},
                 }],
                 "responses": decision_responses,
             }},

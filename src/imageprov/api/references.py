@@ -18,6 +18,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 MAX_LENGTH = 1024
+# Every form of reference is written in visible ASCII.
+VISIBLE_PATTERN = r"^[\x21-\x7e]+$"
+_VISIBLE = re.compile(VISIBLE_PATTERN)
 
 _AMI_ID = re.compile(r"^ami-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
 _GCP_IMAGE = re.compile(r"^projects/[^/]+/global/images/[^/]+$")
@@ -72,9 +75,10 @@ def parse_reference(text: str) -> Reference:
         raise InvalidReference(
             f"the image reference is {len(text)} characters long; at most "
             f"{MAX_LENGTH} are accepted")
-    if not text.isprintable() or any(character.isspace() for character in text):
+    if not _VISIBLE.match(text):
         raise InvalidReference(
-            f"the image reference {text!r} contains whitespace or control characters")
+            f"the image reference {text!r} contains whitespace, control characters or "
+            "characters outside ASCII")
     if text.startswith("arn:") or text.startswith("/subscriptions/") or _GCP_IMAGE.match(
             text):
         return Reference(text, ReferenceKind.REF, text)

@@ -53,8 +53,9 @@ def test_registry_port_is_not_a_tag():
 @pytest.mark.parametrize(("text", "message"), [
     ("", "the image reference is empty"),
     ("a" * 1025, "1025 characters long"),
-    ("ami-123 ", "whitespace or control characters"),
-    ("nginx\x00", "whitespace or control characters"),
+    ("ami-123 ", "whitespace, control characters"),
+    ("nginx\x00", "whitespace, control characters"),
+    ("nginx:þ", "outside ASCII"),
     (f"{ECR}/app@sha256:xyz", "is not a digest"),
     (f"{ECR}/app:bad!tag", "is not a valid tag"),
     (f"{ECR}/App:1", "is not a repository name"),
