@@ -24,6 +24,8 @@ from imageprov.api.references import InvalidReference, parse_reference
 logger = logging.getLogger(__name__)
 
 _JSON = "application/json"
+_VERDICTS = "/v1/verdicts/"
+_CONTENT_TYPE = (b"content-type", b"application/json")
 _UNAUTHORIZED = orjson.dumps({"error": "missing, invalid or revoked bearer token"})
 _UNAVAILABLE = orjson.dumps({"error": "the store cannot be read; try again"})
 
@@ -36,7 +38,44 @@ def _error(status: int, message: str) -> Response:
     return _json(status, {"error": message})
 
 
-def create_app(gate: Gate) -> Starlette:
+class GateApp:
+    """The gate's ASGI application: a fast path for fresh cached verdicts in front of
+    the Starlette routes.
+
+    A `GET /v1/verdicts/{image}` with a valid token whose answer is cached and fresh
+    is sent from here, before routing. On this route the framework's request and
+    response objects cost about 40% of the throughput (benchmarks/bench_gate.py),
+    and every other request, miss or error goes through the routes unchanged.
+    """
+
+    def __init__(self, gate: Gate, routes: Starlette) -> None:
+        self.gate = gate
+        self.routes = routes
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            path: str = scope["path"]
+            if path.startswith(_VERDICTS):
+                answer = self.gate.cached(path[len(_VERDICTS):])
+                if answer is not None and self._authorized(scope["headers"]):
+                    await send({"type": "http.response.start", "status": 200,
+                                "headers": [_CONTENT_TYPE, (b"content-length",
+                                                            b"%d" % len(answer.body))]})
+                    await send({"type": "http.response.body", "body": answer.body})
+                    return
+        await self.routes(scope, receive, send)
+
+    def _authorized(self, headers: list[tuple[bytes, bytes]]) -> bool:
+        for name, value in headers:
+            if name == b"authorization":
+                scheme, _, token = value.decode("latin-1").partition(" ")
+                token = token.strip()
+                return (scheme.lower() == "bearer" and bool(token)
+                        and self.gate.token_name(token) is not None)
+        return False
+
+
+def create_app(gate: Gate) -> GateApp:
     """Build the gate's ASGI application around `gate`."""
     handlers = _Handlers(gate)
     routes = [
@@ -58,7 +97,7 @@ def create_app(gate: Gate) -> Starlette:
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
 
-    return Starlette(routes=routes, lifespan=lifespan)
+    return GateApp(gate, Starlette(routes=routes, lifespan=lifespan))
 
 
 class _Handlers:
