@@ -5,17 +5,19 @@
    policies/example.yaml, and marks them evaluated now so every verdict is fresh.
 2. It starts `imageprov serve` on loopback over plain HTTP with a new token, and
    waits until the gate has read the verdicts into its cache.
-3. It runs `wrk` (a second process) with `--connections` connections and two
-   threads: a warm-up, then a measured run. Each request is
-   `GET /v1/verdicts/{ref}` for a ref drawn at random from all stored images, with
-   the bearer token.
-4. It does the same against `benchmarks/gate_floor.py`, the same verdicts in a
-   Python dict behind a bare ASGI callable on the same uvicorn options.
-5. It prints requests per second, p50 and p99 latency and non-2xx counts for both,
-   the gate's share of the floor's throughput, and the load average before each
-   run, since other processes on the machine take CPU from both sides.
+3. It starts `benchmarks/gate_floor.py`: the same verdicts in a Python dict behind a
+   bare ASGI callable, on the same uvicorn options.
+4. It runs `wrk` (a second process) with `--connections` connections and two
+   threads against each: a warm-up, then `--rounds` measured runs that alternate
+   between the two servers. Each request is `GET /v1/verdicts/{ref}` for a ref
+   drawn at random from all stored images, with the bearer token.
+5. It prints requests per second, p50 and p99 latency and non-2xx counts of every
+   run, with the load average before it (other processes on the machine take CPU
+   from both sides), then the medians and the gate's share of the floor's
+   throughput. The exit code is 1 when the gate answered any request with an error.
 
-Usage: python benchmarks/bench_gate.py [--images N] [--seconds S] [--connections C]
+Usage: python benchmarks/bench_gate.py [--images N] [--seconds S] [--rounds R]
+       [--connections C]
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -158,21 +161,37 @@ def _wrk(url: str, script: Path, connections: int, seconds: int) -> dict[str, st
     return figures
 
 
-def _run(name: str, command: list[str], port: int, ready: str, script: Path,
-         args: argparse.Namespace) -> dict[str, str]:
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=sys.stderr)
-    try:
-        _wait_ready(f"http://127.0.0.1:{port}{ready}", process)
-        base = f"http://127.0.0.1:{port}"
-        _wrk(base, script, args.connections, args.warmup)
-        load = os.getloadavg()
-        figures = _wrk(base, script, args.connections, args.seconds)
-        figures["load"] = f"{load[0]:.2f}"
-        print(f"--- {name}\n{figures['output']}", flush=True)
-        return figures
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+class _Server:
+    """A server process started for the benchmark, with the time it took to be ready."""
+
+    def __init__(self, name: str, command: list[str], port: int, ready: str) -> None:
+        self.name = name
+        self.base = f"http://127.0.0.1:{port}"
+        started = time.perf_counter()
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL,
+                                        stderr=sys.stderr)
+        _wait_ready(self.base + ready, self.process)
+        self.ready_seconds = time.perf_counter() - started
+        self.rounds: list[dict[str, str]] = []
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def _measure(servers: list[_Server], script: Path, args: argparse.Namespace) -> None:
+    """Warm every server up, then measure them in turn, round after round, so that
+    load from other processes falls on each side alike."""
+    for server in servers:
+        _wrk(server.base, script, args.connections, args.warmup)
+    for round_number in range(1, args.rounds + 1):
+        for server in servers:
+            load = os.getloadavg()
+            figures = _wrk(server.base, script, args.connections, args.seconds)
+            figures["load"] = f"{load[0]:.2f}"
+            server.rounds.append(figures)
+            print(f"--- {server.name}, round {round_number}\n{figures['output']}",
+                  flush=True)
 
 
 def _milliseconds(text: str) -> float:
@@ -183,12 +202,21 @@ def _milliseconds(text: str) -> float:
     return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
 
+def _median(rounds: list[dict[str, str]]) -> dict[str, float]:
+    return {
+        "rps": statistics.median(float(figures["rps"]) for figures in rounds),
+        "p50": statistics.median(_milliseconds(figures["50%"]) for figures in rounds),
+        "p99": statistics.median(_milliseconds(figures["99%"]) for figures in rounds),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=100_000)
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
@@ -205,29 +233,44 @@ def main() -> None:
         "serve": {"host": "127.0.0.1", "port": gate_port, "max_verdict_age": "30d",
                   "cache_size": max(args.images, 1)},
     }))
-    gate = _run("imageprov serve", [sys.executable, "-m", "imageprov", "--log-level",
-                                    "WARNING", "serve", "--config", str(config)],
-                gate_port, "/healthz", script, args)
     floor_port = _free_port()
-    floor = _run("bare ASGI dict app", [sys.executable, str(Path(__file__).parent /
-                                                             "gate_floor.py"),
-                                        url, str(floor_port)],
-                 floor_port, "/", script, args)
-    shutil.rmtree(folder, ignore_errors=True)
+    servers = [
+        _Server("imageprov serve", [sys.executable, "-m", "imageprov", "--log-level",
+                                    "WARNING", "serve", "--config", str(config)],
+                gate_port, "/healthz"),
+        _Server("bare ASGI dict app", [sys.executable,
+                                       str(Path(__file__).parent / "gate_floor.py"), url,
+                                       str(floor_port)], floor_port, "/"),
+    ]
+    try:
+        _measure(servers, script, args)
+    finally:
+        for server in servers:
+            server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
 
     print(f"\n{args.images:,} stored images, {args.connections} connections, "
-          f"{args.seconds} s per run after {args.warmup} s of warm-up, {os.cpu_count()} CPUs")
-    print(f"{'server':<22}{'req/s':>10}{'p50':>10}{'p99':>10}{'non-2xx':>9}{'load':>7}")
-    for name, figures in (("imageprov serve", gate), ("bare ASGI dict app", floor)):
-        print(f"{name:<22}{float(figures['rps']):>10,.0f}{figures['50%']:>10}"
-              f"{figures['99%']:>10}{figures['non2xx']:>9}{figures['load']:>7}")
-    share = float(gate["rps"]) / float(floor["rps"])
-    p99 = _milliseconds(gate["99%"])
+          f"{args.rounds} rounds of {args.seconds} s after {args.warmup} s of warm-up, "
+          f"{os.cpu_count()} CPUs")
+    print(f"{'server':<22}{'round':>6}{'req/s':>10}{'p50':>10}{'p99':>10}{'non-2xx':>9}"
+          f"{'load':>7}")
+    for server in servers:
+        for number, figures in enumerate(server.rounds, 1):
+            print(f"{server.name:<22}{number:>6}{float(figures['rps']):>10,.0f}"
+                  f"{figures['50%']:>10}{figures['99%']:>10}{figures['non2xx']:>9}"
+                  f"{figures['load']:>7}")
+    for server in servers:
+        print(f"{server.name}: ready {server.ready_seconds:.1f} s after start")
+    gate, floor = (_median(server.rounds) for server in servers)
+    share = gate["rps"] / floor["rps"]
+    print(f"median of rounds: gate {gate['rps']:,.0f} req/s, p50 {gate['p50']:.2f} ms, "
+          f"p99 {gate['p99']:.2f} ms; floor {floor['rps']:,.0f} req/s, p50 "
+          f"{floor['p50']:.2f} ms, p99 {floor['p99']:.2f} ms")
     print(f"gate/floor throughput {share:.0%} (target at least 50%); gate p99 "
-          f"{p99:.2f} ms (target under 5 ms)")
+          f"{gate['p99']:.2f} ms (target under 5 ms)")
     # A stored verdict of every image stays fresh across the run, so any non-2xx
     # answer is an error of the gate.
-    if gate["non2xx"] != "0":
+    if any(figures["non2xx"] != "0" for figures in servers[0].rounds):
         raise SystemExit("the gate answered with errors")
 
 

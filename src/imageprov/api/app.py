@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -89,6 +90,10 @@ def create_app(gate: Gate) -> GateApp:
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await anyio.to_thread.run_sync(gate.start)
+        # The answers loaded at start live as long as the process; frozen, they are
+        # left out of the collector's full passes, which would otherwise walk
+        # every one of them and delay requests.
+        gc.freeze()
         watcher = asyncio.create_task(gate.watch())
         try:
             yield

@@ -43,7 +43,7 @@ logger = logging.getLogger(__name__)
 _ALLOWED = {VerdictStatus.APPROVED, VerdictStatus.EXCEPTED}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Answer:
     """One decision, with the JSON body sent for it and how long it may be reused."""
 
