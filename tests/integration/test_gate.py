@@ -261,6 +261,16 @@ def test_malformed_review_gets_400(gate):
     assert "expected apiVersion admission.k8s.io/v1" in body["error"]
 
 
+def test_oversized_bodies_get_413(gate):
+    status, body = gate.call("POST", "/v1/decisions", {"image": "a" * 20_000})
+    assert status == 413
+    assert "larger than 16384 bytes" in body["error"]
+    review = _review("Pod", "", "payments", _pod([APPROVED]))
+    review["request"]["object"]["metadata"]["annotations"] = {"x": "y" * 5_000_000}
+    status, body = gate.call("POST", "/v1/admission", review)
+    assert status == 413
+
+
 # The pipeline client --------------------------------------------------------------
 
 

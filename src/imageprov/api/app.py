@@ -27,6 +27,26 @@ logger = logging.getLogger(__name__)
 _JSON = "application/json"
 _VERDICTS = "/v1/verdicts/"
 _CONTENT_TYPE = (b"content-type", b"application/json")
+# The API server limits an object to 1.5 MiB, and a review carries the object and
+# the old object; a decision body holds one reference.
+MAX_REVIEW_BYTES = 4 * 1024 * 1024
+MAX_DECISION_BYTES = 16 * 1024
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """Return the request body, raising _TooLarge past `limit` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
 _UNAUTHORIZED = orjson.dumps({"error": "missing, invalid or revoked bearer token"})
 _UNAVAILABLE = orjson.dumps({"error": "the store cannot be read; try again"})
 
@@ -148,7 +168,9 @@ class _Handlers:
         if (denied := await self._authenticate(request)) is not None:
             return denied
         try:
-            body = orjson.loads(await request.body())
+            body = orjson.loads(await _read_body(request, MAX_DECISION_BYTES))
+        except _TooLarge:
+            return _error(413, f"the body is larger than {MAX_DECISION_BYTES} bytes")
         except orjson.JSONDecodeError as error:
             return _error(400, f"the body is not JSON: {error}")
         if not isinstance(body, dict) or set(body) != {"image"}:
@@ -175,7 +197,10 @@ class _Handlers:
         if (denied := await self._authenticate(request)) is not None:
             return denied
         try:
-            review = admission.parse_review(orjson.loads(await request.body()))
+            review = admission.parse_review(
+                orjson.loads(await _read_body(request, MAX_REVIEW_BYTES)))
+        except _TooLarge:
+            return _error(413, f"the body is larger than {MAX_REVIEW_BYTES} bytes")
         except orjson.JSONDecodeError as error:
             return _error(400, f"the body is not JSON: {error}")
         except admission.InvalidReview as error:

@@ -128,7 +128,8 @@ def describe(version: str) -> dict[str, Any]:
                 "requestBody": {"required": True, "content": {"application/json": {
                     "schema": {"$ref": "#/components/schemas/DecisionRequest"}}}},
                 "responses": {**decision_responses,
-                              "400": _json("Error", "The body is not JSON.")},
+                              "400": _json("Error", "The body is not JSON."),
+                              "413": _json("Error", "The body is too large.")},
             }},
             "/v1/admission": {"post": {
                 "operationId": "admit",
@@ -138,6 +139,7 @@ def describe(version: str) -> dict[str, Any]:
                 "responses": {
                     "200": _json("AdmissionReview", "The review with its response."),
                     "400": _json("Error", "The body is not an AdmissionReview v1 request."),
+                    "413": _json("Error", "The body is too large."),
                     **_ERRORS,
                 },
             }},
