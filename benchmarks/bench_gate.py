@@ -199,7 +199,11 @@ def _milliseconds(text: str) -> float:
     if not match:
         return float("nan")
     value, unit = float(match.group(1)), match.group(2)
-    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+    if unit == "us":
+        return value / 1000
+    if unit == "s":
+        return value * 1000
+    return value
 
 
 def _median(rounds: list[dict[str, str]]) -> dict[str, float]:
@@ -271,7 +275,7 @@ def main() -> None:
     # A stored verdict of every image stays fresh across the run, so any non-2xx
     # answer is an error of the gate.
     if any(figures["non2xx"] != "0" for figures in servers[0].rounds):
-        raise SystemExit("the gate answered with errors")
+        raise SystemExit("the gate returned non-2xx responses")
 
 
 if __name__ == "__main__":

@@ -137,7 +137,7 @@ class Tls(_Strict):
 
 
 class Admission(_Strict):
-    """How admission answers a denied image: per namespace, else `mode`.
+    """The admission response to a denied image: per namespace, else `mode`.
 
     `enforce` rejects the object, `warn` admits it with a warning for the client,
     and `audit` admits it and only records the denial in the audit annotations.

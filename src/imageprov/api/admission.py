@@ -13,7 +13,7 @@ from typing import Any
 
 API_VERSION = "admission.k8s.io/v1"
 
-# Where each kind keeps its pod spec.
+# The path to the pod spec in each kind.
 POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
     "Pod": ("spec",),
     "Deployment": ("spec", "template", "spec"),
@@ -35,7 +35,7 @@ class InvalidReview(ValueError):
 
 @dataclass(frozen=True)
 class ContainerImage:
-    """One container of the pod spec: the field that holds it, its name and image."""
+    """One container of the pod spec: its field, its name and its image."""
 
     field: str
     name: str

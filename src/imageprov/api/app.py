@@ -27,8 +27,8 @@ logger = logging.getLogger(__name__)
 _JSON = "application/json"
 _VERDICTS = "/v1/verdicts/"
 _CONTENT_TYPE = (b"content-type", b"application/json")
-# The API server limits an object to 1.5 MiB, and a review carries the object and
-# the old object; a decision body holds one reference.
+# etcd stores objects of up to 1.5 MiB by default, and a review carries the object
+# and the old object. A decision body contains one reference.
 MAX_REVIEW_BYTES = 4 * 1024 * 1024
 MAX_DECISION_BYTES = 16 * 1024
 
@@ -136,6 +136,8 @@ class _Handlers:
         scheme, _, token = header.partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
+            logger.debug("rejected %s %s: no bearer token", request.method,
+                         request.url.path)
             return _unauthorized()
         if self.gate.token_name(token) is not None:
             return None
@@ -143,7 +145,12 @@ class _Handlers:
             name = await anyio.to_thread.run_sync(self.gate.lookup_token, token)
         except Exception:  # noqa: BLE001 - the store failure is logged by the watcher
             return Response(_UNAVAILABLE, status_code=503, media_type=_JSON)
-        return None if name is not None else _unauthorized()
+        if name is None:
+            # The token itself is never logged, not even a prefix of it.
+            logger.debug("rejected %s %s: invalid or revoked token", request.method,
+                         request.url.path)
+            return _unauthorized()
+        return None
 
     async def health(self, _request: Request) -> Response:
         health = self.gate.health()

@@ -59,7 +59,7 @@ class Answer:
 
 @dataclass(frozen=True)
 class Resolution:
-    """What a reference names in the store: one image, several, or none."""
+    """The stored image a reference names, or the candidates when it names several."""
 
     ref: str | None
     image: Image | None = None

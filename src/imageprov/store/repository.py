@@ -537,7 +537,7 @@ class Store:
         """Return the merged spans of event time read, per (account, region).
 
         Spans closer than `join_within` are joined: a quiet minute between two
-        delivered files is not a gap in the logs. `scopes` limits the answer to
+        delivered files is not a gap in the logs. `scopes` limits the result to
         those (account, region) pairs.
         """
         spans: dict[tuple[str, str], list[tuple[datetime, datetime]]] = {}
