@@ -1,5 +1,5 @@
-"""Add the gate's API tokens, the evaluation time of each policy and an index of
-images by repository.
+"""Add the gate's API tokens, the evaluation time of each policy, and indexes of
+images by repository and by digest.
 
 Revision ID: 0003
 Revises: 0002
@@ -31,9 +31,11 @@ def upgrade() -> None:
         batch.add_column(sa.Column('evaluated_at', sa.DateTime(timezone=True),
                                    nullable=True))
     op.create_index('ix_images_repository', 'images', ['registry_host', 'repository'])
+    op.create_index('ix_images_digest', 'images', ['digest'])
 
 
 def downgrade() -> None:
+    op.drop_index('ix_images_digest', table_name='images')
     op.drop_index('ix_images_repository', table_name='images')
     with op.batch_alter_table('policies') as batch:
         batch.drop_column('evaluated_at')

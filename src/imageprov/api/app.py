@@ -196,6 +196,7 @@ class _Handlers:
         except Exception:
             logger.exception("decision for %r failed", text)
             return Response(_UNAVAILABLE, status_code=503, media_type=_JSON)
+        # GateApp sends cached GET answers without a log line; denials here are logged.
         if not answer.allowed:
             logger.info("denied image=%s ref=%s status=%s", text, answer.ref, answer.status)
         return Response(answer.body, media_type=_JSON)

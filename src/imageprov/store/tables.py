@@ -60,7 +60,10 @@ class ImageRow(Base):
     """An image the inventory has seen, with the last values it reported."""
 
     __tablename__ = "images"
-    __table_args__ = (Index("ix_images_repository", "registry_host", "repository"),)
+    __table_args__ = (
+        Index("ix_images_repository", "registry_host", "repository"),
+        Index("ix_images_digest", "digest"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ref: Mapped[str] = mapped_column(String(512), unique=True)
