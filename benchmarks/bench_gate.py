@@ -15,6 +15,8 @@
    run, with the load average before it (other processes on the machine take CPU
    from both sides), then the medians and the gate's share of the floor's
    throughput. The exit code is 1 when the gate answered any request with an error.
+6. It runs wrk once more for `--miss-seconds` against a gate whose cache keeps one
+   answer, so nearly every request reads its image and verdict from SQLite.
 
 Usage: python benchmarks/bench_gate.py [--images N] [--seconds S] [--rounds R]
        [--connections C]
@@ -179,6 +181,19 @@ class _Server:
         self.process.wait(timeout=30)
 
 
+def _gate_server(name: str, folder: Path, url: str, cache_size: int) -> _Server:
+    port = _free_port()
+    config = folder / f"gate-{cache_size}.yaml"
+    config.write_text(yaml.safe_dump({
+        "database": url, "policy": str(POLICY),
+        "serve": {"host": "127.0.0.1", "port": port, "max_verdict_age": "30d",
+                  "cache_size": cache_size},
+    }))
+    command = [sys.executable, "-m", "imageprov", "--log-level", "WARNING", "serve",
+               "--config", str(config)]
+    return _Server(name, command, port, "/healthz")
+
+
 def _measure(servers: list[_Server], script: Path, args: argparse.Namespace) -> None:
     """Warm every server up, then measure them in turn, round after round, so that
     load from other processes falls on each side alike."""
@@ -206,6 +221,20 @@ def _milliseconds(text: str) -> float:
     return value
 
 
+def _measure_misses(folder: Path, url: str, script: Path,
+                    args: argparse.Namespace) -> None:
+    """Measure a gate whose cache keeps one answer, so that nearly every request
+    reads its verdict from the store."""
+    server = _gate_server("imageprov serve, cache of 1", folder, url, 1)
+    try:
+        figures = _wrk(server.base, script, args.connections, args.miss_seconds)
+    finally:
+        server.stop()
+    print(f"--- {server.name}\n{figures['output']}", flush=True)
+    print(f"store reads: {float(figures['rps']):,.0f} req/s, p50 {figures['50%']}, "
+          f"p99 {figures['99%']}, non-2xx {figures['non2xx']}")
+
+
 def _median(rounds: list[dict[str, str]]) -> dict[str, float]:
     return {
         "rps": statistics.median(float(figures["rps"]) for figures in rounds),
@@ -221,6 +250,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--miss-seconds", type=int, default=10,
+                        help="length of the run without a cache; 0 skips it")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
@@ -230,28 +261,18 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="bench-gate-"))
     script = _lua_script(folder, refs, token)
 
-    gate_port = _free_port()
-    config = folder / "gate.yaml"
-    config.write_text(yaml.safe_dump({
-        "database": url, "policy": str(POLICY),
-        "serve": {"host": "127.0.0.1", "port": gate_port, "max_verdict_age": "30d",
-                  "cache_size": max(args.images, 1)},
-    }))
     floor_port = _free_port()
+    floor_command = [sys.executable, str(Path(__file__).parent / "gate_floor.py"), url,
+                     str(floor_port)]
     servers = [
-        _Server("imageprov serve", [sys.executable, "-m", "imageprov", "--log-level",
-                                    "WARNING", "serve", "--config", str(config)],
-                gate_port, "/healthz"),
-        _Server("bare ASGI dict app", [sys.executable,
-                                       str(Path(__file__).parent / "gate_floor.py"), url,
-                                       str(floor_port)], floor_port, "/"),
+        _gate_server("imageprov serve", folder, url, args.images),
+        _Server("bare ASGI dict app", floor_command, floor_port, "/"),
     ]
     try:
         _measure(servers, script, args)
     finally:
         for server in servers:
             server.stop()
-        shutil.rmtree(folder, ignore_errors=True)
 
     print(f"\n{args.images:,} stored images, {args.connections} connections, "
           f"{args.rounds} rounds of {args.seconds} s after {args.warmup} s of warm-up, "
@@ -272,6 +293,9 @@ def main() -> None:
           f"{floor['p50']:.2f} ms, p99 {floor['p99']:.2f} ms")
     print(f"gate/floor throughput {share:.0%} (target at least 50%); gate p99 "
           f"{gate['p99']:.2f} ms (target under 5 ms)")
+    if args.miss_seconds:
+        _measure_misses(folder, url, script, args)
+    shutil.rmtree(folder, ignore_errors=True)
     # A stored verdict of every image stays fresh across the run, so any non-2xx
     # answer is an error of the gate.
     if any(figures["non2xx"] != "0" for figures in servers[0].rounds):
