@@ -58,6 +58,14 @@ class Answer:
 
 
 @dataclass(frozen=True)
+class _Reload:
+    """A policy file read again after it changed, with the stat it was read at."""
+
+    policy: Policy
+    stat: tuple[int, int, int] | None
+
+
+@dataclass(frozen=True)
 class Resolution:
     """The stored image a reference names, or the candidates when it names several."""
 
@@ -144,39 +152,43 @@ class Gate:
             self.store_error = None
             self._apply(*changes)
 
-    def _poll(self) -> tuple[tuple[Policy, str] | None, int, set[str], dict[str, str],
+    def _poll(self) -> tuple[_Reload | None, int, set[str], dict[str, str],
                              datetime | None]:
         reloaded = self._reload_policy()
-        policy = reloaded[0] if reloaded else self.policy
+        policy = reloaded.policy if reloaded else self.policy
         newest, changed = self.store.verdict_changes(self._last_verdict_id)
         tokens = self.store.active_tokens()
         return reloaded, newest, changed, tokens, self.store.evaluated_at(policy.hash)
 
-    def _reload_policy(self) -> tuple[Policy, str] | None:
+    def _reload_policy(self) -> _Reload | None:
         stat = _stat(self.policy_path)
         if stat == self._policy_stat:
             return None
-        self._policy_stat = stat
         try:
             policy, text = load_policy(self.policy_path)
         except PolicyError as error:
             # The last valid policy stays in force, so a bad edit cannot open the gate.
+            # The file is read again once it changes; until then it is not reported again.
             logger.error("policy file changed but is invalid; keeping policy %s: %s",
                          self.policy.hash[:12], error)
             self.policy_error = str(error)
+            self._policy_stat = stat
             return None
         self.policy_error = None
-        if policy.hash == self.policy.hash:
-            return None
-        self.store.save_policy(policy.hash, policy.path, text)
-        return policy, text
+        if policy.hash != self.policy.hash:
+            self.store.save_policy(policy.hash, policy.path, text)
+        # The stat is recorded when the poll is applied, so a store failure later in
+        # the same poll leaves the file to be read again.
+        return _Reload(policy, stat)
 
-    def _apply(self, reloaded: tuple[Policy, str] | None, newest: int, changed: set[str],
+    def _apply(self, reloaded: _Reload | None, newest: int, changed: set[str],
                tokens: dict[str, str], evaluated_at: datetime | None) -> None:
         if reloaded is not None:
-            logger.info("policy changed from %s to %s; answers are judged again",
-                        self.policy.hash[:12], reloaded[0].hash[:12])
-            self.policy = reloaded[0]
+            self._policy_stat = reloaded.stat
+            if reloaded.policy.hash != self.policy.hash:
+                logger.info("policy changed from %s to %s; answers are judged again",
+                            self.policy.hash[:12], reloaded.policy.hash[:12])
+            self.policy = reloaded.policy
         if changed:
             self._generation += 1
             for ref in changed:

@@ -583,7 +583,12 @@ class Store:
                                       loaded_at=_now()))
 
     def mark_evaluated(self, policy_hash: str, started: datetime) -> None:
-        """Record that every stored image was judged under a policy as of `started`."""
+        """Record that every stored image was judged under a policy as of `started`.
+
+        A time in the future is recorded as now, so that an evaluation with its
+        clock set ahead does not keep verdicts fresh for longer.
+        """
+        started = min(started, _now())
         with self.session() as session, session.begin():
             session.execute(
                 update(PolicyRow).where(PolicyRow.hash == policy_hash)
