@@ -23,15 +23,15 @@ import logging
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Protocol
 
 import anyio.to_thread
 import orjson
 
 from imageprov.api.judge import reevaluate
 from imageprov.api.references import Reference, ReferenceKind
-from imageprov.config import Serve
 from imageprov.errors import PolicyError
 from imageprov.model import Image, ImageKind, Verdict, VerdictStatus, container_ref
 from imageprov.policy import Policy
@@ -41,6 +41,26 @@ from imageprov.store import Store
 logger = logging.getLogger(__name__)
 
 _ALLOWED = {VerdictStatus.APPROVED, VerdictStatus.EXCEPTED}
+
+
+class AdmissionSettings(Protocol):
+    def mode_for(self, namespace: str | None) -> str: ...
+
+
+class GateSettings(Protocol):
+    """The settings the gate reads; the `serve` section of the configuration
+    (`config.Serve`) is one."""
+
+    @property
+    def max_verdict_age(self) -> timedelta: ...
+    @property
+    def unknown_images(self) -> str: ...
+    @property
+    def refresh(self) -> timedelta: ...
+    @property
+    def cache_size(self) -> int: ...
+    @property
+    def admission(self) -> AdmissionSettings: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +111,7 @@ def token_hash(token: str) -> str:
 class Gate:
     """The state behind the API: policy, tokens and the cache of answers."""
 
-    def __init__(self, store: Store, settings: Serve, policy_path: Path,
+    def __init__(self, store: Store, settings: GateSettings, policy_path: Path,
                  policy: Policy, policy_text: str) -> None:
         self.store = store
         self.settings = settings
