@@ -47,6 +47,8 @@ def test_verdict_changes_name_new_rows(database_url):
         current = store.current_verdicts(["image-b", "image-c"])
         assert list(current) == ["image-b"]
         assert current["image-b"].status is VerdictStatus.FLAGGED
+        assert store.current_verdict("image-b") == current["image-b"]
+        assert store.current_verdict("image-c") is None
     finally:
         store.close()
 

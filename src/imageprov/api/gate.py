@@ -289,7 +289,7 @@ class Gate:
         if found.image is None:
             return self._unknown(reference, found, now)
         image = found.image
-        verdict = self.store.current_verdicts([image.ref]).get(image.ref)
+        verdict = self.store.current_verdict(image.ref)
         checked = self._checked_at(verdict) if verdict is not None else now
         if verdict is None or self._stale(verdict, image, checked, policy, now):
             verdict = reevaluate(self.store, policy, image, now)

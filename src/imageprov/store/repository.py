@@ -602,6 +602,13 @@ class Store:
             return session.scalar(
                 select(PolicyRow.evaluated_at).where(PolicyRow.hash == policy_hash))
 
+    def current_verdict(self, ref: str) -> Verdict | None:
+        """Return the newest verdict of one image, if it has one."""
+        with self.session() as session:
+            row = session.scalar(select(VerdictRow).where(VerdictRow.image == ref)
+                                 .order_by(VerdictRow.id.desc()).limit(1))
+            return _verdict_of(row) if row is not None else None
+
     def current_verdicts(self, refs: Collection[str] | None = None) -> dict[str, Verdict]:
         """Return the newest verdict of every image that has one, or of `refs` only."""
         if refs is not None:
