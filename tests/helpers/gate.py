@@ -67,12 +67,13 @@ def wait_for(predicate, seconds: float = 60.0):
     raise AssertionError("condition not met in time")
 
 
-def _prepare(folder: Path, serve: dict[str, Any], tls: bool) -> tuple[Path, Path, str]:
+def _prepare(folder: Path, serve: dict[str, Any], tls: bool,
+             database: str | None) -> tuple[Path, Path, str]:
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copytree(ROOT / "examples" / "aws", folder / "example")
     policy = folder / "policy.yaml"
     shutil.copy(ROOT / "policies" / "example.yaml", policy)
-    database = f"sqlite:///{folder / 'gate.db'}"
+    database = database or f"sqlite:///{folder / 'gate.db'}"
     config = yaml.safe_load((folder / "example" / "imageprov.yaml").read_text())
     config.update(policy=str(policy), database=database)
     serve = {"host": "127.0.0.1", "port": free_port(), "refresh": 0.2, **serve}
@@ -88,8 +89,10 @@ def _prepare(folder: Path, serve: dict[str, Any], tls: bool) -> tuple[Path, Path
 
 
 def start_gate(folder: Path, serve: dict[str, Any] | None = None,
-           tls: bool = True) -> GateServer:
-    config, policy, database = _prepare(folder, serve or {}, tls)
+               tls: bool = True, database: str | None = None) -> GateServer:
+    """Scan the example into `database` (a new SQLite file by default), create a
+    token, and start `imageprov serve` on a free port; return once it is healthy."""
+    config, policy, database = _prepare(folder, serve or {}, tls, database)
     created = run_cli("token", "create", "tests", "--config", str(config))
     assert created.returncode == 0, created.stderr
     token = created.stdout.strip()

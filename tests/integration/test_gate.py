@@ -461,3 +461,18 @@ def test_scan_verdict_change_reaches_cached_answer(open_gate):
     assert after["status"] == "flagged"
     assert after["flags"] == ["public"]
     assert after["policy_hash"] == before["policy_hash"]
+
+
+def test_gate_on_postgresql(tmp_path, postgres_url):
+    server = start_gate(tmp_path, tls=False, database=postgres_url)
+    try:
+        _, approved = server.verdict("ami-0a1b2c3d4e5f60001")
+        _, latest = server.verdict(f"{REGISTRY}/payments-api:latest")
+        _, unknown = server.verdict("ami-0fffffffffffffff0")
+    finally:
+        stop_gate(server)
+    assert approved["ref"] == GOLDEN
+    assert approved["decision"] == "allow"
+    assert latest["ref"] == f"{REGISTRY}/payments-api@{FLAGGED_DIGEST}"
+    assert latest["decision"] == "deny"
+    assert unknown["decision"] == "deny"
