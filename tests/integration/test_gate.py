@@ -76,6 +76,20 @@ def test_unknown_ami_denied_when_failing_closed(gate):
     assert "fail-closed" in body["reason"]
 
 
+@pytest.mark.parametrize("image", [
+    "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/images/providers/"
+    "Microsoft.Compute/galleries/golden/images/base/versions/1.0.0",
+    "projects/acme-images/global/images/golden-base-20261130",
+])
+def test_other_cloud_refs_looked_up_as_is(gate, image):
+    status, body = gate.verdict(image)
+    assert status == 200
+    assert body["image"] == image
+    assert body["status"] == "unknown"
+    assert body["decision"] == "deny"
+    assert f"no stored image matches {image}" in body["reason"]
+
+
 def test_unattributed_ami_denied(gate):
     _, body = gate.verdict(LEGACY)
     assert body["decision"] == "deny"

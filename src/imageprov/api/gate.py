@@ -361,6 +361,8 @@ class Gate:
             digest = pushes[-1].digest
         if digest is None:
             return Resolution(None, tag=reference.tag_name)
+        # NOTE: the answer holds for the digest the tag names now. A runtime that
+        # pulls the tag later may get a digest pushed after this answer.
         ref = container_ref(registry, repository, digest)
         return Resolution(ref, self.store.image(ref), tag=reference.tag_name)
 
