@@ -322,6 +322,57 @@ class Metrics(_Strict):
     port: int = Field(default=9464, ge=0, le=65535)
 
 
+AdmissionMode = Literal["enforce", "warn", "audit"]
+
+
+class Tls(_Strict):
+    """The PEM certificate chain and private key the gate serves HTTPS with."""
+
+    certificate: Path
+    key: Path
+
+
+class Admission(_Strict):
+    """The admission response to a denied image: per namespace, else `mode`.
+
+    `enforce` rejects the object, `warn` admits it with a warning for the client,
+    and `audit` admits it and only records the denial in the audit annotations.
+    """
+
+    mode: AdmissionMode = "enforce"
+    namespaces: dict[str, AdmissionMode] = Field(default_factory=dict)
+
+    def mode_for(self, namespace: str | None) -> AdmissionMode:
+        return self.namespaces.get(namespace or "", self.mode)
+
+
+class Serve(_Strict):
+    """The launch gate: its address, TLS, freshness and admission settings."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8443, ge=0, le=65535)
+    tls: Tls | None = None
+    # A verdict last confirmed longer ago than this is evaluated again before it
+    # decides a launch.
+    max_verdict_age: Duration = timedelta(hours=1)
+    # What an image with no stored record, or one still pending, gets.
+    unknown_images: Literal["fail-closed", "fail-open"] = "fail-closed"
+    # How often the gate looks for a changed policy file, new verdicts and
+    # revoked tokens.
+    refresh: Duration = timedelta(seconds=1)
+    cache_size: int = Field(default=200_000, ge=1)
+    access_log: bool = False
+    admission: Admission = Field(default_factory=Admission)
+
+    @model_validator(mode="after")
+    def _positive_times(self) -> Serve:
+        if self.refresh.total_seconds() <= 0:
+            raise ValueError("refresh must be longer than zero")
+        if self.max_verdict_age.total_seconds() <= 0:
+            raise ValueError("max_verdict_age must be longer than zero")
+        return self
+
+
 class Config(_Strict):
     database: str | None = None
     policy: Path
@@ -336,6 +387,7 @@ class Config(_Strict):
     receiver: Receiver | None = None
     schedule: Schedule = Field(default_factory=Schedule)
     metrics: Metrics | None = None
+    serve: Serve = Field(default_factory=Serve)
 
     source_path: Path | None = None
 
@@ -399,10 +451,16 @@ def load_config(path: str | Path) -> Config:
     names = [item.name for item in registries]
     if len(names) != len(set(names)):
         raise ConfigError(str(path), "registries: a registry name is used twice")
+    serve = config.serve
+    if serve.tls is not None:
+        serve = serve.model_copy(update={"tls": Tls(
+            certificate=_resolve(base, serve.tls.certificate) or serve.tls.certificate,
+            key=_resolve(base, serve.tls.key) or serve.tls.key,
+        )})
     return config.model_copy(update={
         "policy": _resolve(base, config.policy), "aws": aws, "azure": azure,
         "gcp": _resolve_gcp(base, config.gcp), "registries": registries,
-        "source_path": path,
+        "serve": serve, "source_path": path,
     })
 
 

@@ -391,6 +391,8 @@ def evaluate(store: Store, policy: Policy, policy_text: str,
     evaluation = evaluate_images(store.images(), store.events(), policy,
                                  store.coverage(), now)
     changed = store.save_verdicts(evaluation.verdicts.values())
+    # The gate takes every verdict as confirmed at `now`, not only the changed ones.
+    store.mark_evaluated(policy.hash, now)
     return evaluation, changed
 
 

@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from imageprov import cycle, formats
 from imageprov.cli import explain as explain_view
+from imageprov.cli import gate as gate_commands
 from imageprov.cli import render
 from imageprov.config import database_url, load_config
 from imageprov.errors import ImageprovError
@@ -34,6 +35,7 @@ quarantine_app = typer.Typer(no_args_is_help=True, help="Records that could not 
 app.add_typer(policy_app, name="policy")
 app.add_typer(db_app, name="db")
 app.add_typer(quarantine_app, name="quarantine")
+app.add_typer(gate_commands.token_app, name="token")
 
 # Piped tables are 200 columns wide, where rich would assume 80; COLUMNS overrides.
 out = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 200)
@@ -379,3 +381,101 @@ def quarantine_list(
                       record["field"], record["error"])
     out.print(table)
 
+
+
+@app.command()
+def serve(
+    config: Annotated[Path, typer.Option("--config", help="Configuration file (YAML).")],
+    database: DatabaseOption = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on; defaults to "
+                                             "serve.host of the config.")] = None,
+    port: Annotated[int | None, typer.Option(min=0, max=65535, help="Port to listen on; "
+                                             "defaults to serve.port.")] = None,
+) -> None:
+    """Run the launch gate: the HTTP API and the Kubernetes admission webhook."""
+    gate_commands.serve_gate(config, database, host, port, _open_store, _fail)
+
+
+@app.command()
+def check(
+    image: Annotated[str, typer.Argument(
+        help="AMI id or ARN, image id, or container reference by digest or tag; `-` "
+             "reads a Terraform external query {\"image\": ...} from stdin.")],
+    url: Annotated[str | None, typer.Option(envvar="IMAGEPROV_GATE_URL",
+                                            help="Base URL of the gate.")] = None,
+    token_file: Annotated[Path | None, typer.Option(
+        help="File holding the bearer token; else IMAGEPROV_TOKEN is read.")] = None,
+    ca_file: Annotated[Path | None, typer.Option(
+        help="PEM file of the CA that signed the gate's certificate.")] = None,
+    output: Annotated[gate_commands.CheckFormat, typer.Option(
+        "--format", help="text, or json (an object of strings, for Terraform).")] = (
+        gate_commands.CheckFormat.TEXT),
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for the "
+                                           "gate.")] = 10.0,
+) -> None:
+    """Ask the gate whether an image may be launched: exit 0 allows, 1 denies, 2 fails."""
+    # The token is read from the environment only, never from the command line,
+    # where other users of the machine could read it.
+    token = os.environ.get("IMAGEPROV_TOKEN")
+    code = gate_commands.check_image(image, url, token, token_file, ca_file, output,
+                                     timeout, out, err)
+    raise typer.Exit(code=code)
+
+
+@gate_commands.token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Argument(help="A name for the token, such as the "
+                                        "client that uses it.")],
+    database: DatabaseOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Create a bearer token and print it once; only its SHA-256 is stored."""
+    if not name.strip() or len(name) > 128:
+        raise _fail(ImageprovError("a token name must be 1 to 128 characters"))
+    from imageprov.api import token_hash
+
+    store = _open_store(_database(database, config))
+    token = gate_commands.new_token()
+    try:
+        store.create_token(name, token_hash(token))
+    except ValueError as error:
+        raise _fail(ImageprovError(str(error))) from error
+    finally:
+        store.close()
+    sys.stdout.write(token + "\n")
+    err.print(f"token {name!r} created; it is shown only now", highlight=False,
+              markup=False)
+
+
+@gate_commands.token_app.command("revoke")
+def token_revoke(
+    name: Annotated[str, typer.Argument(help="Name of the token to revoke.")],
+    database: DatabaseOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Revoke a token; a running gate rejects it within serve.refresh."""
+    store = _open_store(_database(database, config))
+    try:
+        revoked = store.revoke_token(name)
+    finally:
+        store.close()
+    if not revoked:
+        raise _fail(ImageprovError(f"no active token named {name!r}"))
+    err.print(f"token {name!r} revoked", highlight=False, markup=False)
+
+
+@gate_commands.token_app.command("list")
+def token_list(
+    database: DatabaseOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """List tokens by name with their creation and revocation times."""
+    store = _open_store(_database(database, config))
+    try:
+        tokens = store.tokens()
+    finally:
+        store.close()
+    for item in tokens:
+        revoked = item.revoked_at.isoformat() if item.revoked_at else "active"
+        out.print(f"{item.name}\t{item.created_at.isoformat()}\t{revoked}",
+                  highlight=False, markup=False)
