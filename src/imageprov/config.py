@@ -136,6 +136,9 @@ class Config(_Strict):
     aws: AwsConfig = Field(default_factory=AwsConfig)
     schedule: Schedule = Field(default_factory=Schedule)
     metrics: Metrics | None = None
+    # The Ed25519 private key (PEM, from `imageprov keys create`) that signs the
+    # ledger head at the end of each cycle; without it the head is left unsigned.
+    ledger_key: Path | None = None
 
     source_path: Path | None = None
 
@@ -184,6 +187,7 @@ def load_config(path: str | Path) -> Config:
     })
     return config.model_copy(update={
         "policy": _resolve(base, config.policy), "aws": aws, "source_path": path,
+        "ledger_key": _resolve(base, config.ledger_key),
     })
 
 

@@ -17,6 +17,8 @@ import orjson
 from imageprov.config import AwsApi, Config, InventoryFile, TrailLocation
 from imageprov.errors import SourceError
 from imageprov.ingest import IngestSummary, ingest
+from imageprov.ledger import sign_ledger_head
+from imageprov.ledger.keys import load_private_key
 from imageprov.model import Image, Verdict
 from imageprov.policy import Policy, evaluate_images
 from imageprov.policy.evaluate import Evaluation
@@ -178,7 +180,18 @@ def evaluate(store: Store, policy: Policy, policy_text: str,
     evaluation = evaluate_images(store.images(), store.events(), policy,
                                  store.coverage(), now)
     changed = store.save_verdicts(evaluation.verdicts.values())
+    active = [{"image": item.image, "reason": item.reason,
+               "expires": item.expires.astimezone(UTC).isoformat()}
+              for item in policy.exceptions if item.expires > now]
+    store.record_exceptions(active, policy.hash, now)
     return evaluation, changed
+
+
+def sign_ledger(config: Config, store: Store, now: datetime | None = None) -> None:
+    """Sign the ledger head with the configured key; without a key, do nothing."""
+    if config.ledger_key is None:
+        return
+    sign_ledger_head(store, load_private_key(config.ledger_key), now)
 
 
 def status_counts(verdicts: dict[str, Verdict]) -> dict[str, int]:
@@ -191,10 +204,11 @@ def status_counts(verdicts: dict[str, Verdict]) -> dict[str, int]:
 def run_cycle(config: Config, store: Store, policy: Policy, policy_text: str,
               now: datetime | None = None,
               on_file: Callable[[str], None] | None = None) -> CycleSummary:
-    """Run inventory, log reading and evaluation once."""
+    """Run inventory, log reading and evaluation once, then sign the ledger head."""
     summary = CycleSummary()
     run_inventory(config, store, summary)
     run_logs(config, store, summary, on_file)
     evaluation, summary.verdicts_changed = evaluate(store, policy, policy_text, now)
     summary.by_status = status_counts(evaluation.verdicts)
+    sign_ledger(config, store, now)
     return summary

@@ -17,9 +17,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from imageprov import cycle
 from imageprov.cli import explain as explain_view
 from imageprov.cli import render
+from imageprov.cli._common import _database, _fail, _open_store, err
+from imageprov.cli.evidence import evidence_app, keys_app, ledger_app
 from imageprov.config import database_url, load_config
 from imageprov.errors import ImageprovError
 from imageprov.ingest import ingest as ingest_objects
+from imageprov.ledger.keys import load_private_key
 from imageprov.model import VerdictStatus
 from imageprov.policy import load_policy
 from imageprov.sources.aws.trail_locations import LocalTrail, S3Trail
@@ -34,10 +37,12 @@ quarantine_app = typer.Typer(no_args_is_help=True, help="Records that could not 
 app.add_typer(policy_app, name="policy")
 app.add_typer(db_app, name="db")
 app.add_typer(quarantine_app, name="quarantine")
+app.add_typer(keys_app, name="keys")
+app.add_typer(ledger_app, name="ledger")
+app.add_typer(evidence_app, name="evidence")
 
 # Piped tables are 200 columns wide, where rich would assume 80; COLUMNS overrides.
 out = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 200)
-err = Console(stderr=True)
 
 DatabaseOption = Annotated[
     str | None,
@@ -50,16 +55,6 @@ ConfigOption = Annotated[
     Path | None,
     typer.Option("--config", help="Configuration file whose `database` to use."),
 ]
-
-
-def _database(database: str | None, config: Path | None) -> str:
-    settings = None
-    if config is not None:
-        try:
-            settings = load_config(config)
-        except ImageprovError as error:
-            raise _fail(error) from error
-    return database_url(database, settings)
 
 
 class OutputFormat(StrEnum):
@@ -84,25 +79,6 @@ def main(
         logger.propagate = False
 
 
-def _fail(error: Exception) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
-    return typer.Exit(code=2)
-
-
-def _open_store(url: str) -> Store:
-    if url.rstrip("/") in ("sqlite:", "sqlite:/") or url.endswith(":memory:"):
-        raise _fail(ImageprovError(
-            f"{url} is an in-memory database, which keeps nothing after the command; "
-            "give a file, such as sqlite:///imageprov.db"))
-    try:
-        return Store.open(url)
-    except Exception as error:  # noqa: BLE001 - any driver error means the same here
-        # Driver messages can repeat the URL they were given, password included.
-        detail = scrub_url_secrets(str(error), url)
-        raise _fail(ImageprovError(f"cannot open database {redact_url(url)}: "
-                                   f"{type(error).__name__}: {detail}")) from error
-
-
 def _progress() -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), console=err, transient=True,
@@ -118,8 +94,11 @@ def scan(
     """Run one cycle: inventory, read audit logs, judge every image, store verdicts."""
     try:
         settings = load_config(config)
-        # The policy is validated before any cloud call or database write.
+        # The policy and the ledger key are read before any cloud call or database
+        # write, so a bad one fails the scan before it starts.
         policy, text = load_policy(settings.policy)
+        if settings.ledger_key is not None:
+            load_private_key(settings.ledger_key)
     except ImageprovError as error:
         raise _fail(error) from error
     store = _open_store(database_url(database, settings))
@@ -154,6 +133,8 @@ def run(
     try:
         settings = load_config(config)
         load_policy(settings.policy)
+        if settings.ledger_key is not None:
+            load_private_key(settings.ledger_key)
     except ImageprovError as error:
         raise _fail(error) from error
     store = _open_store(database_url(database, settings))

@@ -104,6 +104,7 @@ class Daemon:
         # A policy that became invalid is reported and the last verdicts stay.
         policy, text = load_policy(self.config.policy)
         evaluation, changed = cycle.evaluate(self.store, policy, text)
+        cycle.sign_ledger(self.config, self.store)
         counts = cycle.status_counts(evaluation.verdicts)
         for status in ("approved", "flagged", "unattributed", "excepted", "pending"):
             self.metrics.images.labels(status).set(counts.get(status, 0))

@@ -3,6 +3,7 @@
 from imageprov.model.events import (
     CreationEvent,
     EventEffect,
+    LogValidation,
     Principal,
     PrincipalKind,
     RecordOrigin,
@@ -17,6 +18,7 @@ __all__ = [
     "Flag",
     "Image",
     "LogDocument",
+    "LogValidation",
     "RecordProblem",
     "ImageKind",
     "Platform",

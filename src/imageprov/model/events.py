@@ -26,6 +26,19 @@ class EventEffect(StrEnum):
                         EventEffect.PUSH)
 
 
+class LogValidation(StrEnum):
+    """Whether the log file an event was read from was checked against its digest.
+
+    `validated` means a digest with a valid signature lists the file with the hash
+    of the bytes that were read; `failed` means a check failed; `unvalidated` means
+    no digest covers the file yet, or the source has no digests.
+    """
+
+    VALIDATED = "validated"
+    FAILED = "failed"
+    UNVALIDATED = "unvalidated"
+
+
 class PrincipalKind(StrEnum):
     ROOT = "root"
     USER = "user"
@@ -70,7 +83,9 @@ class CreationEvent(BaseModel):
 
     `target` is the native id of the image the event acts on (an AMI id or a digest),
     and `repository`/`tag` place a container image. A failed call keeps its
-    `error_code` and never attributes an image.
+    `error_code` and never attributes an image. `log_validation` and
+    `validation_detail` are set by the store from the digest checks of the event's
+    file; a source leaves them at their defaults.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -97,6 +112,8 @@ class CreationEvent(BaseModel):
     unshared_from: tuple[str, ...] = ()
     error_code: str | None = None
     origin: RecordOrigin
+    log_validation: LogValidation = LogValidation.UNVALIDATED
+    validation_detail: str | None = None
 
     @property
     def succeeded(self) -> bool:

@@ -24,6 +24,7 @@ class Flag(StrEnum):
     PUBLIC = "public"
     SHARED = "shared"
     UNAPPROVED_SOURCE = "unapproved-source"
+    UNVALIDATED_LOG = "unvalidated-log"
 
 
 class Verdict(BaseModel):

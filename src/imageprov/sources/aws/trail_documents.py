@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gc
 import gzip
+import hashlib
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -93,6 +94,7 @@ def read_document(
     except (OSError, EOFError, zlib.error) as error:
         result.problems.append(RecordProblem(location, -1, "(file)", f"invalid gzip: {error}"))
         return result
+    result.content_sha256 = hashlib.sha256(text).hexdigest()
     if text.startswith(b"\xef\xbb\xbf"):
         text = text[3:]
     # isspace() stops at the first byte that is not whitespace, but strip() copies.
