@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -19,10 +20,10 @@ from imageprov.errors import SourceError
 from imageprov.ingest import IngestSummary, ingest
 from imageprov.ledger import sign_ledger_head
 from imageprov.ledger.keys import load_private_key
-from imageprov.model import Image, Verdict
+from imageprov.model import Image, LogValidation, Verdict
 from imageprov.policy import Policy, evaluate_images
 from imageprov.policy.evaluate import Evaluation
-from imageprov.sources.aws import ami, ecr
+from imageprov.sources.aws import ami, ecr, trail_digests
 from imageprov.sources.aws.lookup_events import LookupEventsTrail
 from imageprov.sources.aws.notifications import SqsTrail
 from imageprov.sources.aws.trail_locations import LocalTrail, LogObject, S3Trail
@@ -38,6 +39,7 @@ class CycleSummary:
     logs: IngestSummary = field(default_factory=IngestSummary)
     verdicts_changed: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
+    digest_problems: list[trail_digests.DigestProblem] = field(default_factory=list)
 
 
 def _boto_session(api: AwsApi | None) -> boto3.Session:
@@ -154,12 +156,50 @@ def run_logs(config: Config, store: Store, summary: CycleSummary,
             logger.error("log source failed: %s", error)
             summary.sources_failed.append(location.name)
             continue
+        if location.public_keys is not None:
+            try:
+                check_digests(config, store, location, summary)
+            except SourceError as error:
+                logger.error("digest check failed: %s", error)
+                summary.sources_failed.append(f"{location.name} (digests)")
         logger.info(
             "source=%s kind=cloudtrail files=%d skipped=%d records=%d events=%d "
             "new_events=%d quarantined=%d seconds=%.2f", location.name, result.files,
             result.skipped, result.records, result.events, result.new_events,
             result.problems, result.seconds)
         _add(summary.logs, result)
+
+
+def check_digests(config: Config, store: Store, location: TrailLocation,
+                  summary: CycleSummary) -> None:
+    """Check the digests of a folder or bucket trail and store each file's outcome.
+
+    Raises:
+        SourceError: the public keys or the digests cannot be read.
+    """
+    keys = trail_digests.load_public_keys(location.public_keys or Path())
+    if location.path is not None:
+        digests = trail_digests.local_digests(location.path)
+    else:
+        client = _boto_session(config.aws.api).client("s3", region_name=location.region)
+        trail = S3Trail(client, location.s3_bucket or "", location.prefix)
+        digests = trail_digests.s3_digests(client, location.s3_bucket or "",
+                                           trail.folders())
+    result = trail_digests.validate_digests(digests, keys)
+    outcomes, missing = trail_digests.match_log_files(result, store.log_file_contents())
+    store.record_validation(outcomes)
+    problems = result.problems + missing
+    for problem in problems[:20]:
+        logger.warning("digest check: %s", problem)
+    if len(problems) > 20:
+        logger.warning("digest check: %d more problems in %s", len(problems) - 20,
+                       location.name)
+    summary.digest_problems.extend(problems)
+    validated = sum(1 for outcome, _ in outcomes.values()
+                    if outcome is LogValidation.VALIDATED)
+    logger.info("source=%s kind=cloudtrail-digest digests=%d valid=%d files_validated=%d "
+                "problems=%d", location.name, result.digests, result.valid, validated,
+                len(problems))
 
 
 def _add(total: IngestSummary, part: IngestSummary) -> None:

@@ -142,7 +142,11 @@ class ImageException(_Strict):
 
 
 class Policy(_Strict):
-    """A whole policy file."""
+    """A whole policy file.
+
+        require_validated_logs: true
+        digest_window: 2h
+    """
 
     version: int = 1
     delivery_window: Duration = timedelta(hours=1)
@@ -150,6 +154,12 @@ class Policy(_Strict):
     share_targets: list[str] = Field(default_factory=list)
     builders: list[Builder] = Field(min_length=1)
     exceptions: list[ImageException] = Field(default_factory=list)
+    # Approve only events read from a log file that a signed CloudTrail digest
+    # lists with the same hash. An event younger than `digest_window` is `pending`
+    # meanwhile, since CloudTrail writes a digest an hour after the files it lists.
+    # A file whose digest check failed never approves, whatever this says.
+    require_validated_logs: bool = False
+    digest_window: Duration = timedelta(hours=2)
 
     # Set by load_policy, not by the file.
     path: str = ""
