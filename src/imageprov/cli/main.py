@@ -313,3 +313,71 @@ def quarantine_list(
                       record["field"], record["error"])
     out.print(table)
 
+
+
+class ReportFormat(StrEnum):
+    HTML = "html"
+    JSON = "json"
+    CSV = "csv"
+    OCSF = "ocsf"
+
+
+def _since(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise _fail(ImageprovError(
+            f"invalid --since {text!r}; give a date or time such as 2026-11-30 or "
+            "2026-11-30T08:00:00Z")) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@app.command()
+def report(
+    output: Annotated[ReportFormat, typer.Option("--format", help="Report format.")] = (
+        ReportFormat.HTML),
+    out_path: Annotated[Path | None, typer.Option("--out", help="File to write; "
+                                                  "standard output when left out.")] = None,
+    platform: Annotated[str | None, typer.Option(help="Only this platform.")] = None,
+    account: Annotated[str | None, typer.Option(help="Only this account.")] = None,
+    status: Annotated[str | None, typer.Option(help="Only this status.")] = None,
+    since: Annotated[str | None, typer.Option(
+        help="Only images whose verdict was decided at or after this date or time "
+             "(UTC unless an offset is given); the chart starts there too.")] = None,
+    database: DatabaseOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Write a baseline report of every image: counts, a timeline and the images."""
+    from imageprov.report import Filters, build_report
+    from imageprov.report.formats import to_csv, to_json
+    from imageprov.report.html import to_html
+    from imageprov.report.ocsf import to_ocsf
+
+    if status is not None and status not in {s.value for s in VerdictStatus}:
+        raise _fail(ImageprovError(
+            f"unknown status {status!r}; use one of "
+            f"{', '.join(s.value for s in VerdictStatus)}"))
+    filters = Filters(platform=platform, account=account, status=status,
+                      since=_since(since))
+    store = _open_store(_database(database, config))
+    try:
+        result = build_report(store, filters)
+    finally:
+        store.close()
+    writers = {ReportFormat.HTML: lambda: to_html(result).encode(),
+               ReportFormat.JSON: lambda: to_json(result),
+               ReportFormat.CSV: lambda: to_csv(result).encode(),
+               ReportFormat.OCSF: lambda: to_ocsf(result)}
+    data = writers[output]()
+    if out_path is None:
+        sys.stdout.buffer.write(data)
+        return
+    try:
+        out_path.write_bytes(data)
+    except OSError as error:
+        raise _fail(ImageprovError(f"cannot write {out_path}: {error}")) from error
+    err.print(f"{out_path}: {len(result.rows)} images, "
+              + ", ".join(f"{k} {v}" for k, v in result.status_counts.items()),
+              highlight=False)
