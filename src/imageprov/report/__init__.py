@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from imageprov.model import Flag, Image, Verdict, VerdictStatus
+from imageprov.model import Flag, VerdictStatus
 from imageprov.store import Store
 
 # Images that need someone's attention come first, in this order.
@@ -55,34 +55,36 @@ class Report:
     timeline: list[tuple[str, dict[str, int]]] = field(default_factory=list)
 
 
-def record(verdict: Verdict, image: Image | None) -> dict[str, Any]:
-    """Return the report row of one verdict."""
+def record(verdict: dict[str, Any],
+           place: tuple[str, str, str, str] | None) -> dict[str, Any]:
+    """Return the report row of one verdict, given as stored column values."""
+    platform, kind, account, region = place or (None, None, None, None)
     return {
-        "image": verdict.image,
-        "platform": image.platform.value if image else None,
-        "kind": image.kind.value if image else None,
-        "account": image.account if image else None,
-        "region": image.region if image else None,
-        "status": verdict.status.value,
-        "flags": [flag.value for flag in verdict.flags],
-        "actor": verdict.actor,
-        "source_ip": verdict.source_ip,
-        "event_id": verdict.event_id,
-        "rule": verdict.rule,
-        "reason": verdict.reason,
-        "policy_hash": verdict.policy_hash,
-        "decided_at": verdict.decided_at.isoformat(),
+        "image": verdict["image"],
+        "platform": platform,
+        "kind": kind,
+        "account": account,
+        "region": region,
+        "status": verdict["status"],
+        "flags": list(verdict["flags"] or ()),
+        "actor": verdict["actor"],
+        "source_ip": verdict["source_ip"],
+        "event_id": verdict["event_id"],
+        "rule": verdict["rule"],
+        "reason": verdict["reason"],
+        "policy_hash": verdict["policy_hash"],
+        "decided_at": verdict["decided_at"].isoformat(),
     }
 
 
-def _kept(row: dict[str, Any], verdict: Verdict, filters: Filters) -> bool:
+def _kept(row: dict[str, Any], decided_at: datetime, filters: Filters) -> bool:
     if filters.platform is not None and row["platform"] != filters.platform:
         return False
     if filters.account is not None and row["account"] != filters.account:
         return False
     if filters.status is not None and row["status"] != filters.status:
         return False
-    return filters.since is None or verdict.decided_at >= filters.since
+    return filters.since is None or decided_at >= filters.since
 
 
 def count(rows: list[dict[str, Any]]) -> tuple[dict[str, int], dict[str, int]]:
@@ -98,12 +100,12 @@ def build_report(store: Store, filters: Filters | None = None,
     """Read the current verdicts and their history into a report."""
     filters = filters or Filters()
     report = Report(generated_at=now or datetime.now(UTC), filters=filters)
-    images = {image.ref: image for image in store.images()}
+    places = store.image_places()
     rank = {status.value: index for index, status in enumerate(STATUS_ORDER)}
     rows = []
-    for ref, verdict in store.current_verdicts().items():
-        row = record(verdict, images.get(ref))
-        if _kept(row, verdict, filters):
+    for verdict in store.current_verdict_values():
+        row = record(verdict, places.get(verdict["image"]))
+        if _kept(row, verdict["decided_at"], filters):
             rows.append(row)
     rows.sort(key=lambda row: (rank[row["status"]], row["image"]))
     report.rows = rows
@@ -130,18 +132,18 @@ def _timeline(store: Store, covered: set[str],
             days.append((day.isoformat(), counts))
 
     # Verdict rows come in id order, which is the order they were decided in.
-    for _, verdict in store.verdict_rows():
-        if verdict.image not in covered:
+    for image, status, decided_at in store.verdict_changes():
+        if image not in covered:
             continue
-        moment = verdict.decided_at.astimezone(UTC).date()
+        moment = decided_at.astimezone(UTC).date()
         if day is not None and moment != day:
             snapshot()
         day = moment
-        previous = current.get(verdict.image)
+        previous = current.get(image)
         if previous is not None:
             totals[previous] -= 1
-        current[verdict.image] = verdict.status.value
-        totals[verdict.status.value] += 1
+        current[image] = status
+        totals[status] += 1
     snapshot()
     if filters.since is not None:
         start = filters.since.astimezone(UTC).date().isoformat()

@@ -725,6 +725,43 @@ class Store:
                 yield row.id, _verdict_of(row)
             position = rows[-1].id
 
+    # Reports read plain rows: building 100,000 ORM objects and models would take
+    # most of a report's time.
+
+    def image_places(self) -> dict[str, tuple[str, str, str, str]]:
+        """Return the platform, kind, account and region of every image, by ref."""
+        with self.session() as session:
+            rows = session.execute(select(ImageRow.ref, ImageRow.platform, ImageRow.kind,
+                                          ImageRow.account, ImageRow.region))
+            return {row[0]: (row[1], row[2], row[3], row[4]) for row in rows}
+
+    def current_verdict_values(self) -> list[dict[str, Any]]:
+        """Return the newest verdict of every image as plain column values."""
+        newest = (select(func.max(VerdictRow.id).label("id"))
+                  .group_by(VerdictRow.image).subquery())
+        columns = [column for column in VerdictRow.__table__.columns if column.name != "id"]
+        with self.session() as session:
+            rows = session.execute(
+                select(*columns).join(newest, VerdictRow.id == newest.c.id)
+                .order_by(VerdictRow.image))
+            return [dict(row._mapping) for row in rows]
+
+    def verdict_changes(self) -> Iterator[tuple[str, str, datetime]]:
+        """Yield (image, status, decided_at) of every verdict row in id order."""
+        position = 0
+        while True:
+            with self.session() as session:
+                rows = session.execute(
+                    select(VerdictRow.id, VerdictRow.image, VerdictRow.status,
+                           VerdictRow.decided_at)
+                    .where(VerdictRow.id > position).order_by(VerdictRow.id).limit(20000)
+                ).all()
+            if not rows:
+                return
+            for row in rows:
+                yield row[1], row[2], row[3]
+            position = rows[-1][0]
+
     def verdict_history_rows(self, image: str) -> list[tuple[int, Verdict]]:
         with self.session() as session:
             rows = session.scalars(
