@@ -4,8 +4,9 @@ Revision ID: 0003
 Revises: 0002
 Create Date: 2026-12-04 16:55:00.000000
 
-Verdicts stored before this revision have no ledger entry, so `ledger verify`
-reports each of them until the ledger is started again from the stored rows.
+Verdict rows stored before this revision get ledger entries here, marked
+`adopted`, in id order. The ledger proves nothing about how those rows were made,
+only that they are unchanged from this upgrade on.
 """
 
 from alembic import op
@@ -48,6 +49,16 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('content_sha256', sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column('validation', sa.String(length=16), nullable=True))
         batch_op.add_column(sa.Column('validation_detail', sa.Text(), nullable=True))
+
+    # NOTE: this calls the store's current code, so the entries follow the ledger
+    # format of the installed release, not of this revision's date.
+    from sqlalchemy.orm import Session
+
+    from imageprov.store.repository import adopt_verdict_rows
+
+    session = Session(bind=op.get_bind())
+    adopt_verdict_rows(session)
+    session.flush()
 
 
 def downgrade() -> None:

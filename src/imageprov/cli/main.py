@@ -117,8 +117,13 @@ def scan(
     if show:
         _print_verdicts(store, OutputFormat.TABLE)
     store.close()
+    for problem in summary.digest_problems[:20]:
+        err.print(f"digest check failed: {problem}", highlight=False, markup=False)
     if summary.sources_failed:
         err.print(f"[red]sources failed:[/] {', '.join(summary.sources_failed)}")
+    # A failed digest check is evidence that the trail was changed, so the scan
+    # fails as loudly as a source that could not be read.
+    if summary.sources_failed or summary.digest_problems:
         raise typer.Exit(code=1)
 
 

@@ -811,6 +811,29 @@ class Store:
             return [_verdict_of(row) for row in rows]
 
 
+def adopt_verdict_rows(session: Session, now: datetime | None = None) -> int:
+    """Append a ledger entry for every verdict row that has none, in id order.
+
+    Used when the ledger is added to a database that holds verdicts already, so
+    that those rows are covered from then on. Returns the number of entries.
+    """
+    covered = select(LedgerEntryRow.verdict_id).where(LedgerEntryRow.verdict_id.isnot(None))
+    rows = list(session.scalars(
+        select(VerdictRow).where(VerdictRow.id.not_in(covered)).order_by(VerdictRow.id)))
+    if not rows:
+        return 0
+    appender = ledger.Appender(session)
+    evidence = ledger.evidence_of(session, [row.event_id for row in rows if row.event_id])
+    for row in rows:
+        verdict = _verdict_of(row)
+        items = evidence.get(row.event_id, []) if row.event_id else []
+        appender.append(ledger.VERDICT, row.image, {
+            "verdict": ledger.verdict_body(verdict), "evidence": items,
+            "evidence_hash": ledger.evidence_hash(items), "adopted": True,
+        }, row.policy_hash, now or _now(), row.id)
+    return appender.flush()
+
+
 def _image_values(image: Image) -> dict[str, Any]:
     return {
         "ref": image.ref, "platform": image.platform.value, "kind": image.kind.value,
