@@ -66,6 +66,9 @@ def _first(store: Store, key: Ed25519PrivateKey) -> str:
 def test_ledger_records_every_change(filled, key):
     kinds = [row.kind for row in filled.ledger_entries()]
     assert kinds == ["verdict"] * 4 + ["exception-granted", "verdict", "exception-expired"]
+    expired = list(filled.ledger_entries())[-1]
+    assert '"ended":"expired"' in expired.content
+    assert expired.image == IMAGES[3]
     report = verify_ledger(filled, key.public_key())
     assert report.ok, report.problems
     assert report.entries == 7

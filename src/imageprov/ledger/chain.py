@@ -34,7 +34,7 @@ class Problem:
 
 @dataclass
 class ChainResult:
-    """What a walk over the chain found.
+    """The findings of one walk over the chain.
 
     `hashes` maps a sequence number to the entry hash computed for it, and
     `verdicts` maps a verdict row id to the sequence number and canonical JSON of

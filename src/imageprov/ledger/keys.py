@@ -16,7 +16,6 @@ from imageprov.errors import LedgerKeyError
 from imageprov.store.ledger import sha256_hex
 
 
-
 def create_key(path: Path) -> tuple[Path, Path]:
     """Write a new private key to `path` (mode 0600) and its public key to `path.pub`.
 
@@ -42,7 +41,7 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
     """Read an Ed25519 private key in PEM.
 
     Raises:
-        LedgerKeyError: the file cannot be read or holds another kind of key.
+        LedgerKeyError: the file cannot be read or contains another kind of key.
     """
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)

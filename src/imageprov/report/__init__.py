@@ -27,7 +27,7 @@ TIMELINE_DAYS = 180
 
 @dataclass(frozen=True)
 class Filters:
-    """Which images a report covers; None means any."""
+    """The images a report covers; a field left as None matches any image."""
 
     platform: str | None = None
     account: str | None = None

@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import func, select, text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from imageprov.model import Verdict
@@ -32,7 +32,6 @@ GENESIS = "0" * 64
 VERDICT = "verdict"
 EXCEPTION_GRANTED = "exception-granted"
 EXCEPTION_EXPIRED = "exception-expired"
-KINDS = (VERDICT, EXCEPTION_GRANTED, EXCEPTION_EXPIRED)
 
 # The advisory lock that serialises appends on PostgreSQL, so two replicas never
 # take the same sequence number.
@@ -154,7 +153,3 @@ def active_exceptions(session: Session) -> dict[str, dict[str, Any]]:
 
 def exception_key(exception: dict[str, Any]) -> str:
     return f"{exception.get('image')}|{exception.get('expires')}|{exception.get('reason')}"
-
-
-def entry_count(session: Session) -> int:
-    return session.scalar(select(func.count(LedgerEntryRow.seq))) or 0

@@ -677,8 +677,8 @@ class Store:
                                     {"exception": exception}, policy_hash, now)
             for key, exception in sorted(held.items()):
                 if key not in given:
-                    ended = ("expired" if exception.get("expires", "") <= now.isoformat()
-                             else "removed from the policy")
+                    expires = datetime.fromisoformat(str(exception.get("expires")))
+                    ended = "expired" if expires <= now else "removed from the policy"
                     appender.append(ledger.EXCEPTION_EXPIRED, exception["image"],
                                     {"exception": exception, "ended": ended},
                                     policy_hash, now)

@@ -98,7 +98,8 @@ def rsa_public_key(der: bytes) -> RSAPublicKey:
     try:
         key = serialization.load_der_public_key(der)
     except (ValueError, UnsupportedAlgorithm):
-        # Older releases of cryptography read PKCS#1 only inside PEM armour.
+        # NOTE: cryptography 50 reads both DER forms above, so this PEM fallback
+        # for PKCS#1 is not exercised by the tests.
         body = base64.encodebytes(der).decode()
         pem = f"-----BEGIN RSA PUBLIC KEY-----\n{body}-----END RSA PUBLIC KEY-----\n"
         key = serialization.load_pem_public_key(pem.encode())
