@@ -17,6 +17,8 @@ from tests.conftest import run_cli
 ROOT = Path(__file__).parents[2]
 GOLDEN = "arn:aws:ec2:us-east-1:111122223333:image/ami-0a1b2c3d4e5f60001"
 ROOT_MADE = "ami-0a1b2c3d4e5f60002"
+# The vendor image has a verdict entry and then an exception-granted entry.
+EXCEPTED = "arn:aws:ec2:us-east-1:111122223333:image/ami-0a1b2c3d4e5f60006"
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +37,7 @@ def scanned(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     scan = run_cli("scan", "--config", str(folder / "imageprov.yaml"), "--no-show")
     assert scan.returncode == 0, scan.stderr
     bundle = base / "bundle.json"
-    export = run_cli("evidence", "export", GOLDEN, ROOT_MADE, "--out", str(bundle),
+    export = run_cli("evidence", "export", GOLDEN, ROOT_MADE, EXCEPTED, "--out", str(bundle),
                      "--config", str(folder / "imageprov.yaml"))
     assert export.returncode == 0, export.stderr
     return {"bundle": bundle, "key": base / "ledger.key", "config": folder / "imageprov.yaml",
@@ -58,9 +60,11 @@ def _whole(bundle: dict) -> list[dict]:
 
 
 def test_bundle_holds_history_events_policy(bundle):
-    assert len(bundle["images"]) == 2
+    assert len(bundle["images"]) == 3
     assert GOLDEN in bundle["verdicts"]
     assert bundle["verdicts"][GOLDEN][0]["verdict"]["status"] == "approved"
+    assert [entry["kind"] for entry in _whole(bundle) if entry["image"] == EXCEPTED] == [
+        "verdict", "exception-granted"]
     assert len(bundle["events"]) == 2
     assert len(bundle["policies"]) == 1
     stubs = [entry for entry in bundle["chain"] if "content" not in entry]
@@ -89,9 +93,10 @@ def test_changed_entry_byte_is_named(bundle):
 
 def test_changed_stub_byte_is_named(bundle):
     stub = next(entry for entry in bundle["chain"] if "content" not in entry)
-    stub["content_hash"] = "0" + stub["content_hash"][1:]
+    flipped = "1" if stub["content_hash"][0] != "1" else "2"
+    stub["content_hash"] = flipped + stub["content_hash"][1:]
     problems = [str(p) for p in verify_bundle(bundle).problems]
-    assert any("signs hash" in p for p in problems)
+    assert any("signs hash" in p for p in problems), problems
 
 
 def test_reordered_entries_are_named(bundle):
@@ -101,13 +106,21 @@ def test_reordered_entries_are_named(bundle):
 
 
 def test_deleted_entry_is_named(bundle):
-    whole = _whole(bundle)[-1]
+    whole = next(entry for entry in _whole(bundle)[1:] if entry["kind"] == "verdict")
     bundle["chain"] = [entry for entry in bundle["chain"] if entry is not whole]
     problems = [str(p) for p in verify_bundle(bundle).problems]
-    assert any(p.startswith(f"entry {whole['seq'] + 1}") and "missing before it" in p
-               for p in problems) or any("signs entry" in p for p in problems)
-    assert any(f"verdict row {whole['verdict_id']}" in p and "no ledger entry" in p
-               for p in problems)
+    assert problems[0].startswith(f"entry {whole['seq'] + 1}")
+    assert f"entry {whole['seq']} missing before it" in problems[0]
+    assert any(p.startswith(f"verdict row {whole['verdict_id']} ({whole['image']})")
+               and "no ledger entry" in p for p in problems)
+
+
+def test_dropped_first_image_is_named(bundle):
+    """The chain's first entry and its verdict removed leave an image with no proof."""
+    first = bundle["chain"].pop(0)
+    bundle["verdicts"][first["image"]] = []
+    problems = [str(p) for p in verify_bundle(bundle).problems]
+    assert problems == [f"image {first['image']}: the bundle holds no ledger entry for it"]
 
 
 def test_edited_verdict_is_named(bundle):
@@ -122,6 +135,17 @@ def test_dropped_verdict_is_named(bundle):
     history = bundle["verdicts"][GOLDEN]
     dropped = history.pop()
     assert f"records verdict row {dropped['id']}" in _first(bundle)
+
+
+def test_hidden_older_entry_is_named(bundle):
+    """An older entry turned into a stub, with its verdict dropped, is still found."""
+    first, second = (entry for entry in _whole(bundle) if entry["image"] == EXCEPTED)
+    index = bundle["chain"].index(first)
+    bundle["chain"][index] = {"seq": first["seq"], "content_hash": first["content_hash"]}
+    bundle["verdicts"][EXCEPTED] = []
+    problems = [str(p) for p in verify_bundle(bundle).problems]
+    assert problems == [f"entry {second['seq']} ({EXCEPTED}): follows entry "
+                        f"{first['seq']} of the same image, which the bundle lacks"]
 
 
 def test_edited_raw_event_is_named(bundle):

@@ -22,6 +22,7 @@ from imageprov.ledger.chain import (
     Problem,
     check_chain,
     check_heads,
+    check_image_links,
     check_verdict,
 )
 from imageprov.ledger.keys import key_id, public_pem, sign_head
@@ -73,6 +74,7 @@ def verify_ledger(store: Store, key: Ed25519PublicKey) -> LedgerReport:
     heads = [head_fields(row) for row in store.ledger_heads()]
     report = LedgerReport(entries=chain.entries, heads=len(heads),
                           last_seq=chain.last_seq, problems=list(chain.problems))
+    report.problems.extend(check_image_links(chain, complete=True))
     report.problems.extend(check_heads(heads, chain, key))
     report.signed_seq = max((head["seq"] for head in heads), default=0)
     report.problems.extend(_check_rows(store, chain, report))

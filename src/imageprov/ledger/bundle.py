@@ -21,7 +21,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from imageprov.errors import EvidenceError, LedgerKeyError
 from imageprov.ledger import entry_fields, head_fields
-from imageprov.ledger.chain import Problem, check_chain, check_heads, check_verdict
+from imageprov.ledger.chain import (
+    Problem,
+    check_chain,
+    check_heads,
+    check_image_links,
+    check_verdict,
+)
 from imageprov.ledger.keys import key_id, parse_public_key
 from imageprov.store import Store
 from imageprov.store.ledger import GENESIS, evidence_hash, sha256_hex, verdict_body
@@ -152,6 +158,7 @@ def verify_bundle(bundle: dict[str, Any],
     chain = check_chain(chain_entries, first_seq=int(first.get("seq", 1)),
                         first_previous=first.get("previous_hash") or GENESIS)
     report.problems.extend(chain.problems)
+    report.problems.extend(check_image_links(chain, complete=False))
     head = bundle["head"]
     report.head_seq = head.get("seq", 0)
     report.problems.extend(check_heads([head], chain, key))
@@ -179,6 +186,9 @@ def _check_history(bundle: dict[str, Any], chain: Any,
             problem = check_verdict(item["id"], item["verdict"], chain, image)
             if problem is not None:
                 problems.append(problem)
+    proven = {entry.get("image") for entry in whole}
+    for image in sorted(images - proven):
+        problems.append(Problem(f"image {image}", "the bundle holds no ledger entry for it"))
     for entry in whole:
         if entry.get("image") not in images:
             problems.append(Problem(f"entry {entry.get('seq')}",

@@ -41,11 +41,14 @@ class ChainResult:
     the verdict its entry records.
     """
 
+
     problems: list[Problem] = field(default_factory=list)
     hashes: dict[int, str] = field(default_factory=dict)
     verdicts: dict[int, tuple[int, str]] = field(default_factory=dict)
     last_seq: int = 0
     entries: int = 0
+    # The image and `image_previous` of each whole entry, by sequence number.
+    image_links: dict[int, tuple[str, int | None]] = field(default_factory=dict)
 
 
 def _name(entry: Mapping[str, Any]) -> str:
@@ -126,6 +129,7 @@ def _check_content(entry: Mapping[str, Any], content: str, seq: int,
             result.problems.append(Problem(
                 where, f"column {column} is {entry[column]!r} but the content records "
                        f"{fields.get(column)!r}"))
+    result.image_links[seq] = (str(fields.get("image")), fields.get("image_previous"))
     verdict = fields.get("verdict")
     verdict_id = fields.get("verdict_id")
     if fields.get("kind") == "verdict" and isinstance(verdict_id, int):
@@ -143,7 +147,7 @@ def check_heads(heads: Iterable[Mapping[str, Any]], chain: ChainResult,
     fingerprint = key_id(key)
     for head in heads:
         seq = head["seq"]
-        where = f"head {head.get('id', '')} of entry {seq}".replace("head  ", "head ")
+        where = (f"head {head['id']}" if "id" in head else "head") + f" of entry {seq}"
         if head.get("key_id") != fingerprint:
             problems.append(Problem(where, f"signed by key {head.get('key_id')}, not by "
                                            f"the key given ({fingerprint})"))
@@ -180,3 +184,26 @@ def check_verdict(verdict_id: int, body: Mapping[str, Any], chain: ChainResult,
     detail = ", ".join(f"{name} is {body.get(name)!r}, the ledger has "
                        f"{expected.get(name)!r}" for name in changed)
     return Problem(where, f"differs from ledger entry {seq}: {detail}")
+
+
+def check_image_links(chain: ChainResult, complete: bool) -> list[Problem]:
+    """Check that each whole entry names the previous whole entry of its image.
+
+    With `complete`, as for the database, every entry is whole, so each link must
+    name exactly the image's previous entry. In a bundle, an image's first entry
+    must name none, so an image's older entries cannot be left out unnoticed.
+    """
+    problems: list[Problem] = []
+    last: dict[str, int] = {}
+    for seq, (image, previous) in sorted(chain.image_links.items()):
+        expected = last.get(image)
+        if previous != expected:
+            if expected is None and not complete:
+                detail = (f"follows entry {previous} of the same image, which the bundle "
+                          "lacks")
+            else:
+                detail = (f"names entry {previous} as the image's previous entry, but "
+                          f"that is entry {expected}")
+            problems.append(Problem(f"entry {seq} ({image})", detail))
+        last[image] = seq
+    return problems

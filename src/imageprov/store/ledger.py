@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from imageprov.model import Verdict
@@ -77,23 +77,44 @@ def _tail(session: Session) -> tuple[int, str]:
 
 
 class Appender:
-    """Appends entries to the ledger inside one transaction."""
+    """Appends entries to the ledger inside one transaction.
+
+    Each entry's content names, as `image_previous`, the sequence number of the
+    previous entry of the same image (None for its first), so that a bundle that
+    leaves out an image's older entries is found.
+    """
 
     def __init__(self, session: Session) -> None:
         self.session = session
         _lock(session)
         self.seq, self.previous = _tail(session)
         self.rows: list[dict[str, Any]] = []
+        self.last_of_image: dict[str, int | None] = {}
+
+    def prefetch(self, images: Sequence[str]) -> None:
+        """Look up the newest entry of each image in one query per 500 images."""
+        wanted = sorted(set(images) - set(self.last_of_image))
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            self.last_of_image.update(dict.fromkeys(chunk))
+            rows = self.session.execute(
+                select(LedgerEntryRow.image, func.max(LedgerEntryRow.seq))
+                .where(LedgerEntryRow.image.in_(chunk)).group_by(LedgerEntryRow.image))
+            self.last_of_image.update({image: seq for image, seq in rows})
 
     def append(self, kind: str, image: str, fields: dict[str, Any],
                policy_hash: str | None, recorded_at: datetime,
                verdict_id: int | None = None) -> None:
+        if image not in self.last_of_image:
+            self.prefetch([image])
         self.seq += 1
         content = canonical_json({
             "seq": self.seq, "kind": kind, "image": image, "verdict_id": verdict_id,
+            "image_previous": self.last_of_image[image],
             "policy_hash": policy_hash, "recorded_at": recorded_at.isoformat(),
             **fields,
         })
+        self.last_of_image[image] = self.seq
         content_hash = sha256_hex(content)
         digest = entry_hash(self.seq, self.previous, content_hash)
         self.rows.append({

@@ -640,6 +640,7 @@ class Store:
         now = _now()
         with self.session() as session, session.begin():
             appender = ledger.Appender(session)
+            appender.prefetch([verdict.image for verdict in changed])
             evidence = ledger.evidence_of(
                 session, [v.event_id for v in changed if v.event_id])
             statement = insert(VerdictRow).returning(
@@ -823,6 +824,7 @@ def adopt_verdict_rows(session: Session, now: datetime | None = None) -> int:
     if not rows:
         return 0
     appender = ledger.Appender(session)
+    appender.prefetch([row.image for row in rows])
     evidence = ledger.evidence_of(session, [row.event_id for row in rows if row.event_id])
     for row in rows:
         verdict = _verdict_of(row)
