@@ -1,4 +1,4 @@
-"""Digest checks in a cycle: moto's S3 holds the trail, its digests and a forgery."""
+"""Digest checks in a cycle: moto's S3 stores the trail, its digests and a forgery."""
 
 from __future__ import annotations
 

@@ -186,3 +186,12 @@ def test_ledger_verify_cli(scanned):
     result = run_cli("ledger", "verify", "--config", str(scanned["config"]))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "ledger verified" in result.stdout
+
+
+def test_keys_create_keeps_existing_key(scanned):
+    before = scanned["key"].read_bytes()
+    result = run_cli("keys", "create", str(scanned["key"]))
+    assert result.returncode == 2
+    assert f"{scanned['key']} exists" in result.stderr
+    assert scanned["key"].read_bytes() == before
+    assert oct(scanned["key"].stat().st_mode & 0o777) == "0o600"

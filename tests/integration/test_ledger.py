@@ -162,6 +162,9 @@ def test_rebuild_restores_verdict_rows(filled, key):
     assert filled.rebuild_verdicts() == 5
     assert filled.current_verdicts() == before
     assert verify_ledger(filled, key.public_key()).ok
+    later = _verdict(IMAGES[0], VerdictStatus.FLAGGED, T0 + timedelta(days=4), (Flag.ROOT,))
+    assert filled.save_verdicts([later]) == 1
+    assert verify_ledger(filled, key.public_key()).ok
 
 
 FIELDS = ["content", "content_hash", "previous_hash", "entry_hash", "image", "kind"]

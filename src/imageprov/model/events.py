@@ -29,9 +29,9 @@ class EventEffect(StrEnum):
 class LogValidation(StrEnum):
     """Whether the log file an event was read from was checked against its digest.
 
-    `validated` means a digest with a valid signature lists the file with the hash
-    of the bytes that were read; `failed` means a check failed; `unvalidated` means
-    no digest covers the file yet, or the source has no digests.
+    `validated`: a digest with a valid signature lists the file with the hash of
+    the bytes that were read. `failed`: a check failed. `unvalidated`: no digest
+    covers the file yet, or the source has no digests.
     """
 
     VALIDATED = "validated"

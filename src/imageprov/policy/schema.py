@@ -157,7 +157,7 @@ class Policy(_Strict):
     # Approve only events read from a log file that a signed CloudTrail digest
     # lists with the same hash. An event younger than `digest_window` is `pending`
     # meanwhile, since CloudTrail writes a digest an hour after the files it lists.
-    # A file whose digest check failed never approves, whatever this says.
+    # A file whose digest check failed never approves, whatever this is set to.
     require_validated_logs: bool = False
     digest_window: Duration = timedelta(hours=2)
 

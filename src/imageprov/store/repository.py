@@ -663,7 +663,7 @@ class Store:
 
         `active` lists the exceptions in force now, each with `image`, `reason` and
         `expires` (ISO text). One that the ledger does not hold yet is recorded as
-        granted. One the ledger holds that is not in `active` is recorded as
+        granted. One the ledger contains that is not in `active` is recorded as
         expired, with `ended` saying whether its time passed or the policy dropped
         it. Returns the number of entries added.
         """
@@ -802,6 +802,11 @@ class Store:
                 values.append({**_verdict_values(verdict), "id": entry["verdict_id"]})
             for start in range(0, len(values), 5000):
                 session.execute(insert(VerdictRow), values[start : start + 5000])
+            if self.engine.dialect.name == "postgresql" and values:
+                # Rows inserted with their ids leave the id sequence behind them.
+                session.execute(sql_text(
+                    "SELECT setval(pg_get_serial_sequence('verdicts', 'id'), "
+                    "(SELECT max(id) FROM verdicts))"))
         return len(values)
 
     def verdict_history(self, image: str) -> list[Verdict]:
@@ -815,7 +820,7 @@ class Store:
 def adopt_verdict_rows(session: Session, now: datetime | None = None) -> int:
     """Append a ledger entry for every verdict row that has none, in id order.
 
-    Used when the ledger is added to a database that holds verdicts already, so
+    Used when the ledger is added to a database that contains verdicts already, so
     that those rows are covered from then on. Returns the number of entries.
     """
     covered = select(LedgerEntryRow.verdict_id).where(LedgerEntryRow.verdict_id.isnot(None))
