@@ -96,12 +96,14 @@ def trail_objects(location: TrailLocation, api: AwsApi | None,
                   start_after: Callable[[str], str | None] | None = None,
                   claim: Callable[[str], bool] | None = None,
                   ) -> Iterator[LogObject]:
+    # Files are hashed for the digest checks only where they will run.
+    content_hash = location.public_keys is not None
     if location.path is not None:
-        yield from LocalTrail(location.path).objects()
+        yield from LocalTrail(location.path, content_hash).objects()
         return
     client = _boto_session(api).client("s3", region_name=location.region)
     trail = S3Trail(client, location.s3_bucket or "", location.prefix,
-                    start_after=start_after, claim=claim)
+                    start_after=start_after, claim=claim, content_hash=content_hash)
     yield from trail.objects()
 
 

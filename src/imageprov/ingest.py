@@ -63,9 +63,10 @@ class IngestSummary:
         return self.records / self.seconds if self.seconds else 0.0
 
 
-def _parse(location: str, data: bytes, fallback_account: str | None) -> LogDocument:
+def _parse(location: str, data: bytes, fallback_account: str | None,
+           content_hash: bool = False) -> LogDocument:
     try:
-        return read_document(data, location, fallback_account)
+        return read_document(data, location, fallback_account, content_hash)
     except Exception as error:  # noqa: BLE001 - one file must not stop the others
         # read_document reports bad content itself; this is a defect in imageprov,
         # logged in full, and the file is quarantined so the rest is stored.
@@ -76,8 +77,9 @@ def _parse(location: str, data: bytes, fallback_account: str | None) -> LogDocum
         return document
 
 
-def _parse_group(group: list[tuple[str, bytes, str | None]]) -> list[LogDocument]:
-    return [_parse(location, data, fallback) for location, data, fallback in group]
+def _parse_group(group: list[tuple[str, bytes, str | None, bool]]) -> list[LogDocument]:
+    return [_parse(location, data, fallback, content_hash)
+            for location, data, fallback, content_hash in group]
 
 
 def _hashed(objects: Iterable[LogObject]) -> Iterator[tuple[LogObject, bytes | None, str]]:
@@ -110,7 +112,8 @@ def ingest(
     fresh = _fresh_files(store, _hashed(objects), summary, on_file, writer)
     if workers <= 1:
         for item, data, sha256 in fresh:
-            writer.take(_parse(item.location, data, item.fallback_account), sha256)
+            writer.take(_parse(item.location, data, item.fallback_account,
+                               item.content_hash), sha256)
     else:
         _parse_parallel(fresh, workers, writer.take)
     writer.flush()
@@ -255,11 +258,11 @@ def _parse_parallel(
     pending: deque[tuple[Future[list[LogDocument]], list[str], int]] = deque()
     held_bytes = 0
     limit = workers * IN_FLIGHT_PER_WORKER
-    group: list[tuple[str, bytes, str | None]] = []
+    group: list[tuple[str, bytes, str | None, bool]] = []
     digests: list[str] = []
     group_bytes = 0
     for item, data, sha256 in files:
-        group.append((item.location, data, item.fallback_account))
+        group.append((item.location, data, item.fallback_account, item.content_hash))
         digests.append(sha256)
         group_bytes += len(data)
         if len(group) < TASK_FILES and group_bytes < TASK_BYTES:

@@ -195,3 +195,22 @@ def test_public_keys_file_errors(tmp_path):
     bad.write_text("[]")
     with pytest.raises(SourceError, match="PublicKeyList array"):
         trail_digests.load_public_keys(bad)
+
+
+def test_file_read_without_hash_stays_unvalidated(local):
+    result, _, _ = local.check()
+    stored = [(file_id, location, None) for file_id, location, _ in local.stored()]
+    outcomes, problems = trail_digests.match_log_files(result, stored)
+    assert problems == []
+    assert {outcome for outcome, _ in outcomes.values()} == {LogValidation.UNVALIDATED}
+    assert all("read before digest checks" in detail for _, detail in outcomes.values())
+
+
+def test_content_hash_only_on_request(local):
+    from imageprov.sources.aws.trail_documents import read_document
+
+    key = sorted(local.logs)[0]
+    data = local.logs[key]
+    assert read_document(data, key).content_sha256 is None
+    hashed = read_document(data, key, content_hash=True).content_sha256
+    assert hashed == hashlib.sha256(gzip.decompress(data)).hexdigest()

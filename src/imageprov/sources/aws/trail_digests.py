@@ -289,7 +289,11 @@ def match_log_files(
         if key is None or _DIGEST_FOLDER in f"/{key}":
             continue
         seen.add(key)
-        if key in result.listed:
+        if key in result.listed and content_sha256 is None:
+            outcomes[file_id] = (LogValidation.UNVALIDATED,
+                                 "read before digest checks were set up, so the hash of "
+                                 "its content is unknown")
+        elif key in result.listed:
             expected, digest = result.listed[key]
             if content_sha256 == expected:
                 outcomes[file_id] = (LogValidation.VALIDATED, f"listed in {digest}")

@@ -39,7 +39,8 @@ class LogObject:
     """One file or object to read; `load` returns its bytes as stored.
 
     `checkpoint` names the incremental source the object belongs to, and `position`
-    is the point that source reaches once the object is stored.
+    is the point that source reaches once the object is stored. `content_hash` asks
+    the parser for the SHA-256 of the uncompressed bytes, which digest checks need.
     """
 
     location: str
@@ -47,6 +48,7 @@ class LogObject:
     loader: Any
     checkpoint: str | None = None
     position: str | None = None
+    content_hash: bool = False
 
     def load(self) -> bytes:
         return self.loader()
@@ -55,9 +57,10 @@ class LogObject:
 class LocalTrail:
     """Every log file under a folder, or one file, in name order."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, content_hash: bool = False) -> None:
         self.path = Path(path)
         self.name = f"file:{self.path}"
+        self.content_hash = content_hash
 
     def objects(self) -> Iterator[LogObject]:
         unreadable: list[OSError] = []
@@ -79,7 +82,7 @@ class LocalTrail:
         for path in paths:
             location = str(path)
             yield LogObject(location, account_from_key(location.replace("\\", "/")),
-                            path.read_bytes)
+                            path.read_bytes, content_hash=self.content_hash)
 
 
 def _failing(location: str, detail: str) -> Any:
@@ -99,7 +102,8 @@ class S3Trail:
     """
 
     def __init__(self, client: Any, bucket: str, prefix: str = "",
-                 start_after: Any = None, claim: Any = None) -> None:
+                 start_after: Any = None, claim: Any = None,
+                 content_hash: bool = False) -> None:
         self.client = client
         self.bucket = bucket
         self.prefix = prefix
@@ -107,6 +111,7 @@ class S3Trail:
         self.start_after = start_after or (lambda _name: None)
         # A folder another replica has claimed is left to it.
         self.claim = claim or (lambda _name: True)
+        self.content_hash = content_hash
 
     def folders(self) -> list[str]:
         """Return the prefixes to read incrementally, one per account and region."""
@@ -151,7 +156,8 @@ class S3Trail:
                     if key.endswith("/"):
                         continue
                     yield LogObject(f"s3://{self.bucket}/{key}", account_from_key(key),
-                                    self._loader(key), checkpoint, key)
+                                    self._loader(key), checkpoint, key,
+                                    self.content_hash)
         except (ClientError, BotoCoreError) as error:
             raise SourceError(self.name, f"listing the bucket failed: {error}") from error
 
