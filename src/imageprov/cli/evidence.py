@@ -33,7 +33,7 @@ PublicKeyOption = Annotated[
 
 def _print_problems(problems: list[Problem]) -> None:
     for problem in problems[:50]:
-        out.print(f"  {problem}", markup=False)
+        out.print(f"  {problem}", markup=False, soft_wrap=True)
     if len(problems) > 50:
         out.print(f"  ... and {len(problems) - 50} more problems")
 

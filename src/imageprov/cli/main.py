@@ -6,6 +6,7 @@ import logging
 import os
 from datetime import UTC, datetime
 import sys
+from collections import Counter
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -386,3 +387,37 @@ def report(
     err.print(f"{out_path}: {len(result.rows)} images, "
               + ", ".join(f"{k} {v}" for k, v in result.status_counts.items()),
               highlight=False)
+
+
+@app.command("validate-logs")
+def validate_logs(
+    path: Annotated[str, typer.Argument(help="A trail folder in the AWSLogs/... layout, "
+                                             "or s3://bucket/prefix.")],
+    public_keys: Annotated[Path, typer.Option(
+        "--public-keys", help="Saved output of `aws cloudtrail list-public-keys`.")],
+) -> None:
+    """Check a trail's log files against its digests, with no database; exit 1 on a failure."""
+    from imageprov.sources.aws import trail_digests
+
+    try:
+        keys = trail_digests.load_public_keys(public_keys)
+        trail = _trail(path)
+        if isinstance(trail, S3Trail):
+            digests = trail_digests.s3_digests(trail.client, trail.bucket, trail.folders())
+        else:
+            digests = trail_digests.local_digests(trail.path)
+        result = trail_digests.validate_digests(digests, keys)
+        hashes = list(trail_digests.content_hashes(trail.objects()))
+    except ImageprovError as error:
+        raise _fail(error) from error
+    outcomes, missing = trail_digests.match_log_files(result, hashes)
+    problems = result.problems + missing
+    states = Counter(outcome.value for outcome, _ in outcomes.values())
+    out.print(f"{path}: {result.digests} digests, {result.valid} valid; log files "
+              f"{states['validated']} validated, {states['failed']} failed, "
+              f"{states['unvalidated']} not listed in any valid digest", highlight=False,
+              soft_wrap=True)
+    for problem in problems:
+        out.print(f"  {problem}", highlight=False, markup=False, soft_wrap=True)
+    if problems:
+        raise typer.Exit(code=1)

@@ -214,3 +214,17 @@ def test_content_hash_only_on_request(local):
     assert read_document(data, key).content_sha256 is None
     hashed = read_document(data, key, content_hash=True).content_sha256
     assert hashed == hashlib.sha256(gzip.decompress(data)).hexdigest()
+
+
+def test_validate_logs_command(local):
+    from tests.conftest import run_cli
+
+    command = ["validate-logs", str(local.root), "--public-keys", str(local.keys_file)]
+    result = run_cli(*command)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 digests, 2 valid; log files 3 validated, 0 failed" in result.stdout
+    key = sorted(local.logs)[2]
+    local.write(key, trail.log_file(trail.noise(T0, 1)))
+    result = run_cli(*command)
+    assert result.returncode == 1
+    assert f"{local.path(key)}: hash-mismatch" in result.stdout

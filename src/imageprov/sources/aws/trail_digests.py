@@ -313,6 +313,26 @@ def match_log_files(
     return outcomes, problems
 
 
+def content_hashes(objects: Iterable[Any]) -> Iterator[tuple[int, str, str | None]]:
+    """Yield (number, location, SHA-256 of the uncompressed bytes) of log objects.
+
+    Digest files among them are left out. A file that is not valid gzip is hashed
+    as stored, so it fails its check instead of being skipped.
+
+    Raises:
+        SourceError: an object cannot be read.
+    """
+    for number, item in enumerate(objects, start=1):
+        if _DIGEST_FOLDER in item.location.replace("\\", "/"):
+            continue
+        data = item.load()
+        try:
+            text = decompress(data)
+        except EOFError:
+            text = data
+        yield number, item.location, hashlib.sha256(text).hexdigest()
+
+
 def local_digests(path: Path) -> Iterator[DigestFile]:
     """Yield the digest files under a local folder, with `.signature` files beside them."""
     for folder, _, names in sorted(os.walk(path)):
