@@ -67,7 +67,7 @@ def bucket(moto, tmp_path: Path):
     return s3
 
 
-def _scan(tmp_path: Path, require: bool):
+def _scan(tmp_path: Path, require: bool, database: str):
     policy = {"version": 1, "require_validated_logs": require, "builders": [
         {"name": "golden-ami-pipeline",
          "roles": [f"arn:aws:iam::{trail.ACCOUNT}:role/build/ImageBuild"]}]}
@@ -80,7 +80,7 @@ def _scan(tmp_path: Path, require: bool):
     (tmp_path / "imageprov.yaml").write_text(yaml.safe_dump(config))
     settings = load_config(tmp_path / "imageprov.yaml")
     policy_model, text = load_policy(settings.policy)
-    store = Store.open(f"sqlite:///{tmp_path / 'imageprov.db'}")
+    store = Store.open(database)
     summary = cycle.run_cycle(settings, store, policy_model, text,
                               now=T0 + timedelta(days=1))
     verdicts = store.current_verdicts()
@@ -89,8 +89,8 @@ def _scan(tmp_path: Path, require: bool):
     return summary, verdicts, events
 
 
-def test_forged_file_cannot_approve(bucket, tmp_path):
-    summary, verdicts, events = _scan(tmp_path, require=True)
+def test_forged_file_cannot_approve(bucket, tmp_path, database_url):
+    summary, verdicts, events = _scan(tmp_path, require=True, database=database_url)
     assert events[GENUINE].log_validation.value == "validated"
     assert events[FORGED].log_validation.value == "unvalidated"
     assert events[EDITED].log_validation.value == "failed"
@@ -104,8 +104,8 @@ def test_forged_file_cannot_approve(bucket, tmp_path):
     assert kinds == ["hash-mismatch"]
 
 
-def test_failed_file_never_approves(bucket, tmp_path):
-    _, verdicts, _ = _scan(tmp_path, require=False)
+def test_failed_file_never_approves(bucket, tmp_path, sqlite_url):
+    _, verdicts, _ = _scan(tmp_path, require=False, database=sqlite_url)
     # Without the requirement an unlisted file still counts, but a file whose hash
     # differs from its digest does not.
     assert verdicts[_arn(FORGED)].status is VerdictStatus.APPROVED
@@ -115,11 +115,11 @@ def test_failed_file_never_approves(bucket, tmp_path):
     assert "failed its digest check" in edited.reason
 
 
-def test_young_unvalidated_event_is_pending(bucket, tmp_path):
-    _scan(tmp_path, require=True)
+def test_young_unvalidated_event_is_pending(bucket, tmp_path, sqlite_url):
+    _scan(tmp_path, require=True, database=sqlite_url)
     settings = load_config(tmp_path / "imageprov.yaml")
     policy, text = load_policy(settings.policy)
-    store = Store.open(f"sqlite:///{tmp_path / 'imageprov.db'}")
+    store = Store.open(sqlite_url)
     evaluation, _ = cycle.evaluate(store, policy, text, now=T0 + timedelta(minutes=40))
     store.close()
     forged = evaluation.verdicts[_arn(FORGED)]
