@@ -12,7 +12,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -170,9 +170,101 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return request.getfixturevalue("postgres_url")
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def new_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], str]]:
+    """Each backend in turn: a call that returns the URL of a new, empty database."""
+    created: list[str] = []
+    server = request.getfixturevalue("postgres_server") if request.param != "sqlite" else None
+
+    def make() -> str:
+        name = f"imageprov_test_{uuid.uuid4().hex[:12]}"
+        if server is None:
+            return f"sqlite:///{tmp_path / (name + '.db')}"
+        import psycopg
+
+        host, port = server
+        with psycopg.connect(host=host, port=port, user="postgres", dbname="postgres",
+                             autocommit=True) as connection:
+            connection.execute(f'CREATE DATABASE "{name}"')
+        created.append(name)
+        return f"postgresql+psycopg://postgres@{host}:{port}/{name}"
+
+    yield make
+    if server is not None and created:
+        import psycopg
+
+        host, port = server
+        with psycopg.connect(host=host, port=port, user="postgres", dbname="postgres",
+                             autocommit=True) as connection:
+            for name in created:
+                connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def run_cli(*args: str, env: dict[str, str] | None = None,
             cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """Run the installed `imageprov` command as a user would."""
     return subprocess.run([sys.executable, "-m", "imageprov", *args],
                           capture_output=True, text=True, env={**os.environ, **(env or {})},
                           cwd=cwd, timeout=300)
+
+
+# The Azure SDKs read no credential or endpoint from here, and Azure CLI settings
+# from the home folder are out of reach.
+for _name in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET",
+              "AZURE_FEDERATED_TOKEN_FILE", "AZURE_AUTHORITY_HOST", "IDENTITY_ENDPOINT",
+              "MSI_ENDPOINT", "AZURE_STORAGE_CONNECTION_STRING"):
+    os.environ.pop(_name, None)
+os.environ["AZURE_CONFIG_DIR"] = os.devnull
+
+# The well-known development account every Azurite instance serves (Azurite README).
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = ("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/"
+               "K1SZFPTOtr/KBHBeksoGMGw==")
+
+
+def _azurite_executable() -> str | None:
+    local = Path(__file__).resolve().parents[1] / ".cache" / "npm-azurite" / "node_modules"
+    candidate = local / ".bin" / "azurite-blob"
+    if candidate.exists():
+        return str(candidate)
+    return shutil.which("azurite-blob")
+
+
+def _wait_port(port: int, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[str]:
+    """A real Azurite blob service on loopback; yields its connection string."""
+    executable = _azurite_executable()
+    if executable is None:
+        pytest.fail("azurite is not installed: npm install --prefix .cache/npm-azurite "
+                    "azurite")
+    port = free_port()
+    log = tempfile.TemporaryFile()
+    # --disableTelemetry: Azurite otherwise reports usage to a remote endpoint.
+    # --skipApiVersionCheck: azure-storage-blob sends a newer x-ms-version than
+    # Azurite's baseline and would be rejected with HTTP 400.
+    process = subprocess.Popen(
+        [executable, "--blobHost", "127.0.0.1", "--blobPort", str(port),
+         "--inMemoryPersistence", "--disableTelemetry",
+         "--skipApiVersionCheck", "--silent"],
+        stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait_port(port)
+        yield (f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};"
+               f"AccountKey={AZURITE_KEY};"
+               f"BlobEndpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT};")
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        log.close()

@@ -89,6 +89,105 @@ class AwsConfig(_Strict):
     cloudtrail: list[TrailLocation] = Field(default_factory=list)
 
 
+class AzureCredential(_Strict):
+    """How the Azure clients authenticate; secrets come from environment variables.
+
+    `static_token` reads a bearer token from `token_env`; `client_secret` and
+    `certificate` sign in a service principal at `authority_host`.
+    `managed_identity` requests its token from the instance metadata service, and
+    is the only kind that contacts it.
+    """
+
+    kind: Literal["static_token", "client_secret", "certificate", "managed_identity"]
+    token_env: str | None = None
+    tenant_id: str | None = None
+    client_id: str | None = None
+    secret_env: str | None = None
+    certificate_path: Path | None = None
+    authority_host: str | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> AzureCredential:
+        needed = {"static_token": ["token_env"],
+                  "client_secret": ["tenant_id", "client_id", "secret_env", "authority_host"],
+                  "certificate": ["tenant_id", "client_id", "certificate_path",
+                                  "authority_host"],
+                  "managed_identity": []}[self.kind]
+        missing = [name for name in needed if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"credential kind {self.kind} needs {', '.join(missing)}")
+        return self
+
+
+class AzureSubscription(_Strict):
+    """A subscription whose managed images and gallery image versions are listed."""
+
+    id: str = Field(min_length=1)
+    managed_images: bool = True
+    gallery_images: bool = True
+
+
+class AcrRegistry(_Strict):
+    """A container registry listed through its data-plane API at
+    `https://<login_server>`, or at `endpoint` when it is set."""
+
+    login_server: str = Field(min_length=1)
+    endpoint: str | None = None
+    subscription: str | None = None
+    audience: str = "https://containerregistry.azure.net"
+
+
+class AzureLogLocation(_Strict):
+    """Activity Log or ACR event files in a local folder, or Azure Monitor export
+    blobs in a storage container. `subscription` is the account of records that
+    name none."""
+
+    path: Path | None = None
+    blob_account_url: str | None = None
+    connection_string_env: str | None = None
+    container: str = "insights-activity-logs"
+    prefix: str = "resourceId="
+    format: Literal["azure-activity", "acr-events"] | None = None
+    subscription: str | None = None
+    reread: Duration = timedelta(hours=3)
+
+    @model_validator(mode="after")
+    def _one_place(self) -> AzureLogLocation:
+        if (self.path is None) == (self.blob_account_url is None and
+                                   self.connection_string_env is None):
+            raise ValueError("give exactly one of path or blob_account_url "
+                             "(or connection_string_env)")
+        return self
+
+    @property
+    def name(self) -> str:
+        if self.path is not None:
+            return str(self.path)
+        return f"azblob:{self.blob_account_url or self.connection_string_env}/{self.container}"
+
+
+class AzureConfig(_Strict):
+    """Azure inventory and logs. `arm_endpoint` has no default, so that no scan
+    calls a cloud it was not pointed at; `ca_bundle` trusts a private CA."""
+
+    arm_endpoint: str | None = None
+    credential: AzureCredential | None = None
+    ca_bundle: Path | None = None
+    subscriptions: list[AzureSubscription] = Field(default_factory=list)
+    registries: list[AcrRegistry] = Field(default_factory=list)
+    activity_logs: list[AzureLogLocation] = Field(default_factory=list)
+    acr_events: list[AzureLogLocation] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _clients_configured(self) -> AzureConfig:
+        if self.subscriptions and not self.arm_endpoint:
+            raise ValueError("subscriptions need arm_endpoint, "
+                             "e.g. https://management.azure.com")
+        if (self.subscriptions or self.registries) and self.credential is None:
+            raise ValueError("subscriptions and registries need a credential")
+        return self
+
+
 class Trigger(_Strict):
     """When a daemon step runs: every `interval`, or on a five-field `cron` line (UTC)."""
 
@@ -140,6 +239,7 @@ class Config(_Strict):
     # when the process is killed.
     batch_files: int = Field(default=200, ge=1, le=10_000)
     aws: AwsConfig = Field(default_factory=AwsConfig)
+    azure: AzureConfig = Field(default_factory=AzureConfig)
     schedule: Schedule = Field(default_factory=Schedule)
     metrics: Metrics | None = None
     # The Ed25519 private key (PEM, from `imageprov keys create`) that signs the
@@ -192,9 +292,21 @@ def load_config(path: str | Path) -> Config:
             for item in config.aws.cloudtrail
         ],
     })
+    credential = config.azure.credential
+    if credential is not None:
+        credential = credential.model_copy(update={
+            "certificate_path": _resolve(base, credential.certificate_path)})
+    azure = config.azure.model_copy(update={
+        "credential": credential,
+        "ca_bundle": _resolve(base, config.azure.ca_bundle),
+        "activity_logs": [item.model_copy(update={"path": _resolve(base, item.path)})
+                          for item in config.azure.activity_logs],
+        "acr_events": [item.model_copy(update={"path": _resolve(base, item.path)})
+                       for item in config.azure.acr_events],
+    })
     return config.model_copy(update={
-        "policy": _resolve(base, config.policy), "aws": aws, "source_path": path,
-        "ledger_key": _resolve(base, config.ledger_key),
+        "policy": _resolve(base, config.policy), "aws": aws, "azure": azure,
+        "source_path": path, "ledger_key": _resolve(base, config.ledger_key),
     })
 
 

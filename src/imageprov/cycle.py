@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,9 @@ from imageprov.policy.evaluate import Evaluation
 from imageprov.sources.aws import ami, ecr, trail_digests
 from imageprov.sources.aws.lookup_events import LookupEventsTrail
 from imageprov.sources.aws.notifications import SqsTrail
-from imageprov.sources.aws.trail_locations import LocalTrail, LogObject, S3Trail
+from imageprov.sources import LogObject
+from imageprov.sources.aws.trail_locations import LocalTrail, S3Trail
+from imageprov.sources.files import LocalFolder
 from imageprov.store import Store
 
 logger = logging.getLogger(__name__)
@@ -68,43 +70,103 @@ def _api_sources(api: AwsApi) -> Iterator[Any]:
                                    api.accounts)
 
 
-def run_inventory(config: Config, store: Store, summary: CycleSummary) -> None:
-    """Store every image each inventory source reports; a failed source is logged."""
-    seen_at = datetime.now(UTC)
-    jobs: list[tuple[str, Callable[[], list[Image]]]] = [
+InventoryJob = tuple[str, Callable[[], list[Image]]]
+LogJob = tuple[str, str, Callable[[], IngestSummary]]
+
+
+def _aws_inventory_jobs(config: Config) -> list[InventoryJob]:
+    jobs: list[InventoryJob] = [
         (f"file:{item.path}", lambda item=item: _file_images(item))
         for item in config.aws.inventory_files
     ]
     if config.aws.api is not None:
         for source in _api_sources(config.aws.api):
             jobs.append((source.name, lambda source=source: list(source.images())))
-    for name, job in jobs:
-        started = time.perf_counter()
-        try:
-            images = job()
-        except SourceError as error:
-            logger.error("inventory source failed: %s", error)
-            summary.sources_failed.append(name)
-            continue
-        store.save_images(images, seen_at)
-        summary.images += len(images)
-        logger.info("source=%s kind=inventory images=%d seconds=%.2f", name, len(images),
-                    time.perf_counter() - started)
+    return jobs
+
+
+def _azure_inventory_jobs(config: Config) -> list[InventoryJob]:
+    from imageprov.sources.azure import clients
+    from imageprov.sources.azure.acr import AcrInventory
+    from imageprov.sources.azure.compute import ComputeInventory
+
+    azure = config.azure
+    jobs: list[InventoryJob] = []
+    for subscription in azure.subscriptions:
+        def compute(subscription: Any = subscription) -> list[Image]:
+            client = clients.compute_client(azure, subscription.id)
+            return list(ComputeInventory(client, subscription.id, subscription.managed_images,
+                                         subscription.gallery_images).images())
+        jobs.append((f"azure-compute:{subscription.id.lower()}", compute))
+    for registry in azure.registries:
+        def registry_images(registry: Any = registry) -> list[Image]:
+            client = clients.registry_client(azure, registry)
+            return list(AcrInventory(client, registry.login_server,
+                                     registry.subscription).images())
+        jobs.append((f"acr:{registry.login_server.lower()}", registry_images))
+    return jobs
+
+
+def inventory_jobs(config: Config) -> list[InventoryJob]:
+    """Every configured inventory source, each a name and a call that lists it."""
+    return _aws_inventory_jobs(config) + _azure_inventory_jobs(config)
+
+
+def run_inventory(config: Config, store: Store, summary: CycleSummary) -> None:
+    """Store every image each inventory source reports; a failed source is logged."""
+    seen_at = datetime.now(UTC)
+    # A replica that finds a source claimed leaves it to the one listing it now.
+    with store.claims() as claim:
+        for name, job in inventory_jobs(config):
+            if not claim(f"inventory:{name}"):
+                logger.info("source=%s kind=inventory skipped: another replica is "
+                            "listing it", name)
+                continue
+            _list_source(store, summary, name, job, seen_at)
+
+
+def _list_source(store: Store, summary: CycleSummary, name: str,
+                 job: Callable[[], list[Image]], seen_at: datetime) -> None:
+    started = time.perf_counter()
+    try:
+        images = job()
+    except SourceError as error:
+        logger.error("inventory source failed: %s", error)
+        summary.sources_failed.append(name)
+        return
+    store.save_images(images, seen_at)
+    summary.images += len(images)
+    accounts, regions = _scopes((image.account, image.region) for image in images)
+    logger.info("source=%s kind=inventory account=%s region=%s images=%d seconds=%.2f",
+                name, accounts, regions, len(images), time.perf_counter() - started)
+
+
+def _scopes(pairs: Iterable[tuple[str, str]]) -> tuple[str, str]:
+    """Return the accounts and the regions of (account, region) pairs, as text."""
+    accounts: set[str] = set()
+    regions: set[str] = set()
+    for account, region in pairs:
+        accounts.add(account)
+        regions.add(region)
+    return ",".join(sorted(accounts)) or "-", ",".join(sorted(regions)) or "-"
 
 
 def trail_objects(location: TrailLocation, api: AwsApi | None,
                   start_after: Callable[[str], str | None] | None = None,
                   claim: Callable[[str], bool] | None = None,
                   ) -> Iterator[LogObject]:
-    # Files are hashed for the digest checks only where they will run.
-    content_hash = location.public_keys is not None
     if location.path is not None:
-        yield from LocalTrail(location.path, content_hash).objects()
+        objects = LocalTrail(location.path).objects()
+    else:
+        client = _boto_session(api).client("s3", region_name=location.region)
+        objects = S3Trail(client, location.s3_bucket or "", location.prefix,
+                          start_after=start_after, claim=claim).objects()
+    if location.public_keys is None:
+        yield from objects
         return
-    client = _boto_session(api).client("s3", region_name=location.region)
-    trail = S3Trail(client, location.s3_bucket or "", location.prefix,
-                    start_after=start_after, claim=claim, content_hash=content_hash)
-    yield from trail.objects()
+    # Files are hashed for the digest checks only where they will run.
+    for item in objects:
+        yield replace(item, content_hash=True)
 
 
 def _until(stop: threading.Event | None, objects: Iterator[LogObject]) -> Iterator[LogObject]:
@@ -124,11 +186,15 @@ def _read_location(config: Config, store: Store, location: TrailLocation,
         client = session.client("cloudtrail", region_name=location.region,
                                 config=BotoConfig(retries={"total_max_attempts": 1}))
         total = IngestSummary()
-        for event_source in location.event_sources:
-            history = LookupEventsTrail(client, location.region or "", event_source,
-                                        store.checkpoint, location.backfill)
-            _add(total, ingest(store, _until(stop, history.objects()), config.workers,
-                               on_file, config.batch_files))
+        with store.claims() as claim:
+            for event_source in location.event_sources:
+                history = LookupEventsTrail(client, location.region or "", event_source,
+                                            store.checkpoint, location.backfill)
+                # Another replica reading this history now moves the same checkpoint.
+                if not claim(history.checkpoint):
+                    continue
+                _add(total, ingest(store, _until(stop, history.objects()), config.workers,
+                                   on_file, config.batch_files))
         return total
     if location.sqs_queue_url is not None:
         session = _boto_session(config.aws.api)
@@ -147,26 +213,79 @@ def _read_location(config: Config, store: Store, location: TrailLocation,
         return ingest(store, objects, config.workers, on_file, config.batch_files)
 
 
+def _aws_log_jobs(config: Config, store: Store, on_file: Callable[[str], None] | None,
+                  stop: threading.Event | None) -> list[LogJob]:
+    return [
+        (location.name, "cloudtrail",
+         lambda location=location: _read_location(config, store, location, on_file, stop))
+        for location in config.aws.cloudtrail
+    ]
+
+
+def _azure_objects(config: Config, store: Store, location: Any,
+                   default_format: str) -> Iterator[LogObject]:
+    from imageprov.sources.azure import clients
+    from imageprov.sources.azure.blob_locations import BlobLogs
+
+    if location.path is not None:
+        yield from LocalFolder(location.path, lambda _path: location.subscription,
+                               location.format).objects()
+        return
+    container = clients.blob_container(config.azure, location)
+    blobs = BlobLogs(container, location.prefix, location.format or default_format,
+                     location.reread, store.checkpoint, location.subscription)
+    yield from blobs.objects()
+
+
+def _azure_log_jobs(config: Config, store: Store, on_file: Callable[[str], None] | None,
+                    stop: threading.Event | None) -> list[LogJob]:
+    jobs: list[LogJob] = []
+    for kind, locations in (("azure-activity", config.azure.activity_logs),
+                            ("acr-events", config.azure.acr_events)):
+        for location in locations:
+            def read(location: Any = location, kind: str = kind) -> IngestSummary:
+                objects = _until(stop, _azure_objects(config, store, location, kind))
+                return ingest(store, objects, config.workers, on_file, config.batch_files)
+            jobs.append((location.name, kind, read))
+    return jobs
+
+
+def log_jobs(config: Config, store: Store, on_file: Callable[[str], None] | None = None,
+             stop: threading.Event | None = None) -> list[LogJob]:
+    """Every configured log location, each a name, a log kind and a call that reads
+    it into the store."""
+    return (_aws_log_jobs(config, store, on_file, stop)
+            + _azure_log_jobs(config, store, on_file, stop))
+
+
 def run_logs(config: Config, store: Store, summary: CycleSummary,
              on_file: Callable[[str], None] | None = None,
              stop: threading.Event | None = None) -> None:
-    """Read every configured log location; a failed location is logged and skipped."""
-    for location in config.aws.cloudtrail:
+    """Read every configured log location; a failed location is logged and skipped.
+
+    After a trail location with `public_keys` is read, its digests are checked.
+    """
+    checked_locations = {location.name: location for location in config.aws.cloudtrail
+                         if location.public_keys is not None}
+    for name, kind, job in log_jobs(config, store, on_file, stop):
         try:
-            result = _read_location(config, store, location, on_file, stop)
+            result = job()
         except SourceError as error:
             logger.error("log source failed: %s", error)
-            summary.sources_failed.append(location.name)
+            summary.sources_failed.append(name)
             continue
-        if location.public_keys is not None:
+        checked = checked_locations.get(name)
+        if checked is not None:
             try:
-                check_digests(config, store, location, summary)
+                check_digests(config, store, checked, summary)
             except SourceError as error:
                 logger.error("digest check failed: %s", error)
-                summary.sources_failed.append(f"{location.name} (digests)")
+                summary.sources_failed.append(f"{name} (digests)")
+        accounts, regions = _scopes(result.scopes)
         logger.info(
-            "source=%s kind=cloudtrail files=%d skipped=%d records=%d events=%d "
-            "new_events=%d quarantined=%d seconds=%.2f", location.name, result.files,
+            "source=%s kind=%s account=%s region=%s files=%d skipped=%d records=%d "
+            "events=%d new_events=%d quarantined=%d seconds=%.2f", name, kind, accounts,
+            regions, result.files,
             result.skipped, result.records, result.events, result.new_events,
             result.problems, result.seconds)
         _add(summary.logs, result)
@@ -208,6 +327,7 @@ def _add(total: IngestSummary, part: IngestSummary) -> None:
     for name in ("files", "skipped", "records", "events", "new_events", "problems"):
         setattr(total, name, getattr(total, name) + getattr(part, name))
     total.seconds += part.seconds
+    total.scopes.update(part.scopes)
     for notice, count in part.notices.items():
         total.notices[notice] = total.notices.get(notice, 0) + count
 

@@ -122,8 +122,8 @@ def test_corpus_file_counts(name):
         assert problem.index >= 0
 
 
-def test_corpus_ingest_stores_and_quarantines(tmp_path: Path):
-    store = Store.open(f"sqlite:///{tmp_path / 'corpus.db'}")
+def test_corpus_ingest_stores_and_quarantines(database_url: str):
+    store = Store.open(database_url)
     summary = ingest(store, LocalTrail(AWS).objects(), workers=1)
     assert summary.files == len(EXPECTED)
     assert summary.records == sum(v[0] for v in EXPECTED.values())

@@ -77,10 +77,10 @@ def _identity(kind, *args, **kwargs):
     return kind(*args, account=ACCOUNT, **kwargs)
 
 
-def _scan(tmp_path: Path, now: datetime | None = None):
+def _scan(tmp_path: Path, database: str, now: datetime | None = None):
     config = load_config(_config(tmp_path))
     policy, text = load_policy(config.policy)
-    store = Store.open(f"sqlite:///{tmp_path / 'imageprov.db'}")
+    store = Store.open(database)
     # moto stamps images with the real time, so judge them past the delivery window.
     now = now or datetime.now(UTC) + timedelta(hours=2)
     summary = cycle.run_cycle(config, store, policy, text, now=now)
@@ -103,7 +103,7 @@ def _ami_arn(image_id: str) -> str:
     return f"arn:aws:ec2:us-east-1:{ACCOUNT}:image/{image_id}"
 
 
-def test_pipeline_ami_from_internal_address_approved(aws, tmp_path):
+def test_pipeline_ami_from_internal_address_approved(aws, tmp_path, database_url):
     ec2, _, s3 = aws
     image_id, base = _new_ami(ec2, "golden-2026-11-30")
     pipeline, _ = _roles()
@@ -112,7 +112,7 @@ def test_pipeline_ami_from_internal_address_approved(aws, tmp_path):
         trail.create_image(pipeline, T0 + timedelta(minutes=2), image_id, ip="10.20.4.17",
                            account=ACCOUNT),
     ])
-    store, summary = _scan(tmp_path)
+    store, summary = _scan(tmp_path, database_url)
     verdict = store.current_verdicts()[_ami_arn(image_id)]
     assert verdict.status is VerdictStatus.APPROVED
     assert verdict.rule == "golden-ami-pipeline"
@@ -121,7 +121,7 @@ def test_pipeline_ami_from_internal_address_approved(aws, tmp_path):
     assert summary.sources_failed == []
 
 
-def test_root_create_image_flagged_root(aws, tmp_path):
+def test_root_create_image_flagged_root(aws, tmp_path, database_url):
     ec2, _, s3 = aws
     image_id, _ = _new_ami(ec2, "hotfix")
     root = _identity(trail.root_identity)
@@ -129,7 +129,7 @@ def test_root_create_image_flagged_root(aws, tmp_path):
         trail.create_image(root, T0 + timedelta(minutes=1), image_id, ip="10.20.4.17",
                            account=ACCOUNT),
     ])
-    store, _ = _scan(tmp_path)
+    store, _ = _scan(tmp_path, database_url)
     verdict = store.current_verdicts()[_ami_arn(image_id)]
     assert verdict.status is VerdictStatus.FLAGGED
     assert Flag.ROOT in verdict.flags
@@ -137,7 +137,7 @@ def test_root_create_image_flagged_root(aws, tmp_path):
     assert verdict.actor == f"arn:aws:iam::{ACCOUNT}:root"
 
 
-def test_public_address_flagged_external_network(aws, tmp_path):
+def test_public_address_flagged_external_network(aws, tmp_path, database_url):
     ec2, _, s3 = aws
     image_id, _ = _new_ami(ec2, "golden-from-outside")
     pipeline, _ = _roles()
@@ -145,7 +145,7 @@ def test_public_address_flagged_external_network(aws, tmp_path):
         trail.create_image(pipeline, T0 + timedelta(minutes=1), image_id, ip="172.64.1.1",
                            account=ACCOUNT),
     ])
-    store, _ = _scan(tmp_path)
+    store, _ = _scan(tmp_path, database_url)
     verdict = store.current_verdicts()[_ami_arn(image_id)]
     assert verdict.status is VerdictStatus.FLAGGED
     assert Flag.EXTERNAL_NETWORK in verdict.flags
@@ -166,7 +166,7 @@ def _push(ecr, repository: str, tag: str, layer: str) -> str:
     return image["image"]["imageId"]["imageDigest"]
 
 
-def test_moved_latest_tag_flags_new_digest(aws, tmp_path):
+def test_moved_latest_tag_flags_new_digest(aws, tmp_path, database_url):
     _, ecr, s3 = aws
     ecr.create_repository(repositoryName="payments-api")
     # moto deletes a digest when its last tag moves away, where ECR keeps it
@@ -185,7 +185,7 @@ def test_moved_latest_tag_flags_new_digest(aws, tmp_path):
         trail.put_image(intruder, T0 + timedelta(minutes=7), "payments-api", "latest", second,
                         registry=ACCOUNT, account=ACCOUNT, ip="10.30.1.50"),
     ])
-    store, _ = _scan(tmp_path)
+    store, _ = _scan(tmp_path, database_url)
     registry = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com"
     verdicts = store.current_verdicts()
     approved = verdicts[f"{registry}/payments-api@{first}"]
@@ -202,12 +202,12 @@ def test_moved_latest_tag_flags_new_digest(aws, tmp_path):
     assert moves[1].actor.endswith("user/contractor-tmp")
 
 
-def test_ami_without_event_unattributed_names_span(aws, tmp_path):
+def test_ami_without_event_unattributed_names_span(aws, tmp_path, database_url):
     ec2, _, s3 = aws
     image_id, base = _new_ami(ec2, "orphan")
     _put_trail(s3, T0 + timedelta(minutes=5), trail.noise(T0, 3, account=ACCOUNT))
     _put_trail(s3, T0 + timedelta(hours=2), trail.noise(T0 + timedelta(hours=2), 3, account=ACCOUNT))
-    store, _ = _scan(tmp_path)
+    store, _ = _scan(tmp_path, database_url)
     verdict = store.current_verdicts()[_ami_arn(image_id)]
     assert verdict.status is VerdictStatus.UNATTRIBUTED
     assert verdict.event_id is None
@@ -216,7 +216,7 @@ def test_ami_without_event_unattributed_names_span(aws, tmp_path):
     assert "2026-11-30T10:00:00Z to 2026-11-30T10:00:02Z" in verdict.reason
 
 
-def test_failed_create_image_attributes_nothing(aws, tmp_path):
+def test_failed_create_image_attributes_nothing(aws, tmp_path, database_url):
     ec2, _, s3 = aws
     image_id, _ = _new_ami(ec2, "contested")
     pipeline, _ = _roles()
@@ -226,7 +226,7 @@ def test_failed_create_image_attributes_nothing(aws, tmp_path):
     # A failed call has no response; keep the id in it to prove it is still ignored.
     denied["responseElements"] = {"imageId": image_id}
     _put_trail(s3, T0 + timedelta(minutes=5), [denied])
-    store, _ = _scan(tmp_path)
+    store, _ = _scan(tmp_path, database_url)
     verdict = store.current_verdicts()[_ami_arn(image_id)]
     assert verdict.status is VerdictStatus.UNATTRIBUTED
     assert verdict.event_id is None
@@ -235,7 +235,7 @@ def test_failed_create_image_attributes_nothing(aws, tmp_path):
     assert stored[0].error_code == "AccessDenied"
 
 
-def test_organisation_trail_key_layout_read(aws, tmp_path):
+def test_organisation_trail_key_layout_read(aws, tmp_path, database_url):
     ec2, _, s3 = aws
     image_id, _ = _new_ami(ec2, "org-golden")
     pipeline, _ = _roles()
@@ -247,12 +247,12 @@ def test_organisation_trail_key_layout_read(aws, tmp_path):
     record["userIdentity"] = dict(record["userIdentity"], accountId=None)
     key = _put_trail(s3, T0 + timedelta(minutes=5), [record], org="o-a1b2c3d4e5")
     assert key.startswith(f"AWSLogs/o-a1b2c3d4e5/{ACCOUNT}/CloudTrail/")
-    store, _ = _scan(tmp_path)
+    store, _ = _scan(tmp_path, database_url)
     verdict = store.current_verdicts()[_ami_arn(image_id)]
     assert verdict.status is VerdictStatus.APPROVED
 
 
-def test_second_scan_adds_no_verdict_rows(aws, tmp_path):
+def test_second_scan_adds_no_verdict_rows(aws, tmp_path, database_url):
     ec2, _, s3 = aws
     image_id, _ = _new_ami(ec2, "steady")
     pipeline, _ = _roles()
@@ -260,8 +260,8 @@ def test_second_scan_adds_no_verdict_rows(aws, tmp_path):
         trail.create_image(pipeline, T0 + timedelta(minutes=1), image_id, ip="10.20.4.17",
                            account=ACCOUNT),
     ])
-    store, first = _scan(tmp_path)
-    store, second = _scan(tmp_path)
+    store, first = _scan(tmp_path, database_url)
+    store, second = _scan(tmp_path, database_url)
     assert first.verdicts_changed == 2
     assert second.verdicts_changed == 0
     # The checkpoint of the region folder keeps the stored file from being fetched.
@@ -270,12 +270,32 @@ def test_second_scan_adds_no_verdict_rows(aws, tmp_path):
     assert len(store.verdict_history(_ami_arn(image_id))) == 1
 
 
-def test_checkpoint_reads_only_new_objects(aws, tmp_path):
+def test_deregistered_ami_leaves_the_verdicts(aws, tmp_path, database_url):
+    ec2, _, s3 = aws
+    image_id, base = _new_ami(ec2, "retired")
+    pipeline, _ = _roles()
+    _put_trail(s3, T0 + timedelta(minutes=5), [
+        trail.create_image(pipeline, T0 + timedelta(minutes=1), image_id, ip="10.20.4.17",
+                           account=ACCOUNT),
+    ])
+    store, _ = _scan(tmp_path, database_url)
+    assert _ami_arn(image_id) in {image.ref for image in store.images()}
+    ec2.deregister_image(ImageId=image_id)
+    store, second = _scan(tmp_path, database_url)
+    present = {image.ref for image in store.images()}
+    assert present == {_ami_arn(base)}
+    assert second.by_status == {"unattributed": 1}
+    assert _ami_arn(image_id) in {image.ref for image in store.images(include_gone=True)}
+    # Its history stays for audits.
+    assert store.verdict_history(_ami_arn(image_id))[-1].status is VerdictStatus.APPROVED
+
+
+def test_checkpoint_reads_only_new_objects(aws, tmp_path, database_url):
     ec2, _, s3 = aws
     image_id, _ = _new_ami(ec2, "later-golden")
     pipeline, _ = _roles()
     _put_trail(s3, T0 + timedelta(minutes=5), trail.noise(T0, 4, account=ACCOUNT))
-    store, first = _scan(tmp_path)
+    store, first = _scan(tmp_path, database_url)
     assert first.logs.files == 1
     folder = f"s3://{BUCKET}/AWSLogs/{ACCOUNT}/CloudTrail/us-east-1/"
     assert store.checkpoint(folder).endswith("_CloudTrail_us-east-1_20261130T0805Z_"
@@ -289,7 +309,7 @@ def test_checkpoint_reads_only_new_objects(aws, tmp_path):
                   Body=trail.log_file(trail.noise(T0, 2, account=ACCOUNT)))
     s3.put_object(Bucket=BUCKET, Key=f"AWSLogs/{ACCOUNT}/CloudTrail-Digest/us-east-1/"
                   "2026/11/30/digest.json.gz", Body=b"not read")
-    store, second = _scan(tmp_path)
+    store, second = _scan(tmp_path, database_url)
     assert second.logs.files == 2
     assert second.logs.skipped == 0
     assert second.logs.problems == 0
@@ -326,7 +346,7 @@ def test_database_password_hidden_in_errors(tmp_path):
     assert "cannot open database" in result.stderr
 
 
-def test_sqs_notifications_read_and_deleted(aws, tmp_path):
+def test_sqs_notifications_read_and_deleted(aws, tmp_path, database_url):
     ec2, _, s3 = aws
     sqs = boto3.client("sqs", region_name="us-east-1")
     queue = sqs.create_queue(QueueName="trail-files")["QueueUrl"]
@@ -350,7 +370,7 @@ def test_sqs_notifications_read_and_deleted(aws, tmp_path):
     }))
     config = load_config(config_path)
     policy, text = load_policy(config.policy)
-    store = Store.open(f"sqlite:///{tmp_path / 'sqs.db'}")
+    store = Store.open(database_url)
     summary = cycle.run_cycle(config, store, policy, text,
                               now=datetime.now(UTC) + timedelta(hours=2))
     assert summary.logs.files == 1

@@ -43,8 +43,8 @@ def test_scan_example_prints_table(example):
     assert result.returncode == 0, result.stderr
     assert "imageprov verdicts" in result.stdout
     assert "flagged" in result.stdout
-    assert "source=" in result.stderr
-    assert "kind=cloudtrail" in result.stderr
+    assert "kind=inventory account=111122223333 region=us-east-1 images=6" in result.stderr
+    assert "kind=cloudtrail account=111122223333 region=us-east-1 files=4" in result.stderr
 
 
 def test_verdicts_json_fields_and_names(example):
@@ -269,3 +269,33 @@ def test_explain_strips_terminal_escapes(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "\x1b" not in result.stdout
     assert "[bold]agent" in result.stdout
+
+
+def test_explain_shows_import_joined_by_task_name(tmp_path):
+    from tests.helpers import trail
+
+    task = "import-ami-0f1e2d3c4b5a69788"
+    record = trail.record("ImportImage", trail.user_identity("vendor-import"),
+                          trail.datetime(2026, 11, 30, 9, tzinfo=trail.UTC),
+                          request={"description": "appliance"},
+                          response={"importTaskId": task, "status": "active"})
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "import.json").write_text(json.dumps({"Records": [record]}))
+    database = f"sqlite:///{tmp_path / 'import.db'}"
+    assert run_cli("ingest", str(logs), "--database", database).returncode == 0
+    inventory = tmp_path / "images.json"
+    inventory.write_text(json.dumps({"Images": [{
+        "ImageId": "ami-0a11000000000abcd", "OwnerId": ACCOUNT, "Name": task,
+        "CreationDate": "2026-11-30T10:00:00.000Z", "State": "available"}]}))
+    config = tmp_path / "import.yaml"
+    config.write_text(yaml.safe_dump({"policy": str(ROOT / "policies" / "example.yaml"),
+                                      "aws": {"inventory_files": [
+                                          {"path": str(inventory), "kind": "ami",
+                                           "region": "us-east-1"}]}}))
+    assert run_cli("scan", "--config", str(config), "--database", database).returncode == 0
+    result = run_cli("explain", "ami-0a11000000000abcd", "--database", database,
+                     env={"COLUMNS": "400"})
+    assert result.returncode == 0, result.stderr
+    assert "ImportImage (decided)" in result.stdout
+    assert "user/vendor-import" in result.stdout

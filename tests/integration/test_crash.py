@@ -1,4 +1,4 @@
-"""Killing the scan at any point loses nothing and stores nothing twice."""
+"""Killing the daemon at any point loses nothing and stores nothing twice."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,6 +23,9 @@ T0 = datetime(2026, 11, 20, 0, 0, tzinfo=UTC)
 KILLS = 24
 INGEST_KILLS = 14
 FILES = 160
+LEGACY_IMAGES = 3000
+EVALUATING = "step=evaluate started"
+EVALUATED = "step=evaluate images="
 
 
 def _write_trail(folder: Path) -> None:
@@ -45,6 +49,11 @@ def _write_inventory(path: Path) -> None:
                "CreationDate": (T0 + timedelta(minutes=5 * number)).strftime(
                    "%Y-%m-%dT%H:%M:%S.000Z")}
               for number in range(FILES) for offset in range(3)]
+    # Images no event names make each evaluation long enough to be killed inside.
+    images += [{"ImageId": f"ami-{number:017x}", "OwnerId": trail.ACCOUNT,
+                "Name": f"legacy-{number}", "State": "available",
+                "CreationDate": "2020-01-01T00:00:00.000Z"}
+               for number in range(0x10000000, 0x10000000 + LEGACY_IMAGES)]
     path.write_bytes(orjson.dumps({"Images": images}))
 
 
@@ -54,30 +63,78 @@ def _config(tmp_path: Path) -> Path:
     (tmp_path / "policy.yaml").write_text(yaml.safe_dump({"builders": [
         {"name": "pipeline",
          "roles": [f"arn:aws:iam::{trail.ACCOUNT}:role/build/ImageBuild"]}]}))
+    every_second = {"interval": "1s"}
     path = tmp_path / "crash.yaml"
     path.write_text(yaml.safe_dump({
         "policy": "policy.yaml", "workers": 2, "batch_files": 2,
         "aws": {"inventory_files": [{"path": "images.json", "kind": "ami",
                                      "region": "us-east-1"}],
                 "cloudtrail": [{"path": "logs"}]},
+        "schedule": {"inventory": every_second, "logs": every_second,
+                     "evaluate": every_second},
     }))
     return path
 
 
-def _scan(config: Path, database: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "imageprov", "scan", "--config", str(config),
-         "--database", database, "--no-show"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        env=os.environ.copy(), start_new_session=True)
+class _Daemon:
+    """`imageprov run` as a real process, with the lines it logs as they arrive."""
+
+    def __init__(self, config: Path, database: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "imageprov", "run", "--config", str(config),
+             "--database", database],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            env=os.environ.copy(), start_new_session=True)
+        self.lines: list[tuple[float, str]] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.lines.append((time.monotonic(), line))
+
+    def count(self, marker: str) -> int:
+        return sum(marker in line for _, line in list(self.lines))
+
+    def times(self, marker: str) -> list[float]:
+        return [when for when, line in list(self.lines) if marker in line]
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def kill(self) -> None:
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=60)
+        self._reader.join(timeout=10)
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=120)
+        self._reader.join(timeout=10)
+        return code
+
+    def output(self) -> str:
+        return "".join(line for _, line in self.lines)
 
 
 def _wait_until(condition, seconds: float = 120.0) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError("the scan made no progress in time")
+            raise AssertionError("the daemon made no progress in time")
         time.sleep(0.02)
+
+
+def _settle(daemon: _Daemon, database: str) -> None:
+    """Wait until every file is stored and an evaluation that began afterwards ended."""
+    _wait_until(lambda: _count(database, "log_files") == FILES or not daemon.alive())
+    assert daemon.alive(), daemon.output()
+    # Steps never overlap, so the second evaluation to end from here on began after
+    # the logs step that stored the last file.
+    done = daemon.count(EVALUATED)
+    _wait_until(lambda: daemon.count(EVALUATED) >= done + 2 or not daemon.alive())
+    assert daemon.alive(), daemon.output()
 
 
 def _count(database: str, table: str) -> int:
@@ -112,7 +169,7 @@ def _snapshot(database: str) -> dict[str, object]:
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_killed_scans_match_uninterrupted(backend, tmp_path, request):
+def test_killed_daemon_matches_uninterrupted(backend, tmp_path, request):
     config = _config(tmp_path)
 
     def database(name: str) -> str:
@@ -122,38 +179,42 @@ def test_killed_scans_match_uninterrupted(backend, tmp_path, request):
             _second_postgres(request))
 
     clean = database("clean.db")
-    started = time.monotonic()
-    process = _scan(config, clean)
-    assert process.wait(timeout=300) == 0, process.stderr.read()
-    duration = time.monotonic() - started
+    daemon = _Daemon(config, clean)
+    _settle(daemon, clean)
+    assert daemon.stop() == 0, daemon.output()
     expected = _snapshot(clean)
     assert len(expected["events"]) == 3 * FILES
-    assert len(expected["verdicts"]) == 3 * FILES
+    assert len(expected["verdicts"]) == 3 * FILES + LEGACY_IMAGES
+    evaluations = [end - begin for begin, end in zip(daemon.times(EVALUATING),
+                                                    daemon.times(EVALUATED), strict=False)]
+    evaluation = max(evaluations)
 
     crashed = database("crashed.db")
     rng = random.Random(5)
     stored_after_kill = []
+    killed_in_evaluation = 0
     for kill in range(KILLS):
-        process = _scan(config, crashed)
+        daemon = _Daemon(config, crashed)
         before = stored_after_kill[-1] if stored_after_kill else 0
         if kill < INGEST_KILLS and before < FILES:
-            # A kill during ingest: right after this run has stored something new.
-            _wait_until(lambda: _count(crashed, "log_files") > before or
-                        process.poll() is not None)
+            # A kill during ingest: right after this process has stored something new.
+            _wait_until(lambda: _count(crashed, "log_files") > before or not daemon.alive())
         else:
-            # A kill once every file is stored: during evaluation, or during the
-            # start-up, inventory and listing of a run that has nothing new to read.
-            _wait_until(lambda: _count(crashed, "log_files") == FILES or
-                        process.poll() is not None)
-            time.sleep(rng.uniform(0.0, duration / 4))
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=60)
+            # A kill during evaluation: a random moment after one has begun, within
+            # the time an evaluation took in the uninterrupted run.
+            _wait_until(lambda: daemon.count(EVALUATING) > 0 or not daemon.alive())
+            time.sleep(rng.uniform(0.0, evaluation))
+            killed_in_evaluation += daemon.count(EVALUATED) == 0
+        assert daemon.alive(), daemon.output()
+        daemon.kill()
         stored_after_kill.append(_count(crashed, "log_files"))
     partial = [count for count in stored_after_kill if 0 < count < FILES]
     assert len(partial) >= 8, stored_after_kill
     assert stored_after_kill[-1] == FILES, stored_after_kill
-    process = _scan(config, crashed)
-    assert process.wait(timeout=300) == 0, process.stderr.read()
+    assert killed_in_evaluation >= 5, (killed_in_evaluation, evaluation)
+    daemon = _Daemon(config, crashed)
+    _settle(daemon, crashed)
+    assert daemon.stop() == 0, daemon.output()
     result = _snapshot(crashed)
     assert result["events"] == expected["events"]
     assert all(count == 1 for _, count in result["events"])

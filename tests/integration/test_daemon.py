@@ -62,9 +62,9 @@ def _wait_for(predicate, seconds: float = 60.0):
     raise AssertionError("condition not met in time")
 
 
-def test_daemon_serves_metrics_and_stops_on_sigterm(tmp_path):
+def test_daemon_serves_metrics_and_stops_on_sigterm(tmp_path, database_url):
     port = free_port()
-    database = f"sqlite:///{tmp_path / 'daemon.db'}"
+    database = database_url
     process = subprocess.Popen(
         [sys.executable, "-m", "imageprov", "run", "--config", str(_config(tmp_path, port)),
          "--database", database],

@@ -59,8 +59,8 @@ def _images() -> list[Image]:
     ]
 
 
-def _run(db: Path, objects: list[LogObject], times: int = 1):
-    store = Store.open(f"sqlite:///{db}")
+def _run(database: str, objects: list[LogObject], times: int = 1):
+    store = Store.open(database)
     store.save_images(_images())
     for _ in range(times):
         ingest(store, objects, workers=1)
@@ -72,32 +72,32 @@ def _run(db: Path, objects: list[LogObject], times: int = 1):
     return events, verdicts, store
 
 
-def test_ingest_twice_same_result(tmp_path):
+def test_ingest_twice_same_result(tmp_path, new_database):
     _write_files(tmp_path / "logs")
     objects = list(LocalTrail(tmp_path / "logs").objects())
-    once = _run(tmp_path / "once.db", objects)
-    twice = _run(tmp_path / "twice.db", objects, times=2)
+    once = _run(new_database(), objects)
+    twice = _run(new_database(), objects, times=2)
     assert once[0] == twice[0]
     assert once[1] == twice[1]
     assert len(once[0]) == 4
 
 
-def test_ingest_any_order_same_result(tmp_path):
+def test_ingest_any_order_same_result(tmp_path, new_database):
     _write_files(tmp_path / "logs")
     objects = list(LocalTrail(tmp_path / "logs").objects())
-    baseline = _run(tmp_path / "base.db", objects)
+    baseline = _run(new_database(), objects)
     shuffler = random.Random(7)
     for attempt in range(4):
         shuffled = objects[:]
         shuffler.shuffle(shuffled)
-        result = _run(tmp_path / f"shuffled{attempt}.db", shuffled)
+        result = _run(new_database(), shuffled)
         assert result[0] == baseline[0]
         assert result[1] == baseline[1]
 
 
-def test_duplicate_record_stored_once(tmp_path):
+def test_duplicate_record_stored_once(tmp_path, new_database):
     _write_files(tmp_path / "logs")
-    events, verdicts, store = _run(tmp_path / "dup.db",
+    events, verdicts, store = _run(new_database(),
                                    list(LocalTrail(tmp_path / "logs").objects()))
     keys = [key for key, _ in events]
     assert len(keys) == len(set(keys))
@@ -106,9 +106,9 @@ def test_duplicate_record_stored_once(tmp_path):
     assert [flag.value for flag in copy["flags"]] == ["public"]
 
 
-def test_reingest_keeps_earlier_rows(tmp_path):
+def test_reingest_keeps_earlier_rows(tmp_path, new_database):
     names = _write_files(tmp_path / "logs")
-    store = Store.open(f"sqlite:///{tmp_path / 'keep.db'}")
+    store = Store.open(new_database())
     ingest(store, LocalTrail(names[0]).objects())
     before = {e.key for e in store.events()}
     Path(names[1]).write_bytes(b"\x1f\x8b\x08 truncated")
@@ -119,13 +119,27 @@ def test_reingest_keeps_earlier_rows(tmp_path):
     assert store.quarantined()[0].location == names[1]
 
 
-def test_checkpoint_moves_only_with_stored_files(tmp_path, monkeypatch):
+def test_file_read_after_a_failed_read_leaves_quarantine(tmp_path, new_database):
+    names = _write_files(tmp_path / "logs")
+    good = Path(names[1]).read_bytes()
+    Path(names[1]).write_bytes(b"\x1f\x8b\x08 truncated")
+    store = Store.open(new_database())
+    ingest(store, LocalTrail(tmp_path / "logs").objects())
+    assert [(row.location, row.record_index) for row in store.quarantined()] == [
+        (names[1], -1)]
+    Path(names[1]).write_bytes(good)
+    summary = ingest(store, LocalTrail(tmp_path / "logs").objects())
+    assert summary.problems == 0
+    assert store.quarantined() == []
+
+
+def test_checkpoint_moves_only_with_stored_files(tmp_path, monkeypatch, new_database):
     names = _write_files(tmp_path / "logs")
     objects = [
         LogObject(item.location, item.fallback_account, item.loader, "folder", f"key-{n}")
         for n, item in enumerate(LocalTrail(tmp_path / "logs").objects())
     ]
-    store = Store.open(f"sqlite:///{tmp_path / 'ck.db'}")
+    store = Store.open(new_database())
     original = store._write_event_values
     calls = {"count": 0}
 
@@ -145,7 +159,7 @@ def test_checkpoint_moves_only_with_stored_files(tmp_path, monkeypatch):
     assert len(names) == 5
 
 
-def test_conflicting_duplicates_resolve_by_file_order(tmp_path):
+def test_conflicting_duplicates_resolve_by_file_order(tmp_path, new_database):
     mallory = trail.user_identity("mallory")
     golden = trail.create_image(BUILD, T0, "ami-0000000000000a001", ip="10.20.0.5",
                                 agent=PACKER, eid="dup-eid-1")
@@ -156,8 +170,8 @@ def test_conflicting_duplicates_resolve_by_file_order(tmp_path):
     (tmp_path / "l1" / "b-mallory.json").write_text(json.dumps({"Records": [forged]}))
     (tmp_path / "l2" / "a-golden.json").write_text(json.dumps({"Records": [golden]}))
     results = []
-    for name, order in (("one.db", ["l1", "l2"]), ("two.db", ["l2", "l1"])):
-        store = Store.open(f"sqlite:///{tmp_path / name}")
+    for order in (["l1", "l2"], ["l2", "l1"]):
+        store = Store.open(new_database())
         for folder in order:
             ingest(store, LocalTrail(tmp_path / folder).objects())
         (event,) = store.events()

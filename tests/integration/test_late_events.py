@@ -27,8 +27,8 @@ POLICY = {
 REF = ami_arn("us-east-1", trail.ACCOUNT, "ami-0000000000000b001")
 
 
-def _setup(tmp_path: Path, policy: dict) -> tuple[Store, Path]:
-    store = Store.open(f"sqlite:///{tmp_path / 'late.db'}")
+def _setup(tmp_path: Path, database: str, policy: dict) -> tuple[Store, Path]:
+    store = Store.open(database)
     store.save_images([Image(ref=REF, platform=Platform.AWS, kind=ImageKind.AMI,
                              account=trail.ACCOUNT, region="us-east-1",
                              native_id="ami-0000000000000b001", created=T0)])
@@ -49,8 +49,8 @@ def _write_log(folder: Path, records: list[dict], when: datetime) -> None:
     path.write_bytes(trail.log_file(records))
 
 
-def test_late_event_turns_pending_into_approved(tmp_path):
-    store, policy = _setup(tmp_path, POLICY)
+def test_late_event_turns_pending_into_approved(tmp_path, database_url):
+    store, policy = _setup(tmp_path, database_url, POLICY)
     assert _evaluate(store, policy, T0 + timedelta(minutes=10)).status is VerdictStatus.PENDING
     _write_log(tmp_path / "logs", [trail.create_image(BUILD, T0, "ami-0000000000000b001")],
                T0 + timedelta(minutes=50))
@@ -61,8 +61,8 @@ def test_late_event_turns_pending_into_approved(tmp_path):
     assert history == [VerdictStatus.PENDING, VerdictStatus.APPROVED]
 
 
-def test_pending_becomes_unattributed_after_window(tmp_path):
-    store, policy = _setup(tmp_path, POLICY)
+def test_pending_becomes_unattributed_after_window(tmp_path, database_url):
+    store, policy = _setup(tmp_path, database_url, POLICY)
     _write_log(tmp_path / "logs", trail.noise(T0, 3), T0 + timedelta(minutes=5))
     ingest(store, LocalTrail(tmp_path / "logs").objects())
     assert _evaluate(store, policy, T0 + timedelta(hours=1)).status is VerdictStatus.PENDING
@@ -70,10 +70,10 @@ def test_pending_becomes_unattributed_after_window(tmp_path):
     assert later.status is VerdictStatus.UNATTRIBUTED
 
 
-def test_expired_exception_flips_with_history(tmp_path):
+def test_expired_exception_flips_with_history(tmp_path, database_url):
     excepted = dict(POLICY, exceptions=[{"image": REF, "reason": "hand-built hotfix",
                                          "expires": "2026-11-20"}])
-    store, policy = _setup(tmp_path, excepted)
+    store, policy = _setup(tmp_path, database_url, excepted)
     mallory = trail.user_identity("mallory")
     _write_log(tmp_path / "logs", [trail.create_image(mallory, T0, "ami-0000000000000b001")],
                T0 + timedelta(minutes=5))
@@ -87,8 +87,8 @@ def test_expired_exception_flips_with_history(tmp_path):
     assert history[0].policy_hash == history[1].policy_hash == load_policy(policy)[0].hash
 
 
-def test_policy_change_reevaluates_and_records_hash(tmp_path):
-    store, policy = _setup(tmp_path, POLICY)
+def test_policy_change_reevaluates_and_records_hash(tmp_path, database_url):
+    store, policy = _setup(tmp_path, database_url, POLICY)
     user = trail.user_identity("release-bot")
     _write_log(tmp_path / "logs", [trail.create_image(user, T0, "ami-0000000000000b001")],
                T0 + timedelta(minutes=5))
@@ -106,8 +106,8 @@ def test_policy_change_reevaluates_and_records_hash(tmp_path):
     assert second.policy_hash == load_policy(policy)[0].hash
 
 
-def test_wrong_identity_type_quarantined(tmp_path):
-    store, _ = _setup(tmp_path, POLICY)
+def test_wrong_identity_type_quarantined(tmp_path, database_url):
+    store, _ = _setup(tmp_path, database_url, POLICY)
     bad = trail.create_image(BUILD, T0, "ami-0000000000000b001")
     bad["userIdentity"] = "AssumedRole"
     good = trail.create_image(BUILD, T0, "ami-0000000000000b002")

@@ -50,8 +50,8 @@ def _history(standin, store, source="ec2.amazonaws.com", now=NOW, **kw):
                              backfill=timedelta(days=1), now=lambda: now, **kw)
 
 
-def test_pages_read_within_rate_limit(standin, tmp_path):
-    store = Store.open(f"sqlite:///{tmp_path / 'lookup.db'}")
+def test_pages_read_within_rate_limit(standin, tmp_path, database_url):
+    store = Store.open(database_url)
     summary = ingest(store, _history(standin, store).objects())
     assert summary.records == 110
     assert summary.problems == 0
@@ -66,8 +66,8 @@ def test_pages_read_within_rate_limit(standin, tmp_path):
         "%Y-%m-%dT%H:%M:%SZ")
 
 
-def test_second_run_starts_at_checkpoint(standin, tmp_path):
-    store = Store.open(f"sqlite:///{tmp_path / 'lookup.db'}")
+def test_second_run_starts_at_checkpoint(standin, tmp_path, database_url):
+    store = Store.open(database_url)
     ingest(store, _history(standin, store).objects())
     first_calls = len(standin.calls)
     later = NOW + timedelta(hours=1)
@@ -79,8 +79,8 @@ def test_second_run_starts_at_checkpoint(standin, tmp_path):
     assert store.event_count() == 11
 
 
-def test_throttling_backs_off_then_succeeds(standin, tmp_path):
-    store = Store.open(f"sqlite:///{tmp_path / 'lookup.db'}")
+def test_throttling_backs_off_then_succeeds(standin, tmp_path, database_url):
+    store = Store.open(database_url)
     standin.throttle_next = 2
     pauses: list[float] = []
     history = _history(standin, store, source="ecr.amazonaws.com", sleep=pauses.append)
@@ -90,10 +90,10 @@ def test_throttling_backs_off_then_succeeds(standin, tmp_path):
     assert [e.target for e in store.events()] == ["sha256:" + "f0" * 32]
 
 
-def test_throttling_gives_up_with_source_error(standin, tmp_path):
+def test_throttling_gives_up_with_source_error(standin, tmp_path, database_url):
     from imageprov.errors import SourceError
 
-    store = Store.open(f"sqlite:///{tmp_path / 'lookup.db'}")
+    store = Store.open(database_url)
     standin.throttle_next = 10
     history = _history(standin, store, sleep=lambda _: None, max_attempts=3)
     with pytest.raises(SourceError, match="LookupEvents failed"):
@@ -111,7 +111,8 @@ def test_rate_limiter_spaces_calls():
     assert slept == [pytest.approx(0.4), pytest.approx(0.4)]
 
 
-def test_cycle_reads_lookup_events_from_config(standin, tmp_path, monkeypatch):
+def test_cycle_reads_lookup_events_from_config(standin, tmp_path, monkeypatch,
+                                               database_url):
     import yaml
 
     from imageprov import cycle
@@ -128,7 +129,7 @@ def test_cycle_reads_lookup_events_from_config(standin, tmp_path, monkeypatch):
                                 "backfill": "2d"}]}}))
     config = load_config(tmp_path / "lookup.yaml")
     policy, text = load_policy(config.policy)
-    store = Store.open(f"sqlite:///{tmp_path / 'cycle.db'}")
+    store = Store.open(database_url)
     summary = cycle.run_cycle(config, store, policy, text)
     assert summary.sources_failed == []
     assert summary.logs.records == 111

@@ -1,4 +1,4 @@
-"""Two daemon processes on one PostgreSQL store divide the trail folders between them."""
+"""Replicas on one PostgreSQL store divide the work and never repeat it."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -14,6 +15,10 @@ import boto3
 import yaml
 from sqlalchemy import create_engine, text
 
+from imageprov.config import Config
+from imageprov.daemon import Daemon
+from imageprov.model import Image, ImageKind, Platform, Verdict, VerdictStatus
+from imageprov.store import Store
 from tests.helpers import trail
 
 BUCKET = "replica-trail"
@@ -90,10 +95,59 @@ def test_two_daemons_store_each_record_once(moto, postgres_url, tmp_path):
     assert events == files
     assert quarantined == 0
     assert checkpoints == len(REGIONS)
-    read = [sum(int(n) for n in re.findall(r"kind=cloudtrail files=(\d+)", output))
-            for output in outputs]
-    skipped = [sum(int(n) for n in re.findall(r"kind=cloudtrail files=\d+ skipped=(\d+)",
-                                               output)) for output in outputs]
+    line = r"kind=cloudtrail account=\S+ region=\S+ files=(\d+) skipped=(\d+)"
+    counts = [re.findall(line, output) for output in outputs]
+    read = [sum(int(files) for files, _ in found) for found in counts]
+    skipped = [sum(int(skips) for _, skips in found) for found in counts]
     assert sum(read) == files, outputs
     assert sum(skipped) == 0, outputs
     assert all("failed" not in output for output in outputs), outputs
+
+
+def _verdict(image: str, status: VerdictStatus) -> Verdict:
+    return Verdict(image=image, status=status, rule="test", policy_hash="p1",
+                   decided_at=T0, reason="judged by a replica")
+
+
+def test_replicas_saving_one_change_at_once_append_it_once(postgres_url):
+    stores = [Store.open(postgres_url) for _ in range(4)]
+    image = "arn:aws:ec2:us-east-1:123456789012:image/ami-0000000000000c001"
+    stores[0].save_verdicts([_verdict(image, VerdictStatus.PENDING)])
+    barrier = threading.Barrier(len(stores))
+    added: list[int] = []
+
+    def save(store: Store) -> None:
+        barrier.wait()
+        added.append(store.save_verdicts([_verdict(image, VerdictStatus.FLAGGED)]))
+
+    threads = [threading.Thread(target=save, args=(store,)) for store in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(added) == [0, 0, 0, 1]
+    history = stores[0].verdict_history(image)
+    assert [verdict.status for verdict in history] == [VerdictStatus.PENDING,
+                                                      VerdictStatus.FLAGGED]
+    for store in stores:
+        store.close()
+
+
+def test_evaluation_claimed_by_another_replica_is_skipped(postgres_url, tmp_path):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(yaml.safe_dump({"builders": [
+        {"name": "pipeline", "roles": [f"arn:aws:iam::{ACCOUNT}:role/build/ImageBuild"]}]}))
+    config = Config(policy=policy)
+    holder = Store.open(postgres_url)
+    store = Store.open(postgres_url)
+    store.save_images([Image(ref="arn:aws:ec2:us-east-1:123456789012:image/ami-0d",
+                             platform=Platform.AWS, kind=ImageKind.AMI, account=ACCOUNT,
+                             region="us-east-1", native_id="ami-0d", created=T0)])
+    with holder.claims() as claim:
+        assert claim("evaluate")
+        Daemon(config, store).step("evaluate")
+        assert store.current_verdicts() == {}
+    Daemon(config, store).step("evaluate")
+    assert list(store.current_verdicts()) == ["arn:aws:ec2:us-east-1:123456789012:image/ami-0d"]
+    holder.close()
+    store.close()

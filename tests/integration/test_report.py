@@ -89,6 +89,20 @@ def test_report_filters(store, filters, expected):
     assert {k: v for k, v in report.status_counts.items() if v} == expected
 
 
+def test_report_leaves_out_gone_images(store):
+    listed = [_image(i) for i in range(3)]
+    store.save_images([image.model_copy(update={"inventory_source": "file:ec2.json"})
+                       for image in listed], DAY1)
+    store.save_images([listed[0].model_copy(update={"inventory_source": "file:ec2.json"})],
+                      DAY2)
+    present = {row["image"] for row in build_report(store).rows}
+    assert _image(0).ref in present
+    assert _image(1).ref not in present
+    assert _image(2).ref not in present
+    everything = {row["image"] for row in build_report(store, Filters(include_gone=True)).rows}
+    assert {_image(1).ref, _image(2).ref} <= everything
+
+
 def test_json_round_trip(store):
     report = build_report(store)
     loaded = read_json(to_json(report))

@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from imageprov.cli.render import safe
+from imageprov.correlate import Correlator
 from imageprov.model import Image
 from imageprov.policy.network import classify
 from imageprov.store import Store
@@ -27,7 +28,9 @@ def show(console: Console, store: Store, image: Image) -> None:
                   f"{current.rule or '-'}; policy {current.policy_hash[:12]}", highlight=False)
     console.print(f"reason: {safe(current.reason)}", highlight=False)
 
-    events = [e for e in store.events() if _names(e, image)]
+    # The same join that judged the image: events naming its id, and an import
+    # joined by name when none does.
+    events = list(Correlator(store.events()).attribute(image).history)
     for event in events:
         if event.event_id == current.event_id and event.source_image:
             console.print(safe(f"copy of {event.source_image} in "
@@ -71,11 +74,3 @@ def show(console: Console, store: Store, image: Image) -> None:
                       ", ".join(f.value for f in verdict.flags), verdict.rule or "-",
                       verdict.policy_hash[:12])
     console.print(table)
-
-
-def _names(event, image: Image) -> bool:  # type: ignore[no-untyped-def]
-    if image.registry:
-        return (event.registry == image.registry and event.repository == image.repository
-                and event.target == image.digest)
-    return (event.account == image.account and event.region == image.region
-            and event.target == image.native_id)

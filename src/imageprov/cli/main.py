@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from imageprov import cycle
+from imageprov import cycle, formats
 from imageprov.cli import explain as explain_view
 from imageprov.cli import render
 from imageprov.cli._common import _database, _fail, _open_store, err
@@ -157,14 +157,20 @@ def ingest(
     paths: Annotated[list[str], typer.Argument(help="Files, folders or s3://bucket/prefix.")],
     database: DatabaseOption = None,
     workers: Annotated[int, typer.Option(min=1, help="Parser processes.")] = 2,
+    log_format: Annotated[str | None, typer.Option(
+        "--format", help="Log format of every file; recognised per file when omitted.")
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Read audit-log files or folders into the database without judging images."""
+    if log_format is not None and log_format not in formats.BY_NAME:
+        raise _fail(ImageprovError(
+            f"unknown log format {log_format!r}; use one of {', '.join(sorted(formats.BY_NAME))}"))
     store = _open_store(_database(database, config))
     try:
         with _progress() as progress:
             for path in paths:
-                source = _trail(path)
+                source = _trail(path, log_format)
                 task = progress.add_task(f"reading {path}", total=None)
                 result = ingest_objects(store, source.objects(), workers,
                                         lambda _: progress.advance(task))
@@ -180,21 +186,21 @@ def ingest(
         store.close()
 
 
-def _trail(path: str) -> LocalTrail | S3Trail:
+def _trail(path: str, log_format: str | None) -> LocalTrail | S3Trail:
     if path.startswith("s3://"):
         import boto3
 
         bucket, _, prefix = path[5:].partition("/")
         return S3Trail(boto3.Session().client("s3"), bucket, prefix)
-    return LocalTrail(path)
+    return LocalTrail(path, log_format)
 
 
 def _print_verdicts(store: Store, output: OutputFormat, status: str | None = None,
-                    platform: str | None = None) -> None:
-    images = {image.ref: image for image in store.images()}
+                    platform: str | None = None, include_gone: bool = False) -> None:
+    images = {image.ref: image for image in store.images(include_gone)}
     records = [
-        render.verdict_record(verdict, images.get(ref))
-        for ref, verdict in store.current_verdicts().items()
+        render.verdict_record(verdict, images[ref])
+        for ref, verdict in store.current_verdicts().items() if ref in images
     ]
     records = [r for r in records if (status is None or r["status"] == status)
                and (platform is None or r["platform"] == platform)]
@@ -212,16 +218,18 @@ def verdicts(
         OutputFormat.TABLE),
     status: Annotated[str | None, typer.Option(help="Only this status.")] = None,
     platform: Annotated[str | None, typer.Option(help="Only this platform.")] = None,
+    include_gone: Annotated[bool, typer.Option(
+        "--include-gone", help="Also images the last inventory no longer listed.")] = False,
     database: DatabaseOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Print the current verdict of every image."""
+    """Print the current verdict of every image that exists."""
     if status is not None and status not in {s.value for s in VerdictStatus}:
         raise _fail(ImageprovError(
             f"unknown status {status!r}; use one of "
             f"{', '.join(s.value for s in VerdictStatus)}"))
     store = _open_store(_database(database, config))
-    _print_verdicts(store, output, status, platform)
+    _print_verdicts(store, output, status, platform, include_gone)
     store.close()
 
 
@@ -235,6 +243,9 @@ def explain(
     store = _open_store(_database(database, config))
     try:
         found = store.find_images(image)
+        if not found and image.lower().startswith("/subscriptions/"):
+            # Azure resource ids are stored lower-cased and compared without case.
+            found = store.find_images(image.strip().rstrip("/").lower())
         if not found:
             raise _fail(ImageprovError(f"no image {image!r} in {store.display_url}"))
         for one in found:
@@ -352,6 +363,8 @@ def report(
     since: Annotated[str | None, typer.Option(
         help="Only images whose verdict was decided at or after this date or time "
              "(UTC unless an offset is given); the chart starts there too.")] = None,
+    include_gone: Annotated[bool, typer.Option(
+        "--include-gone", help="Also images the last inventory no longer listed.")] = False,
     database: DatabaseOption = None,
     config: ConfigOption = None,
 ) -> None:
@@ -366,7 +379,7 @@ def report(
             f"unknown status {status!r}; use one of "
             f"{', '.join(s.value for s in VerdictStatus)}"))
     filters = Filters(platform=platform, account=account, status=status,
-                      since=_since(since))
+                      since=_since(since), include_gone=include_gone)
     store = _open_store(_database(database, config))
     try:
         result = build_report(store, filters)
@@ -401,7 +414,7 @@ def validate_logs(
 
     try:
         keys = trail_digests.load_public_keys(public_keys)
-        trail = _trail(path)
+        trail = _trail(path, None)
         if isinstance(trail, S3Trail):
             digests = trail_digests.s3_digests(trail.client, trail.bucket, trail.folders())
         else:

@@ -3,7 +3,12 @@
 An image is matched on its native id within its scope: the account and region of an
 AMI or another machine image, the registry and repository of a container image. The
 creation event is the earliest successful creating event (create, copy, import or
-push) for that id; failed calls are kept in the history but never attribute.
+push) for that id, or the first one after its last successful delete when one
+follows it, since Azure resource ids and container digests can be created again
+once deleted. Failed calls are kept in the history but never attribute. For a
+container image, a creating event that names its actor is preferred over one that
+does not. An import into a registry that names a repository and tag but no digest
+(ACR's importImage) is joined to the image carrying that tag.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from imageprov.model import CreationEvent, EventEffect, Image, ImageKind
+from imageprov.model import CreationEvent, EventEffect, Image, ImageKind, PrincipalKind
 
 _ScopeKey = tuple[str, str, str]
 
@@ -59,6 +64,8 @@ class Correlator:
         self._by_key: dict[_ScopeKey, list[CreationEvent]] = defaultdict(list)
         self._imports: dict[tuple[str, str], list[CreationEvent]] = defaultdict(list)
         self._tags: dict[tuple[str, str, str], list[CreationEvent]] = defaultdict(list)
+        self._tag_imports: dict[tuple[str, str, str], list[CreationEvent]] = defaultdict(
+            list)
         for event in sorted(events, key=_order):
             key = _event_key(event)
             if key is not None:
@@ -67,13 +74,29 @@ class Correlator:
                 self._imports[(event.account, event.region)].append(event)
             if event.effect is EventEffect.PUSH and event.tag and event.registry:
                 self._tags[(event.registry, event.repository or "", event.tag)].append(event)
+            if (event.effect is EventEffect.IMPORT and event.target is None
+                    and event.registry and event.tag):
+                self._tag_imports[(event.registry, event.repository or "",
+                                   event.tag)].append(event)
 
     def attribute(self, image: Image) -> Attribution:
         """Return the creation event and history of one image."""
         direct = list(self._by_key.get(_image_key(image), ()))
-        creation = next(
-            (event for event in direct if event.succeeded and event.effect.creates), None
-        )
+        deletes = [i for i, event in enumerate(direct)
+                   if event.succeeded and event.effect is EventEffect.DELETE]
+        creating = [event for event in direct if event.succeeded and event.effect.creates]
+        # A delete by tag may leave the image in place, so a delete decides only when
+        # a creating event follows it.
+        after = [event for event in direct[deletes[-1] + 1:]
+                 if event.succeeded and event.effect.creates] if deletes else []
+        candidates = after or creating
+        if image.kind is ImageKind.CONTAINER:
+            # A digest names its content, so every push of it pushed the same image.
+            # A registry notification that names no actor gives way to a record of
+            # the same push that does (ACR repository events beside Event Grid).
+            known = [e for e in candidates if e.principal.kind is not PrincipalKind.UNKNOWN]
+            candidates = known or candidates
+        creation = (candidates or [None])[0]
         imports = self._import_events(image)
         if creation is None:
             # The name is chosen by whoever registers the image, so an import joined
@@ -93,4 +116,9 @@ class Correlator:
         # caller renamed it; the ImportImage record holds only the task id.
         candidates = self._imports.get((image.account, image.region), ())
         names = set(image.names)
-        return [event for event in candidates if event.target in names]
+        found = [event for event in candidates if event.target in names]
+        if image.kind is ImageKind.CONTAINER:
+            for tag in image.names:
+                found.extend(self._tag_imports.get(
+                    (image.registry or "", image.repository or "", tag), ()))
+        return sorted(found, key=_order)

@@ -25,6 +25,7 @@ from imageprov import cycle
 from imageprov.config import Config, Trigger
 from imageprov.daemon.metrics import DaemonMetrics, MetricsServer
 from imageprov.errors import ImageprovError
+from imageprov.ingest import start_workers
 from imageprov.policy import load_policy
 from imageprov.store import Store
 
@@ -66,6 +67,7 @@ class Daemon:
             return
         started = time.perf_counter()
         with self._step_lock:
+            logger.info("step=%s started", name)
             try:
                 getattr(self, f"_{name}")()
             except ImageprovError as error:
@@ -103,8 +105,13 @@ class Daemon:
     def _evaluate(self) -> None:
         # A policy that became invalid is reported and the last verdicts stay.
         policy, text = load_policy(self.config.policy)
-        evaluation, changed = cycle.evaluate(self.store, policy, text)
-        cycle.sign_ledger(self.config, self.store)
+        with self.store.claims() as claim:
+            if not claim("evaluate"):
+                logger.info("step=evaluate skipped: another replica is evaluating")
+                return
+            evaluation, changed = cycle.evaluate(self.store, policy, text)
+            # Only the replica that evaluated signs, so heads are not signed twice.
+            cycle.sign_ledger(self.config, self.store)
         counts = cycle.status_counts(evaluation.verdicts)
         for status in ("approved", "flagged", "unattributed", "excepted", "pending"):
             self.metrics.images.labels(status).set(counts.get(status, 0))
@@ -143,6 +150,7 @@ class Daemon:
             signal.signal(signal.SIGTERM, self.stop)
             signal.signal(signal.SIGINT, self.stop)
         self.start_metrics()
+        start_workers(self.config.workers)
         now = datetime.now(UTC)
         for order, name in enumerate(STEPS):
             # The first runs go in step order: inventory, then logs, then evaluation.

@@ -46,6 +46,8 @@ class PrincipalKind(StrEnum):
     FEDERATED = "federated"
     SERVICE = "service"
     ACCOUNT = "account"
+    SERVICE_PRINCIPAL = "service-principal"
+    MANAGED_IDENTITY = "managed-identity"
     UNKNOWN = "unknown"
 
 
@@ -54,6 +56,9 @@ class Principal(BaseModel):
 
     `chain` lists the identities behind a session from the outermost in: for an AWS
     assumed role, the role that issued the session, then the source identity.
+    `aliases` holds the other identifiers the same identity is known by (an object id
+    beside a user principal name, a unique id beside an email); a policy's principal
+    patterns match `id` or any alias.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -66,6 +71,7 @@ class Principal(BaseModel):
     chain: tuple[str, ...] = ()
     invoked_by: str | None = None
     native_type: str | None = None
+    aliases: tuple[str, ...] = ()
 
 
 class RecordOrigin(BaseModel):

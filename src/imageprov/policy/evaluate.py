@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from imageprov.correlate import Attribution, Correlator
 from imageprov.model import (
@@ -30,7 +32,14 @@ _ORDER = [Flag.ROOT, Flag.UNEXPECTED_ACTOR, Flag.EXTERNAL_NETWORK, Flag.UNAPPROV
 
 
 def _glob(value: str | None, patterns: Sequence[str]) -> bool:
-    return value is not None and any(fnmatch.fnmatchcase(value, p) for p in patterns)
+    return value is not None and bool(patterns) and (
+        _matcher(tuple(patterns)).match(value) is not None)
+
+
+@lru_cache(maxsize=1024)
+def _matcher(patterns: tuple[str, ...]) -> re.Pattern[str]:
+    """Compile shell-style patterns into one expression, as fnmatchcase reads them."""
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
 
 
 def _stamp(moment: datetime) -> str:
@@ -51,7 +60,8 @@ def _match_builder(
     if builder.platforms and event.platform not in builder.platforms:
         return None
     identity = False
-    if builder.principals and _glob(principal.id, builder.principals):
+    if builder.principals and any(_glob(name, builder.principals)
+                                  for name in (principal.id, *principal.aliases)):
         identity = True
     if builder.roles and _glob(principal.issuer, builder.roles):
         identity = True

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from functools import lru_cache
 from enum import StrEnum
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -54,20 +55,32 @@ def classify(text: str | None, internal: list[Network] | None = None) -> Caller:
     value = text.strip()
     if value == "AWS Internal" or value.startswith("AWS Internal/"):
         return Caller(text, AddressClass.HIDDEN)
-    try:
-        address = ipaddress.ip_address(value)
-    except ValueError:
+    address = _address(value)
+    if address is None:
         if value.endswith(".amazonaws.com") or value.endswith(".amazonaws.com.cn"):
             return Caller(text, AddressClass.SERVICE)
         # Other hostnames (prod.frontend.ecr.aws.internal) and values an anonymiser
         # mangled (leading zeros in an octet) are not addresses this code can place.
         return Caller(text, AddressClass.UNREADABLE)
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
     caller = Caller(text, AddressClass.PUBLIC, address)
     if not address.is_global or caller.within(internal or []):
         return Caller(text, AddressClass.INTERNAL, address)
     return caller
+
+
+@lru_cache(maxsize=65536)
+def _address(value: str) -> Address | None:
+    """Return the address `value` spells, IPv4 for an IPv4-mapped one, or None.
+
+    Builders call from a few addresses, so most lookups are answered from the cache.
+    """
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return address.ipv4_mapped
+    return address
 
 
 def service_name(caller: Caller, invoked_by: str | None) -> str | None:

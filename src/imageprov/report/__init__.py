@@ -33,10 +33,14 @@ class Filters:
     account: str | None = None
     status: str | None = None
     since: datetime | None = None
+    # Images the last listing of their inventory no longer reported are left out
+    # unless this is set, as in `imageprov verdicts`.
+    include_gone: bool = False
 
     def as_dict(self) -> dict[str, str | None]:
         return {"platform": self.platform, "account": self.account, "status": self.status,
-                "since": self.since.isoformat() if self.since else None}
+                "since": self.since.isoformat() if self.since else None,
+                "include_gone": "yes" if self.include_gone else None}
 
 
 @dataclass
@@ -55,10 +59,9 @@ class Report:
     timeline: list[tuple[str, dict[str, int]]] = field(default_factory=list)
 
 
-def record(verdict: dict[str, Any],
-           place: tuple[str, str, str, str] | None) -> dict[str, Any]:
+def record(verdict: dict[str, Any], place: tuple[str, str, str, str]) -> dict[str, Any]:
     """Return the report row of one verdict, given as stored column values."""
-    platform, kind, account, region = place or (None, None, None, None)
+    platform, kind, account, region = place
     return {
         "image": verdict["image"],
         "platform": platform,
@@ -100,11 +103,14 @@ def build_report(store: Store, filters: Filters | None = None,
     """Read the current verdicts and their history into a report."""
     filters = filters or Filters()
     report = Report(generated_at=now or datetime.now(UTC), filters=filters)
-    places = store.image_places()
+    places = store.image_places(filters.include_gone)
     rank = {status.value: index for index, status in enumerate(STATUS_ORDER)}
     rows = []
     for verdict in store.current_verdict_values():
-        row = record(verdict, places.get(verdict["image"]))
+        place = places.get(verdict["image"])
+        if place is None:
+            continue
+        row = record(verdict, place)
         if _kept(row, verdict["decided_at"], filters):
             rows.append(row)
     rows.sort(key=lambda row: (rank[row["status"]], row["image"]))

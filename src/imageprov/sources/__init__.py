@@ -1,16 +1,18 @@
 """Adapters that turn cloud inventories and audit logs into model objects.
 
-Each cloud is a package here. An image source yields `Image` objects; an event
-source turns audit-log documents into `CreationEvent` objects. Neither writes to the
-store or applies the policy.
+Each cloud is a package here. An image source yields `Image` objects; a log format
+turns audit-log documents into `CreationEvent` objects inside a `LogDocument`; a log
+location lists the files or messages to read as `LogObject`s. None of them writes to
+the store or applies the policy.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Protocol
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-from imageprov.model import Image
+from imageprov.model import Image, LogDocument
 
 
 class ImageSource(Protocol):
@@ -21,3 +23,41 @@ class ImageSource(Protocol):
     def images(self) -> Iterator[Image]:
         """Yield every image the source can see, paging through the API."""
         ...
+
+
+@dataclass(frozen=True)
+class LogObject:
+    """One file, object or message to read; `load` returns its bytes as stored.
+
+    `checkpoint` names the incremental source the object belongs to, and `position`
+    is the point that source reaches once the object is stored. `format` names the
+    log format that reads it; without one the format is recognised from the content.
+    `content_hash` asks for the SHA-256 of the uncompressed bytes, which digest
+    checks need.
+    """
+
+    location: str
+    fallback_account: str | None
+    loader: Any
+    checkpoint: str | None = None
+    position: str | None = None
+    format: str | None = None
+    content_hash: bool = False
+
+    def load(self) -> bytes:
+        return self.loader()
+
+
+@dataclass(frozen=True)
+class LogFormat:
+    """A kind of audit-log document and the function that reads it.
+
+    `recognises` is given the first bytes of a document, uncompressed and with
+    leading whitespace removed, and says whether this format reads it. `read` never
+    raises for bad content: problems go into the document it returns.
+    """
+
+    name: str
+    platform: str
+    recognises: Callable[[bytes], bool]
+    read: Callable[[bytes, str, str | None], LogDocument]

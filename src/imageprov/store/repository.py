@@ -12,16 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import (
-    Engine,
-    create_engine,
-    delete,
-    event,
-    func,
-    insert,
-    select,
-    update,
-)
+from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, update
 from sqlalchemy import text as sql_text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
@@ -73,6 +64,10 @@ class TagMove:
 # CloudTrail delivers a file every few minutes per region; a longer silence is
 # reported as a gap.
 COVERAGE_JOIN = timedelta(minutes=15)
+
+
+def _json_text(value: Any) -> str:
+    return orjson.dumps(value).decode()
 
 
 def _lock_key(name: str) -> int:
@@ -148,7 +143,10 @@ class Store:
     @classmethod
     def open(cls, url: str, upgrade: bool = True) -> Store:
         """Connect to `url` and, when `upgrade` is true, migrate it to the newest schema."""
-        engine = create_engine(url)
+        # orjson reads and writes the JSON columns several times faster than the
+        # standard library, which is most of the cost of loading many rows.
+        engine = create_engine(url, json_serializer=_json_text,
+                               json_deserializer=orjson.loads)
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas)
         store = cls(engine, url)
@@ -300,6 +298,14 @@ class Store:
                 for document in fresh for item in document.events
             ]
             new_events = self._write_event_values(session, events)
+            read_whole = [document.location for document in fresh
+                          if not any(problem.index < 0 for problem in document.problems)]
+            for start in range(0, len(read_whole), 500):
+                # A file that could not be read before and is read now is no longer
+                # quarantined; problems with its records stay.
+                session.execute(delete(QuarantineRow).where(
+                    QuarantineRow.location.in_(read_whole[start:start + 500]),
+                    QuarantineRow.record_index < 0))
             for document in fresh:
                 self._insert_problems(session, document.source, document.problems, now)
         return new_events
@@ -438,10 +444,21 @@ class Store:
                 found[values["ref"]] = (row[0], values)
         return found
 
-    def images(self) -> list[Image]:
+    def images(self, include_gone: bool = False) -> list[Image]:
+        """Return stored images in ref order.
+
+        An image is gone when the last listing of its inventory source did not report
+        it (a deregistered AMI, a deleted digest); gone images are left out unless
+        asked for. A source that failed keeps its images, since its last listing
+        that worked still reported them.
+        """
         with self.session() as session:
-            rows = session.scalars(select(ImageRow).order_by(ImageRow.ref))
-            return [_image_of(row) for row in rows]
+            # Rows, not ORM objects: tens of thousands of images load several times
+            # faster without the identity map.
+            query = select(ImageRow.__table__).order_by(ImageRow.ref)
+            if not include_gone:
+                query = _present(query)
+            return [_image_of(row) for row in session.execute(query)]
 
     def image(self, ref: str) -> Image | None:
         with self.session() as session:
@@ -468,11 +485,12 @@ class Store:
         """
         validations = self.log_validations()
         with self.session() as session:
-            query = select(EventRow).order_by(EventRow.time, EventRow.key)
+            columns = [column for column in EventRow.__table__.columns if column.name != "raw"]
+            query = select(*columns).order_by(EventRow.time, EventRow.key)
             if platform:
                 query = query.where(EventRow.platform == platform)
             return [_event_of(row, validations.get(row.origin_location))
-                    for row in session.scalars(query)]
+                    for row in session.execute(query)]
 
     def events_by_key(self, keys: Iterable[str]) -> list[tuple[CreationEvent, bytes | None]]:
         """Return the stored events with these keys and their raw records."""
@@ -611,34 +629,43 @@ class Store:
     def current_verdicts(self) -> dict[str, Verdict]:
         """Return the newest verdict of every image that has one."""
         with self.session() as session:
-            newest = (
-                select(VerdictRow.image, func.max(VerdictRow.id).label("id"))
-                .group_by(VerdictRow.image)
-                .subquery()
-            )
-            rows = session.scalars(
-                select(VerdictRow).join(newest, VerdictRow.id == newest.c.id)
-                .order_by(VerdictRow.image)
-            )
-            return {row.image: _verdict_of(row) for row in rows}
+            return self._current_verdicts(session)
+
+    @staticmethod
+    def _current_verdicts(session: Session) -> dict[str, Verdict]:
+        newest = (
+            select(VerdictRow.image, func.max(VerdictRow.id).label("id"))
+            .group_by(VerdictRow.image)
+            .subquery()
+        )
+        rows = session.execute(
+            select(VerdictRow.__table__).join(newest, VerdictRow.id == newest.c.id)
+            .order_by(VerdictRow.image)
+        )
+        return {row.image: _verdict_of(row) for row in rows}
 
     def save_verdicts(self, verdicts: Iterable[Verdict]) -> int:
         """Append each verdict that differs from the image's current one.
 
         Each row added gets a ledger entry in the same transaction, with the hash
         of the raw creation events it rests on. Returns how many rows were added;
-        an unchanged verdict adds none.
+        an unchanged verdict adds none. On PostgreSQL the comparison and the writes
+        hold a transaction advisory lock, so replicas that judge the same change at
+        once append it once.
         """
-        current = self.current_verdicts()
-        changed = [
-            verdict for verdict in verdicts
-            if (previous := current.get(verdict.image)) is None
-            or not previous.same_decision(verdict)
-        ]
-        if not changed:
-            return 0
         now = _now()
         with self.session() as session, session.begin():
+            if self.engine.dialect.name == "postgresql":
+                session.execute(sql_text("SELECT pg_advisory_xact_lock(:key)"),
+                                {"key": _lock_key("imageprov:save-verdicts")})
+            current = self._current_verdicts(session)
+            changed = [
+                verdict for verdict in verdicts
+                if (previous := current.get(verdict.image)) is None
+                or not previous.same_decision(verdict)
+            ]
+            if not changed:
+                return 0
             appender = ledger.Appender(session)
             appender.prefetch([verdict.image for verdict in changed])
             evidence = ledger.evidence_of(
@@ -729,11 +756,18 @@ class Store:
     # Reports read plain rows: building 100,000 ORM objects and models would take
     # most of a report's time.
 
-    def image_places(self) -> dict[str, tuple[str, str, str, str]]:
-        """Return the platform, kind, account and region of every image, by ref."""
+    def image_places(self, include_gone: bool = False
+                     ) -> dict[str, tuple[str, str, str, str]]:
+        """Return the platform, kind, account and region of each image, by ref.
+
+        Gone images are left out unless asked for, as in `images`.
+        """
+        query = select(ImageRow.ref, ImageRow.platform, ImageRow.kind, ImageRow.account,
+                       ImageRow.region)
+        if not include_gone:
+            query = _present(query)
         with self.session() as session:
-            rows = session.execute(select(ImageRow.ref, ImageRow.platform, ImageRow.kind,
-                                          ImageRow.account, ImageRow.region))
+            rows = session.execute(query)
             return {row[0]: (row[1], row[2], row[3], row[4]) for row in rows}
 
     def current_verdict_values(self) -> list[dict[str, Any]]:
@@ -817,6 +851,18 @@ class Store:
             return [_verdict_of(row) for row in rows]
 
 
+def _present(query: Any) -> Any:
+    """Keep the images that the last listing of their inventory source reported."""
+    newest = (
+        select(ImageRow.inventory_source, func.max(ImageRow.last_seen).label("seen"))
+        .group_by(ImageRow.inventory_source)
+        .subquery()
+    )
+    return query.join(
+        newest, ImageRow.inventory_source == newest.c.inventory_source
+    ).where((ImageRow.last_seen == newest.c.seen) | (ImageRow.inventory_source == ""))
+
+
 def adopt_verdict_rows(session: Session, now: datetime | None = None) -> int:
     """Append a ledger entry for every verdict row that has none, in id order.
 
@@ -863,8 +909,13 @@ _IMAGE_FIELDS = (
 )
 
 
-def _image_of(row: ImageRow) -> Image:
-    return Image(
+# Rows read back were validated when they were written, so models are built from
+# them without validating again: at tens of thousands of rows per evaluation,
+# validation was most of the cost of loading.
+
+
+def _image_of(row: Any) -> Image:
+    return Image.model_construct(
         ref=row.ref, platform=Platform(row.platform), kind=ImageKind(row.kind),
         account=row.account, region=row.region, native_id=row.native_id,
         digest=row.digest, registry=row.registry_host, repository=row.repository,
@@ -893,10 +944,10 @@ def _event_values(item: CreationEvent, raw: bytes | None) -> dict[str, Any]:
     }
 
 
-def _event_of(row: EventRow,
+def _event_of(row: Any,
               validation: tuple[LogValidation, str | None] | None = None) -> CreationEvent:
     outcome, detail = validation or (LogValidation.UNVALIDATED, None)
-    return CreationEvent(
+    return CreationEvent.model_construct(
         log_validation=outcome, validation_detail=detail,
         source=row.source, key=row.key, event_id=row.event_id, time=row.time,
         action=row.action, effect=EventEffect(row.effect), platform=row.platform,
@@ -906,8 +957,8 @@ def _event_of(row: EventRow,
         repository=row.repository, tag=row.tag, source_image=row.source_image,
         source_region=row.source_region, shared_with=tuple(row.shared_with or ()),
         unshared_from=tuple(row.unshared_from or ()), error_code=row.error_code,
-        origin=RecordOrigin(location=row.origin_location, index=row.origin_index,
-                            shape=row.origin_shape),
+        origin=RecordOrigin.model_construct(location=row.origin_location,
+                                            index=row.origin_index, shape=row.origin_shape),
     )
 
 
@@ -921,8 +972,8 @@ def _verdict_values(verdict: Verdict) -> dict[str, Any]:
     }
 
 
-def _verdict_of(row: VerdictRow) -> Verdict:
-    return Verdict(
+def _verdict_of(row: Any) -> Verdict:
+    return Verdict.model_construct(
         image=row.image, status=VerdictStatus(row.status),
         flags=tuple(Flag(flag) for flag in row.flags or ()), rule=row.rule,
         event_id=row.event_id, reason=row.reason, actor=row.actor,

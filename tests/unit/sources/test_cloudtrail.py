@@ -362,3 +362,23 @@ def test_overlong_value_quarantined(path, field):
     document = read_document(json.dumps({"Records": [bad, RECORDS[1]]}).encode(), "l.json")
     assert [(p.index, p.field) for p in document.problems] == [(0, field)]
     assert len(document.events) == 1
+
+
+def test_bytes_that_are_not_utf8_lose_only_their_record():
+    body = json.dumps({"Records": RECORDS}).encode()
+    records = [dict(record) for record in RECORDS]
+    records[1]["userAgent"] = "PLACEHOLDER"
+    broken = json.dumps({"Records": records}).encode().replace(b"PLACEHOLDER", b"\xff\xfe")
+    document = read_document(broken, "utf8.json")
+    assert [(p.index, p.field) for p in document.problems] == [(1, "userAgent")]
+    assert "not UTF-8" in document.problems[0].detail
+    assert document.records == len(RECORDS) - 1
+    assert len(document.events) == len(read_document(body, "clean.json").events) - 1
+
+
+def test_number_beyond_a_double_keeps_the_file():
+    records = [dict(RECORDS[0], requestParameters={"size": 1})] + RECORDS[1:]
+    body = json.dumps({"Records": records}).encode().replace(b'"size": 1', b'"size": 1e400')
+    document = read_document(body, "big.json")
+    assert document.problems == []
+    assert document.records == len(RECORDS)

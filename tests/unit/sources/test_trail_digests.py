@@ -206,14 +206,20 @@ def test_file_read_without_hash_stays_unvalidated(local):
     assert all("read before digest checks" in detail for _, detail in outcomes.values())
 
 
-def test_content_hash_only_on_request(local):
-    from imageprov.sources.aws.trail_documents import read_document
+def test_content_hash_only_on_request(local, tmp_path):
+    from imageprov.ingest import ingest
+    from imageprov.sources import LogObject
+    from imageprov.store import Store
 
-    key = sorted(local.logs)[0]
-    data = local.logs[key]
-    assert read_document(data, key).content_sha256 is None
-    hashed = read_document(data, key, content_hash=True).content_sha256
-    assert hashed == hashlib.sha256(gzip.decompress(data)).hexdigest()
+    keys = sorted(local.logs)
+    store = Store.open(f"sqlite:///{tmp_path / 'hashes.db'}")
+    ingest(store, [LogObject(key, None, lambda key=key: local.logs[key],
+                             content_hash=key == keys[0]) for key in keys])
+    stored = {location: content for _, location, content in store.log_file_contents()}
+    store.close()
+    assert stored[keys[0]] == hashlib.sha256(gzip.decompress(local.logs[keys[0]])).hexdigest()
+    assert stored[keys[1]] is None
+    assert stored[keys[2]] is None
 
 
 def test_validate_logs_command(local):

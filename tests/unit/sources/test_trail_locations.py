@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from imageprov.errors import SourceError
-from imageprov.sources.aws import trail_locations
+from imageprov.sources import files
 from imageprov.sources.aws.trail_locations import LocalTrail, account_from_key
 
 
 def test_unlistable_folder_becomes_failing_object(tmp_path, monkeypatch):
     (tmp_path / "a.json").write_text('{"Records": []}')
-    real_walk = trail_locations.os.walk
+    real_walk = files.os.walk
 
     def walk(top, onerror=None):
         error = PermissionError(13, "Permission denied")
@@ -19,7 +19,7 @@ def test_unlistable_folder_becomes_failing_object(tmp_path, monkeypatch):
         onerror(error)
         yield from real_walk(top, onerror=onerror)
 
-    monkeypatch.setattr(trail_locations.os, "walk", walk)
+    monkeypatch.setattr(files.os, "walk", walk)
     objects = list(LocalTrail(tmp_path).objects())
     assert [o.location for o in objects] == [str(tmp_path / "locked"), str(tmp_path / "a.json")]
     with pytest.raises(SourceError, match="cannot list folder"):

@@ -19,7 +19,8 @@ import orjson
 from botocore.exceptions import BotoCoreError, ClientError
 
 from imageprov.errors import SourceError
-from imageprov.sources.aws.trail_locations import LogObject
+from imageprov.sources import LogObject
+from imageprov.sources.aws.cloudtrail import SOURCE
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ class LookupEventsTrail:
             last = not token
             yield LogObject(location, None, lambda body=body: body,
                             self.checkpoint if last else None,
-                            _stamp(end) if last else None)
+                            _stamp(end) if last else None, SOURCE)
             number += 1
             if last:
                 return

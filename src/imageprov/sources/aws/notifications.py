@@ -25,7 +25,10 @@ import orjson
 from botocore.exceptions import BotoCoreError, ClientError
 
 from imageprov.errors import SourceError
-from imageprov.sources.aws.trail_locations import LogObject, _failing, account_from_key
+from imageprov.sources import LogObject
+from imageprov.sources.aws.cloudtrail import SOURCE
+from imageprov.sources.aws.trail_locations import account_from_key
+from imageprov.sources.files import failing
 
 logger = logging.getLogger(__name__)
 
@@ -118,11 +121,11 @@ class SqsTrail:
         try:
             refs = object_refs(message.get("Body", ""))
         except ValueError as error:
-            yield LogObject(location, None, _failing(location, str(error)))
+            yield LogObject(location, None, failing(location, str(error)), format=SOURCE)
             return
         for bucket, key in refs:
             yield LogObject(f"s3://{bucket}/{key}", account_from_key(key),
-                            self._loader(bucket, key))
+                            self._loader(bucket, key), format=SOURCE)
 
     def _loader(self, bucket: str, key: str) -> Any:
         def load() -> bytes:

@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from imageprov.errors import SourceError
 from imageprov.model import LogValidation
-from imageprov.sources.aws.trail_documents import decompress
+from imageprov.sources.compression import decompress
 
 _DIGEST_FOLDER = "/CloudTrail-Digest/"
 _KEY = re.compile(r"(?:^|/)(AWSLogs/.*)$")

@@ -18,9 +18,7 @@ delivery notices, S3 test events and other EventBridge events.
 from __future__ import annotations
 
 import gc
-import gzip
-import hashlib
-import zlib
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -29,20 +27,16 @@ from typing import Any
 import orjson
 
 try:
-    # simdjson parses without building Python objects, and ISA-L inflates about
-    # twice as fast as zlib; both are optional accelerators of the same result.
+    # simdjson parses without building Python objects: an optional accelerator of
+    # the same result.
     import simdjson
 except ImportError:  # pragma: no cover - exercised only where the wheel is missing
     simdjson = None
-try:
-    from isal.isal_zlib import IsalError as _InflateError
-    from isal.isal_zlib import decompressobj as _inflater
-except ImportError:  # pragma: no cover
-    from zlib import decompressobj as _inflater
-    from zlib import error as _InflateError
 
 from imageprov.errors import RecordError
 from imageprov.model import LogDocument, RecordOrigin, RecordProblem
+from imageprov.sources import LogFormat
+from imageprov.sources.compression import decompress
 from imageprov.sources.aws.cloudtrail import SOURCE, event_time_of, events_from_record, parse_time
 from imageprov.sources.aws.event_table import EVENT_NAMES
 
@@ -62,44 +56,20 @@ _NOTIFICATION_SOURCES = {"aws:s3": "s3-notification", "aws:sns": "sns-notificati
                          "aws:sqs": "sqs-message"}
 
 
-def decompress(data: bytes) -> bytes:
-    """Return the bytes of a gzip document uncompressed, or the bytes unchanged."""
-    if data[:2] != b"\x1f\x8b":
-        return data
-    inflater = _inflater(47)
-    try:
-        text = inflater.decompress(data)
-    except (zlib.error, _InflateError) as error:
-        raise EOFError(f"invalid gzip stream: {error}") from None
-    if not inflater.eof:
-        raise EOFError("the gzip stream is truncated")
-    if inflater.unused_data.strip(b"\0"):
-        # Concatenated gzip members are one valid file; the standard library reads
-        # every member, where one inflater stops after the first.
-        return gzip.decompress(data)
-    return text
-
-
 def read_document(
-    data: bytes, location: str, fallback_account: str | None = None,
-    content_hash: bool = False,
+    data: bytes, location: str, fallback_account: str | None = None
 ) -> LogDocument:
     """Read one file or object of audit-log JSON into a `LogDocument`.
 
     Nothing raises for bad content: an unreadable file or record becomes an entry in
-    `problems` that names the location, the record index and the field. With
-    `content_hash`, `content_sha256` is set for the digest checks. It is off by
-    default: on the files of `benchmarks/generate.py`, hashing the uncompressed
-    bytes took 40 to 60% of the time of a read that includes it.
+    `problems` that names the location, the record index and the field.
     """
     result = LogDocument(location=location, source=SOURCE, platform="aws")
     try:
         text = decompress(data)
-    except (OSError, EOFError, zlib.error) as error:
+    except EOFError as error:
         result.problems.append(RecordProblem(location, -1, "(file)", f"invalid gzip: {error}"))
         return result
-    if content_hash:
-        result.content_sha256 = hashlib.sha256(text).hexdigest()
     if text.startswith(b"\xef\xbb\xbf"):
         text = text[3:]
     # isspace() stops at the first byte that is not whitespace, but strip() copies.
@@ -114,9 +84,11 @@ def read_document(
         try:
             document = orjson.loads(text)
         except orjson.JSONDecodeError as whole_error:
-            # NOTE: one value orjson rejects (1e400, invalid UTF-8, deep nesting)
-            # fails the whole document, so such a file is quarantined whole.
-            _read_lines(text, reader, whole_error)
+            # orjson rejects a whole document for one value it cannot hold: a number
+            # beyond a double (1e400) or bytes that are not UTF-8. The standard
+            # library reads both, so only the records holding such bytes are lost.
+            if not _read_tolerantly(text, reader):
+                _read_lines(text, reader, whole_error)
             return result
         reader.document(document, top=True)
     return result
@@ -215,6 +187,61 @@ def _read_log_file_lazily(text: bytes, reader: _Reader) -> bool:
         reader.record(record, fallback_account)
     result.records += counted
     return True
+
+
+def _read_tolerantly(text: bytes, reader: _Reader) -> bool:
+    """Read a document that orjson rejected with the standard library's parser.
+
+    Bytes that are not UTF-8 are kept as lone surrogates, and a record that holds
+    any is quarantined with the field, since it cannot be stored as text. Returns
+    False, having read nothing, when the text is not one JSON document.
+    """
+    try:
+        document = json.loads(text.decode("utf-8", "surrogateescape"))
+    except (ValueError, RecursionError):
+        return False
+    if _undecodable(document) is None:
+        reader.document(document, top=True)
+        return True
+    records = document.get("Records") if isinstance(document, dict) else None
+    if not isinstance(records, list):
+        where = _undecodable(document)
+        reader.result.problems.append(RecordProblem(
+            reader.result.location, -1, where or "(file)", "bytes that are not UTF-8"))
+        return True
+    reader.result.shapes.add("cloudtrail-log-file")
+    for record in records:
+        where = _undecodable(record)
+        if where is None:
+            reader.record(record, reader.fallback_account)
+        else:
+            reader.error(where, "bytes that are not UTF-8")
+    return True
+
+
+def _undecodable(value: Any, path: str = "") -> str | None:
+    """Return the path of the first key or string that holds bytes that are not
+    UTF-8, or None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path or "(value)"
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = path + "." + key if path else key
+            if _undecodable(key) is not None:
+                return where
+            found = _undecodable(item, where)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for number, item in enumerate(value):
+            found = _undecodable(item, f"{path}[{number}]")
+            if found is not None:
+                return found
+    return None
 
 
 def _read_lines(text: bytes, reader: _Reader, whole_error: Exception) -> None:
@@ -381,6 +408,10 @@ class _Reader:
         if text not in self.result.notices:
             self.result.notices.append(text)
 
+    def error(self, field_name: str, detail: str) -> None:
+        """Quarantine the record at the current index and move past it."""
+        self._error(field_name, detail)
+
     def _error(self, field_name: str, detail: str) -> None:
         if self.line is not None:
             detail = f"line {self.line}: {detail}"
@@ -470,3 +501,15 @@ def _identity_account(record: dict[str, Any]) -> str | None:
     if isinstance(identity, dict) and isinstance(identity.get("accountId"), str):
         return identity["accountId"]
     return None
+
+
+_MARKERS = (b'"eventVersion"', b'"eventSource"', b'"Records"', b'"CloudTrailEvent"',
+            b'"detail-type"', b'"digestPublicKeyFingerprint"')
+
+
+def recognises(head: bytes) -> bool:
+    """Say whether a document's first bytes look like CloudTrail or a notice beside it."""
+    return any(marker in head for marker in _MARKERS)
+
+
+FORMAT = LogFormat("cloudtrail", "aws", recognises, read_document)

@@ -8,16 +8,17 @@ trails; the account in the key is the fallback for records that name none.
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from imageprov.errors import SourceError
+from imageprov.sources import LogObject
+from imageprov.sources.aws.cloudtrail import SOURCE
+from imageprov.sources.files import LocalFolder, failing
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +26,6 @@ _KEY_ACCOUNT = re.compile(r"AWSLogs/(?:o-[a-z0-9]+/)?(\d{12})/")
 _REGION_FOLDER = re.compile(r"/CloudTrail/[^/]+/$")
 # Folders beside CloudTrail/ that hold no API-call records.
 _NOT_LOGS = frozenset({"CloudTrail-Digest", "CloudTrail-Insight"})
-_SUFFIXES = (".json", ".json.gz", ".jsonl", ".jsonl.gz", ".ndjson", ".gz")
 
 
 def account_from_key(key: str) -> str | None:
@@ -34,61 +34,12 @@ def account_from_key(key: str) -> str | None:
     return match.group(1) if match else None
 
 
-@dataclass(frozen=True)
-class LogObject:
-    """One file or object to read; `load` returns its bytes as stored.
+class LocalTrail(LocalFolder):
+    """Every CloudTrail file under a folder, or one file, in name order; the account
+    in an `AWSLogs/...` path names the account of records that name none."""
 
-    `checkpoint` names the incremental source the object belongs to, and `position`
-    is the point that source reaches once the object is stored. `content_hash` asks
-    the parser for the SHA-256 of the uncompressed bytes, which digest checks need.
-    """
-
-    location: str
-    fallback_account: str | None
-    loader: Any
-    checkpoint: str | None = None
-    position: str | None = None
-    content_hash: bool = False
-
-    def load(self) -> bytes:
-        return self.loader()
-
-
-class LocalTrail:
-    """Every log file under a folder, or one file, in name order."""
-
-    def __init__(self, path: str | Path, content_hash: bool = False) -> None:
-        self.path = Path(path)
-        self.name = f"file:{self.path}"
-        self.content_hash = content_hash
-
-    def objects(self) -> Iterator[LogObject]:
-        unreadable: list[OSError] = []
-        if self.path.is_file():
-            paths = [self.path]
-        elif self.path.is_dir():
-            paths = []
-            # os.walk reports a folder it cannot list; rglob would skip it silently.
-            for folder, _, names in os.walk(self.path, onerror=unreadable.append):
-                paths.extend(Path(folder) / name for name in names
-                             if name.lower().endswith(_SUFFIXES))
-            paths.sort()
-        else:
-            raise SourceError(self.name, "no such file or folder")
-        for error in unreadable:
-            location = str(error.filename or self.path)
-            # Quarantined like an unreadable file, and listed again next time.
-            yield LogObject(location, None, _failing(location, f"cannot list folder: {error}"))
-        for path in paths:
-            location = str(path)
-            yield LogObject(location, account_from_key(location.replace("\\", "/")),
-                            path.read_bytes, content_hash=self.content_hash)
-
-
-def _failing(location: str, detail: str) -> Any:
-    def load() -> bytes:
-        raise SourceError(location, detail)
-    return load
+    def __init__(self, path: str | Path, format: str | None = SOURCE) -> None:
+        super().__init__(path, account_from_key, format)
 
 
 class S3Trail:
@@ -102,8 +53,7 @@ class S3Trail:
     """
 
     def __init__(self, client: Any, bucket: str, prefix: str = "",
-                 start_after: Any = None, claim: Any = None,
-                 content_hash: bool = False) -> None:
+                 start_after: Any = None, claim: Any = None) -> None:
         self.client = client
         self.bucket = bucket
         self.prefix = prefix
@@ -111,7 +61,6 @@ class S3Trail:
         self.start_after = start_after or (lambda _name: None)
         # A folder another replica has claimed is left to it.
         self.claim = claim or (lambda _name: True)
-        self.content_hash = content_hash
 
     def folders(self) -> list[str]:
         """Return the prefixes to read incrementally, one per account and region."""
@@ -156,8 +105,7 @@ class S3Trail:
                     if key.endswith("/"):
                         continue
                     yield LogObject(f"s3://{self.bucket}/{key}", account_from_key(key),
-                                    self._loader(key), checkpoint, key,
-                                    self.content_hash)
+                                    self._loader(key), checkpoint, key, SOURCE)
         except (ClientError, BotoCoreError) as error:
             raise SourceError(self.name, f"listing the bucket failed: {error}") from error
 

@@ -1,0 +1,1 @@
+"""Azure: managed images, Compute Gallery image versions, ACR images and their logs."""

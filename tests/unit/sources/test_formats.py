@@ -1,0 +1,49 @@
+"""Choosing the log format that reads a document."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+from imageprov import formats
+from imageprov.sources.compression import decompress, head
+
+RECORD = {
+    "eventVersion": "1.08", "eventSource": "ec2.amazonaws.com", "eventName": "CreateImage",
+    "eventTime": "2026-03-01T10:00:00Z", "eventID": "e1", "awsRegion": "us-east-1",
+    "recipientAccountId": "111122223333",
+    "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::111122223333:user/ana",
+                     "accountId": "111122223333"},
+    "responseElements": {"imageId": "ami-0123456789abcdef0"},
+}
+
+
+def test_head_of_gzip_document_is_uncompressed_and_stripped():
+    body = b"\xef\xbb\xbf  \n" + json.dumps({"Records": [RECORD]}).encode()
+    assert head(gzip.compress(body)).startswith(b'{"Records"')
+    assert head(body, 10) == b'{"Records"'
+
+
+def test_head_of_broken_gzip_is_empty():
+    assert head(b"\x1f\x8b\x08\x00garbage") == b""
+
+
+def test_cloudtrail_reads_what_no_other_format_claims():
+    data = json.dumps({"Records": [RECORD]}).encode()
+    assert formats.choose(data).name == "cloudtrail"
+    assert formats.choose(b'{"some": "json"}').name == "cloudtrail"
+    document = formats.read(gzip.compress(data), "a.json.gz")
+    assert [event.target for event in document.events] == ["ami-0123456789abcdef0"]
+
+
+def test_unknown_format_name_is_a_problem_of_the_file():
+    document = formats.read(b"{}", "x.json", None, "no-such-format")
+    assert document.events == []
+    assert len(document.problems) == 1
+    assert document.problems[0].index == -1
+    assert "unknown log format 'no-such-format'" in document.problems[0].detail
+
+
+def test_concatenated_gzip_members_read_whole():
+    first = json.dumps({"Records": [RECORD]}).encode()
+    assert decompress(gzip.compress(first) + gzip.compress(b"\n")) == first + b"\n"
