@@ -264,8 +264,9 @@ class _Judge:
         if event.log_validation is LogValidation.FAILED:
             return (Flag.UNVALIDATED_LOG, "log-validation",
                     f"log file {event.origin.location} failed its digest check{detail}")
+        # Only CloudTrail has digest files; other platforms' logs cannot be validated.
         if (event.log_validation is LogValidation.UNVALIDATED
-                and self.policy.require_validated_logs):
+                and self.policy.require_validated_logs and event.platform == "aws"):
             return (Flag.UNVALIDATED_LOG, "require_validated_logs",
                     f"log file {event.origin.location} is not validated by a "
                     f"CloudTrail digest{detail}")

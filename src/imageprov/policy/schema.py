@@ -154,8 +154,8 @@ class Policy(_Strict):
     share_targets: list[str] = Field(default_factory=list)
     builders: list[Builder] = Field(min_length=1)
     exceptions: list[ImageException] = Field(default_factory=list)
-    # Approve only events read from a log file that a signed CloudTrail digest
-    # lists with the same hash. An event younger than `digest_window` is `pending`
+    # Approve only AWS events read from a log file that a signed CloudTrail digest
+    # lists with the same hash; other platforms have no digests to require. An event younger than `digest_window` is `pending`
     # meanwhile, since CloudTrail writes a digest an hour after the files it lists.
     # A file whose digest check failed never approves, whatever this is set to.
     require_validated_logs: bool = False
