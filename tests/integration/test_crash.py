@@ -187,7 +187,10 @@ def test_killed_daemon_matches_uninterrupted(backend, tmp_path, request):
     assert len(expected["verdicts"]) == 3 * FILES + LEGACY_IMAGES
     evaluations = [end - begin for begin, end in zip(daemon.times(EVALUATING),
                                                     daemon.times(EVALUATED), strict=False)]
-    evaluation = max(evaluations)
+    # The first evaluation writes every verdict and its ledger entry; the kills below
+    # land in evaluations that find little to write, so they are timed by the later
+    # evaluations of the uninterrupted run.
+    evaluation = max(evaluations[1:] or evaluations)
 
     crashed = database("crashed.db")
     rng = random.Random(5)
