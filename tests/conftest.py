@@ -30,6 +30,15 @@ os.environ.update({
     "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
 })
 os.environ.pop("AWS_PROFILE", None)
+# The Google libraries get credentials passed in; should anything look for default
+# credentials, it finds none, and a metadata-server probe lands on loopback.
+os.environ.update({
+    "GCE_METADATA_HOST": "127.0.0.1:9",
+    "GCE_METADATA_IP": "127.0.0.1:9",
+    "NO_GCE_CHECK": "True",
+})
+os.environ.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
+os.environ.pop("CLOUDSDK_CONFIG", None)
 os.environ.pop("IMAGEPROV_DATABASE_URL", None)
 
 DATA = Path(__file__).parent / "data"

@@ -188,6 +188,103 @@ class AzureConfig(_Strict):
         return self
 
 
+class GcpApi(_Strict):
+    """Live inventory through the Google Cloud client libraries (REST transport).
+
+    Credentials are always explicit, so no library falls back to Application Default
+    Credentials or the metadata server: `anonymous` (stand-ins only), `token` (an
+    OAuth 2.0 access token in the environment variable `token_env`) or
+    `service_account_key` (a key file at `key_file`). Without an endpoint the
+    libraries use their own defaults; `ca_bundle` is a PEM file of CAs that the
+    endpoints' certificates are verified against.
+    """
+
+    projects: list[str] = Field(min_length=1)
+    credentials: Literal["anonymous", "token", "service_account_key"]
+    token_env: str | None = None
+    key_file: Path | None = None
+    compute_endpoint: str | None = None
+    artifact_registry_endpoint: str | None = None
+    ca_bundle: Path | None = None
+    compute: bool = True
+    # Read each Compute image's IAM policy, one call per image, to find public ones.
+    iam_policies: bool = False
+    # Families whose head is judged as a launch target, in every listed project.
+    watched_families: list[str] = Field(default_factory=list)
+    # Artifact Registry locations listed per project (us-central1, europe, ...).
+    artifact_registry_locations: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _credential_source(self) -> GcpApi:
+        if self.credentials == "token" and not self.token_env:
+            raise ValueError("credentials: token needs token_env, the variable "
+                             "that holds the access token")
+        if self.credentials == "service_account_key" and self.key_file is None:
+            raise ValueError("credentials: service_account_key needs key_file")
+        return self
+
+
+class GcpLogLocation(_Strict):
+    """Exported Cloud Audit Logs in a local folder or file: a Cloud Storage sink's
+    objects, Pub/Sub push bodies or `gcloud logging read --format=json` output."""
+
+    path: Path
+
+
+class GcpConfig(_Strict):
+    api: GcpApi | None = None
+    audit_logs: list[GcpLogLocation] = Field(default_factory=list)
+class RegistrySource(_Strict):
+    """An OCI distribution registry to inventory, with its signatures.
+
+    Credentials are read from the environment variables named here, never from this
+    file: `password_env` (with `username`) for basic auth and the token exchange of
+    a Bearer challenge, or `token_env` for a static bearer token.
+    """
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+    url: str = Field(pattern=r"^https?://[^/@\s]+/?$")
+    username: str | None = None
+    password_env: str | None = None
+    token_env: str | None = None
+    # The name images are filed under, as clients pull them; the URL's host:port
+    # unless given.
+    registry: str | None = None
+    repositories: list[str] = Field(default_factory=list)
+    tls_verify: bool = True
+    ca_file: Path | None = None
+    signatures: bool = True
+    timeout: float = Field(default=30.0, gt=0, le=600)
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> RegistrySource:
+        if self.password_env and self.token_env:
+            raise ValueError("give password_env or token_env, not both")
+        if self.password_env and not self.username:
+            raise ValueError("password_env needs username")
+        return self
+
+    @property
+    def host(self) -> str:
+        return self.registry or self.url.split("://", 1)[1].rstrip("/")
+
+
+class Receiver(_Strict):
+    """The HTTP receiver of registry notifications and Docker Hub webhooks.
+
+    A registry POSTs to `/registry/<name>` with the shared secret in `header`
+    (`Authorization: Bearer <secret>` by default); Docker Hub, which sends no
+    header, POSTs to `/dockerhub/<secret>`. Secrets come from the environment.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8085, ge=0, le=65535)
+    header: str = "Authorization"
+    secret_env: str = "IMAGEPROV_RECEIVER_SECRET"
+    dockerhub_secret_env: str | None = None
+    max_body: int = Field(default=4 * 2**20, ge=1024)
+
+
 class Trigger(_Strict):
     """When a daemon step runs: every `interval`, or on a five-field `cron` line (UTC)."""
 
@@ -231,6 +328,57 @@ class Metrics(_Strict):
     port: int = Field(default=9464, ge=0, le=65535)
 
 
+AdmissionMode = Literal["enforce", "warn", "audit"]
+
+
+class Tls(_Strict):
+    """The PEM certificate chain and private key the gate serves HTTPS with."""
+
+    certificate: Path
+    key: Path
+
+
+class Admission(_Strict):
+    """The admission response to a denied image: per namespace, else `mode`.
+
+    `enforce` rejects the object, `warn` admits it with a warning for the client,
+    and `audit` admits it and only records the denial in the audit annotations.
+    """
+
+    mode: AdmissionMode = "enforce"
+    namespaces: dict[str, AdmissionMode] = Field(default_factory=dict)
+
+    def mode_for(self, namespace: str | None) -> AdmissionMode:
+        return self.namespaces.get(namespace or "", self.mode)
+
+
+class Serve(_Strict):
+    """The launch gate: its address, TLS, freshness and admission settings."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8443, ge=0, le=65535)
+    tls: Tls | None = None
+    # A verdict last confirmed longer ago than this is evaluated again before it
+    # decides a launch.
+    max_verdict_age: Duration = timedelta(hours=1)
+    # What an image with no stored record, or one still pending, gets.
+    unknown_images: Literal["fail-closed", "fail-open"] = "fail-closed"
+    # How often the gate looks for a changed policy file, new verdicts and
+    # revoked tokens.
+    refresh: Duration = timedelta(seconds=1)
+    cache_size: int = Field(default=200_000, ge=1)
+    access_log: bool = False
+    admission: Admission = Field(default_factory=Admission)
+
+    @model_validator(mode="after")
+    def _positive_times(self) -> Serve:
+        if self.refresh.total_seconds() <= 0:
+            raise ValueError("refresh must be longer than zero")
+        if self.max_verdict_age.total_seconds() <= 0:
+            raise ValueError("max_verdict_age must be longer than zero")
+        return self
+
+
 class Config(_Strict):
     database: str | None = None
     policy: Path
@@ -240,8 +388,12 @@ class Config(_Strict):
     batch_files: int = Field(default=200, ge=1, le=10_000)
     aws: AwsConfig = Field(default_factory=AwsConfig)
     azure: AzureConfig = Field(default_factory=AzureConfig)
+    gcp: GcpConfig = Field(default_factory=GcpConfig)
+    registries: list[RegistrySource] = Field(default_factory=list)
+    receiver: Receiver | None = None
     schedule: Schedule = Field(default_factory=Schedule)
     metrics: Metrics | None = None
+    serve: Serve = Field(default_factory=Serve)
     # The Ed25519 private key (PEM, from `imageprov keys create`) that signs the
     # ledger head at the end of each cycle; without it the head is left unsigned.
     ledger_key: Path | None = None
@@ -304,9 +456,34 @@ def load_config(path: str | Path) -> Config:
         "acr_events": [item.model_copy(update={"path": _resolve(base, item.path)})
                        for item in config.azure.acr_events],
     })
+    registries = [item.model_copy(update={"ca_file": _resolve(base, item.ca_file)})
+                  for item in config.registries]
+    names = [item.name for item in registries]
+    if len(names) != len(set(names)):
+        raise ConfigError(str(path), "registries: a registry name is used twice")
+    serve = config.serve
+    if serve.tls is not None:
+        serve = serve.model_copy(update={"tls": Tls(
+            certificate=_resolve(base, serve.tls.certificate) or serve.tls.certificate,
+            key=_resolve(base, serve.tls.key) or serve.tls.key,
+        )})
     return config.model_copy(update={
         "policy": _resolve(base, config.policy), "aws": aws, "azure": azure,
-        "source_path": path, "ledger_key": _resolve(base, config.ledger_key),
+        "gcp": _resolve_gcp(base, config.gcp), "registries": registries,
+        "serve": serve, "source_path": path,
+        "ledger_key": _resolve(base, config.ledger_key),
+    })
+
+
+def _resolve_gcp(base: Path, gcp: GcpConfig) -> GcpConfig:
+    api = gcp.api
+    if api is not None:
+        api = api.model_copy(update={"key_file": _resolve(base, api.key_file),
+                                     "ca_bundle": _resolve(base, api.ca_bundle)})
+    return gcp.model_copy(update={
+        "api": api,
+        "audit_logs": [item.model_copy(update={"path": _resolve(base, item.path)})
+                       for item in gcp.audit_logs],
     })
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -15,7 +16,15 @@ import boto3
 from botocore.config import Config as BotoConfig
 import orjson
 
-from imageprov.config import AwsApi, Config, InventoryFile, TrailLocation
+from imageprov.config import (
+    AwsApi,
+    Config,
+    GcpApi,
+    GcpLogLocation,
+    InventoryFile,
+    RegistrySource,
+    TrailLocation,
+)
 from imageprov.errors import SourceError
 from imageprov.ingest import IngestSummary, ingest
 from imageprov.ledger import sign_ledger_head
@@ -27,8 +36,13 @@ from imageprov.sources.aws import ami, ecr, trail_digests
 from imageprov.sources.aws.lookup_events import LookupEventsTrail
 from imageprov.sources.aws.notifications import SqsTrail
 from imageprov.sources import LogObject
+from imageprov.sources.files import LocalFolder
+from imageprov.sources.gcp import audit_documents
 from imageprov.sources.aws.trail_locations import LocalTrail, S3Trail
 from imageprov.sources.files import LocalFolder
+from imageprov.sources.oci.cosign import RegistryEvidence
+from imageprov.sources.oci.inventory import RegistryInventory
+from imageprov.sources.oci.registry import Credentials, RegistryClient
 from imageprov.store import Store
 
 logger = logging.getLogger(__name__)
@@ -39,6 +53,8 @@ class CycleSummary:
     images: int = 0
     sources_failed: list[str] = field(default_factory=list)
     logs: IngestSummary = field(default_factory=IngestSummary)
+    # The same counts per log kind (cloudtrail, azure-activity, gcp-audit, ...).
+    logs_by_kind: dict[str, IngestSummary] = field(default_factory=dict)
     verdicts_changed: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
     digest_problems: list[trail_digests.DigestProblem] = field(default_factory=list)
@@ -105,11 +121,73 @@ def _azure_inventory_jobs(config: Config) -> list[InventoryJob]:
                                      registry.subscription).images())
         jobs.append((f"acr:{registry.login_server.lower()}", registry_images))
     return jobs
+def _gcp_sources(api: GcpApi) -> Iterator[Any]:
+    # Imported here so that a configuration without `gcp:` loads no Google library.
+    from imageprov.sources.gcp import clients
+    from imageprov.sources.gcp.artifact_registry import ArtifactRegistryInventory
+    from imageprov.sources.gcp.compute import ComputeImageInventory
+
+    credentials = clients.credentials_from(api.credentials, api.token_env, api.key_file)
+    if api.compute:
+        images = clients.images_client(credentials, api.compute_endpoint, api.ca_bundle)
+        for project in api.projects:
+            yield ComputeImageInventory(images, project, api.watched_families,
+                                        api.iam_policies)
+    if api.artifact_registry_locations:
+        registry = clients.artifact_registry_client(
+            credentials, api.artifact_registry_endpoint, api.ca_bundle)
+        for project in api.projects:
+            for location in api.artifact_registry_locations:
+                yield ArtifactRegistryInventory(registry, project, location)
+
+
+def _gcp_inventory_jobs(config: Config) -> list[InventoryJob]:
+    if config.gcp.api is None:
+        return []
+    try:
+        sources = list(_gcp_sources(config.gcp.api))
+    except SourceError as error:
+        # Missing credentials fail the GCP sources alone, like a failed API call.
+        def fail(error: SourceError = error) -> list[Image]:
+            raise error
+        return [("gcp", fail)]
+    return [(source.name, lambda source=source: list(source.images())) for source in sources]
+def _secret(variable: str | None, registry: RegistrySource) -> str | None:
+    if variable is None:
+        return None
+    value = os.environ.get(variable)
+    if not value:
+        raise SourceError(f"registry:{registry.host}",
+                          f"environment variable {variable} is not set")
+    return value
+
+
+def registry_client(registry: RegistrySource) -> RegistryClient:
+    """Build the client of one configured registry, reading its secret now.
+
+    Raises:
+        SourceError: the environment variable that contains its secret is not set.
+    """
+    credentials = Credentials(username=registry.username,
+                              password=_secret(registry.password_env, registry),
+                              token=_secret(registry.token_env, registry))
+    return RegistryClient(registry.url, credentials, registry.tls_verify,
+                          str(registry.ca_file) if registry.ca_file else None,
+                          registry.timeout)
+
+
+def _oci_inventory_jobs(config: Config) -> list[InventoryJob]:
+    def job(item: RegistrySource) -> list[Image]:
+        inventory = RegistryInventory(registry_client(item), item.host, item.repositories)
+        return list(inventory.images())
+    return [(f"registry:{item.host}", lambda item=item: job(item))
+            for item in config.registries]
 
 
 def inventory_jobs(config: Config) -> list[InventoryJob]:
     """Every configured inventory source, each a name and a call that lists it."""
-    return _aws_inventory_jobs(config) + _azure_inventory_jobs(config)
+    return (_aws_inventory_jobs(config) + _azure_inventory_jobs(config)
+            + _gcp_inventory_jobs(config) + _oci_inventory_jobs(config))
 
 
 def run_inventory(config: Config, store: Store, summary: CycleSummary) -> None:
@@ -250,12 +328,35 @@ def _azure_log_jobs(config: Config, store: Store, on_file: Callable[[str], None]
     return jobs
 
 
+def _gcp_log_jobs(config: Config, store: Store, on_file: Callable[[str], None] | None,
+                  stop: threading.Event | None) -> list[LogJob]:
+    def read(location: GcpLogLocation) -> IngestSummary:
+        folder = LocalFolder(location.path, format=audit_documents.FORMAT.name)
+        return ingest(store, _until(stop, folder.objects()), config.workers, on_file,
+                      config.batch_files)
+
+    return [(str(location.path), "gcp-audit", lambda location=location: read(location))
+            for location in config.gcp.audit_logs]
+def _oci_log_jobs(config: Config, store: Store, on_file: Callable[[str], None] | None,
+                  stop: threading.Event | None) -> list[LogJob]:
+    # Push notifications are stored by the receiver as they arrive; the log step
+    # reads the signatures and attestations kept in each registry.
+    def job(item: RegistrySource) -> IngestSummary:
+        evidence = RegistryEvidence(registry_client(item), item.host, item.repositories)
+        return ingest(store, _until(stop, evidence.objects()), config.workers, on_file,
+                      config.batch_files)
+    return [(f"cosign:{item.host}", "cosign", lambda item=item: job(item))
+            for item in config.registries if item.signatures]
+
+
 def log_jobs(config: Config, store: Store, on_file: Callable[[str], None] | None = None,
              stop: threading.Event | None = None) -> list[LogJob]:
     """Every configured log location, each a name, a log kind and a call that reads
     it into the store."""
     return (_aws_log_jobs(config, store, on_file, stop)
-            + _azure_log_jobs(config, store, on_file, stop))
+            + _azure_log_jobs(config, store, on_file, stop)
+            + _gcp_log_jobs(config, store, on_file, stop)
+            + _oci_log_jobs(config, store, on_file, stop))
 
 
 def run_logs(config: Config, store: Store, summary: CycleSummary,
@@ -289,6 +390,7 @@ def run_logs(config: Config, store: Store, summary: CycleSummary,
             result.skipped, result.records, result.events, result.new_events,
             result.problems, result.seconds)
         _add(summary.logs, result)
+        _add(summary.logs_by_kind.setdefault(kind, IngestSummary()), result)
 
 
 def check_digests(config: Config, store: Store, location: TrailLocation,
@@ -346,6 +448,8 @@ def evaluate(store: Store, policy: Policy, policy_text: str,
                "expires": item.expires.astimezone(UTC).isoformat()}
               for item in policy.exceptions if item.expires > now]
     store.record_exceptions(active, policy.hash, now)
+    # The gate takes every verdict as confirmed at `now`, not only the changed ones.
+    store.mark_evaluated(policy.hash, now)
     return evaluation, changed
 
 

@@ -22,9 +22,11 @@ IMAGE_ID = "/subscriptions/s/resourcegroups/rg/providers/microsoft.compute/image
 
 
 def _event(key: str, hour: int, effect: EventEffect, principal: str = "builder",
-           kind: PrincipalKind = PrincipalKind.USER, **fields) -> CreationEvent:
+           kind: PrincipalKind = PrincipalKind.USER, minute: int = 0,
+           **fields) -> CreationEvent:
     return CreationEvent(
-        source="test", key=key, event_id=key, time=datetime(2026, 11, 30, hour, tzinfo=UTC),
+        source="test", key=key, event_id=key,
+        time=datetime(2026, 11, 30, hour, minute, tzinfo=UTC),
         action="test", effect=effect, platform="azure", account="s", region="global",
         principal=Principal(kind=kind, id=principal),
         origin=RecordOrigin(location="test.json", index=hour, shape="test"), **fields)
@@ -67,12 +69,20 @@ def test_import_joined_by_tag():
     assert correlator.attribute(_container(("v3",))).creation is None
 
 
-def test_actorless_push_yields_to_named():
+def test_actorless_push_yields_to_named_record_of_same_push():
     events = [_event("grid", 1, EventEffect.PUSH, "unknown", PrincipalKind.UNKNOWN,
                      target=DIGEST, registry=REGISTRY, repository="app"),
-              _event("rows", 2, EventEffect.PUSH, "ci", PrincipalKind.SERVICE_PRINCIPAL,
-                     target=DIGEST, registry=REGISTRY, repository="app")]
+              _event("rows", 1, EventEffect.PUSH, "ci", PrincipalKind.SERVICE_PRINCIPAL,
+                     minute=2, target=DIGEST, registry=REGISTRY, repository="app")]
     assert Correlator(events).attribute(_container()).creation.key == "rows"
+
+
+def test_later_named_push_does_not_take_over_actorless_first_push():
+    events = [_event("grid", 1, EventEffect.PUSH, "unknown", PrincipalKind.UNKNOWN,
+                     target=DIGEST, registry=REGISTRY, repository="app"),
+              _event("ci", 2, EventEffect.PUSH, "ci", PrincipalKind.SERVICE_PRINCIPAL,
+                     target=DIGEST, registry=REGISTRY, repository="app")]
+    assert Correlator(events).attribute(_container()).creation.key == "grid"
 
 
 def test_actorless_push_alone_attributes():

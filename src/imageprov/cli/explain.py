@@ -7,7 +7,7 @@ from rich.table import Table
 
 from imageprov.cli.render import safe
 from imageprov.correlate import Correlator
-from imageprov.model import Image
+from imageprov.model import DISPLACED_TAG, FAMILY_TAG, HEADS_FAMILY_TAG, Image
 from imageprov.policy.network import classify
 from imageprov.store import Store
 
@@ -18,6 +18,7 @@ def show(console: Console, store: Store, image: Image) -> None:
                   f"created {image.created.isoformat() if image.created else 'unknown'}, "
                   f"state {image.state or '-'}, names {', '.join(image.names) or '-'}"),
                   highlight=False)
+    _show_family(console, image)
     history = store.verdict_history(image.ref)
     if not history:
         console.print("no verdict yet: run `imageprov scan`")
@@ -55,6 +56,19 @@ def show(console: Console, store: Store, image: Image) -> None:
                      event.log_validation.value]
             table.add_row(*(safe(cell) for cell in cells))
         console.print(table)
+    elsewhere = [e for e in store.events() if image.registry and e.registry
+                 and e.target == image.digest
+                 and (e.registry, e.repository) != (image.registry, image.repository)]
+    if elsewhere:
+        table = Table(title="the same digest in other registries and repositories")
+        for name in ("time", "where", "tag", "action", "actor", "address", "result"):
+            table.add_column(name, overflow="fold")
+        for event in elsewhere:
+            table.add_row(*(safe(cell) for cell in (
+                event.time.isoformat(), f"{event.registry}/{event.repository}",
+                event.tag or "-", event.action, event.principal.id,
+                event.source_ip or "-", event.error_code or "ok")))
+        console.print(table)
     for tag in image.names if image.registry else ():
         moves = store.tag_history(image.registry or "", image.repository or "", tag)
         if moves:
@@ -74,3 +88,15 @@ def show(console: Console, store: Store, image: Image) -> None:
                       ", ".join(f.value for f in verdict.flags), verdict.rule or "-",
                       verdict.policy_hash[:12])
     console.print(table)
+
+
+def _show_family(console: Console, image: Image) -> None:
+    family = image.tags.get(FAMILY_TAG)
+    heads = image.tags.get(HEADS_FAMILY_TAG)
+    if not family and not heads:
+        return
+    text = f"image family {family or '-'}"
+    if heads:
+        text += (f"; heads watched family {heads} now, so new VMs of the family boot it; "
+                 f"displaced {image.tags.get(DISPLACED_TAG) or 'no image in the inventory'}")
+    console.print(safe(text), highlight=False)

@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from imageprov import cycle, formats
 from imageprov.cli import explain as explain_view
+from imageprov.cli import gate as gate_commands
 from imageprov.cli import render
 from imageprov.cli._common import _database, _fail, _open_store, err
 from imageprov.cli.evidence import evidence_app, keys_app, ledger_app
@@ -38,6 +39,7 @@ quarantine_app = typer.Typer(no_args_is_help=True, help="Records that could not 
 app.add_typer(policy_app, name="policy")
 app.add_typer(db_app, name="db")
 app.add_typer(quarantine_app, name="quarantine")
+app.add_typer(gate_commands.token_app, name="token")
 app.add_typer(keys_app, name="keys")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(evidence_app, name="evidence")
@@ -149,6 +151,42 @@ def run(
     except ImageprovError as error:
         raise _fail(error) from error
     finally:
+        store.close()
+
+
+@app.command()
+def receive(
+    config: Annotated[Path, typer.Option("--config", help="Configuration file (YAML).")],
+    database: DatabaseOption = None,
+) -> None:
+    """Receive registry notifications and Docker Hub webhooks into the database."""
+    import signal
+
+    from imageprov.receiver import AsgiServer, build_receiver
+
+    try:
+        settings = load_config(config)
+        if settings.receiver is None:
+            raise ImageprovError(f"{config}: no receiver section")
+        store = _open_store(database_url(database, settings))
+        app_ = build_receiver(settings, store)
+        server = AsgiServer(app_, settings.receiver.host, settings.receiver.port)
+    except (ImageprovError, OSError) as error:
+        raise _fail(error) from error
+    signal.signal(signal.SIGTERM, lambda *_: server.server.shutdown())
+    err.print(f"receiving on http://{settings.receiver.host}:{server.port}",
+              highlight=False)
+    import threading
+
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(0.5)
+    except KeyboardInterrupt:
+        server.server.shutdown()
+    finally:
+        server.close()
         store.close()
 
 
@@ -434,3 +472,99 @@ def validate_logs(
         out.print(f"  {problem}", highlight=False, markup=False, soft_wrap=True)
     if problems:
         raise typer.Exit(code=1)
+@app.command()
+def serve(
+    config: Annotated[Path, typer.Option("--config", help="Configuration file (YAML).")],
+    database: DatabaseOption = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on; defaults to "
+                                             "serve.host of the config.")] = None,
+    port: Annotated[int | None, typer.Option(min=0, max=65535, help="Port to listen on; "
+                                             "defaults to serve.port.")] = None,
+) -> None:
+    """Run the launch gate: the HTTP API and the Kubernetes admission webhook."""
+    gate_commands.serve_gate(config, database, host, port, _open_store, _fail)
+
+
+@app.command()
+def check(
+    image: Annotated[str, typer.Argument(
+        help="AMI id or ARN, image id, or container reference by digest or tag; `-` "
+             "reads a Terraform external query {\"image\": ...} from stdin.")],
+    url: Annotated[str | None, typer.Option(envvar="IMAGEPROV_GATE_URL",
+                                            help="Base URL of the gate.")] = None,
+    token_file: Annotated[Path | None, typer.Option(
+        help="File holding the bearer token; else IMAGEPROV_TOKEN is read.")] = None,
+    ca_file: Annotated[Path | None, typer.Option(
+        help="PEM file of the CA that signed the gate's certificate.")] = None,
+    output: Annotated[gate_commands.CheckFormat, typer.Option(
+        "--format", help="text, or json (an object of strings, for Terraform).")] = (
+        gate_commands.CheckFormat.TEXT),
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for the "
+                                           "gate.")] = 10.0,
+) -> None:
+    """Ask the gate whether an image may be launched: exit 0 allows, 1 denies, 2 fails."""
+    # The token is read from the environment only, never from the command line,
+    # where other users of the machine could read it.
+    token = os.environ.get("IMAGEPROV_TOKEN")
+    code = gate_commands.check_image(image, url, token, token_file, ca_file, output,
+                                     timeout, out, err)
+    raise typer.Exit(code=code)
+
+
+@gate_commands.token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Argument(help="A name for the token, such as the "
+                                        "client that uses it.")],
+    database: DatabaseOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Create a bearer token and print it once; only its SHA-256 is stored."""
+    if not name.strip() or len(name) > 128:
+        raise _fail(ImageprovError("a token name must be 1 to 128 characters"))
+    from imageprov.api import token_hash
+
+    store = _open_store(_database(database, config))
+    token = gate_commands.new_token()
+    try:
+        store.create_token(name, token_hash(token))
+    except ValueError as error:
+        raise _fail(ImageprovError(str(error))) from error
+    finally:
+        store.close()
+    sys.stdout.write(token + "\n")
+    err.print(f"token {name!r} created; it is shown only now", highlight=False,
+              markup=False)
+
+
+@gate_commands.token_app.command("revoke")
+def token_revoke(
+    name: Annotated[str, typer.Argument(help="Name of the token to revoke.")],
+    database: DatabaseOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Revoke a token; a running gate rejects it within serve.refresh."""
+    store = _open_store(_database(database, config))
+    try:
+        revoked = store.revoke_token(name)
+    finally:
+        store.close()
+    if not revoked:
+        raise _fail(ImageprovError(f"no active token named {name!r}"))
+    err.print(f"token {name!r} revoked", highlight=False, markup=False)
+
+
+@gate_commands.token_app.command("list")
+def token_list(
+    database: DatabaseOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """List tokens by name with their creation and revocation times."""
+    store = _open_store(_database(database, config))
+    try:
+        tokens = store.tokens()
+    finally:
+        store.close()
+    for item in tokens:
+        revoked = item.revoked_at.isoformat() if item.revoked_at else "active"
+        out.print(f"{item.name}\t{item.created_at.isoformat()}\t{revoked}",
+                  highlight=False, markup=False)

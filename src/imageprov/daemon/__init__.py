@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
@@ -60,6 +61,7 @@ class Daemon:
             timezone=UTC, executors={"default": ThreadPoolExecutor(1)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None})
         self.server: MetricsServer | None = None
+        self.receiver: Any = None
 
     def step(self, name: str) -> None:
         """Run one step now, logging its failure instead of raising it."""
@@ -93,8 +95,9 @@ class Daemon:
         summary = cycle.CycleSummary()
         cycle.run_logs(self.config, self.store, summary,
                        on_file=lambda _: None, stop=self.stopping)
-        self.metrics.records_read.labels("cloudtrail").inc(summary.logs.records)
-        self.metrics.records_quarantined.labels("cloudtrail").inc(summary.logs.problems)
+        for kind, counts in summary.logs_by_kind.items():
+            self.metrics.records_read.labels(kind).inc(counts.records)
+            self.metrics.records_quarantined.labels(kind).inc(counts.problems)
         now = datetime.now(UTC)
         for (account, region), spans in self.store.coverage().items():
             lag = (now - spans[-1][1]).total_seconds()
@@ -134,6 +137,24 @@ class Daemon:
                     self.server.port)
         return self.server.port
 
+    def start_receiver(self) -> int | None:
+        """Serve registry notifications when the configuration has a receiver."""
+        if self.config.receiver is None:
+            return None
+        from imageprov.receiver import AsgiServer, build_receiver
+
+        settings = self.config.receiver
+        try:
+            self.receiver = AsgiServer(build_receiver(self.config, self.store),
+                                       settings.host, settings.port)
+        except OSError as error:
+            raise ImageprovError(f"cannot receive notifications on {settings.host}:"
+                                 f"{settings.port}: {error}") from error
+        self.receiver.start()
+        logger.info("receiving notifications on http://%s:%d", settings.host,
+                    self.receiver.port)
+        return int(self.receiver.port)
+
     def stop(self, *_: object) -> None:
         """Stop after the step in progress; safe to call from a signal handler."""
         if self.stopping.is_set():
@@ -151,6 +172,7 @@ class Daemon:
             signal.signal(signal.SIGINT, self.stop)
         self.start_metrics()
         start_workers(self.config.workers)
+        self.start_receiver()
         now = datetime.now(UTC)
         for order, name in enumerate(STEPS):
             # The first runs go in step order: inventory, then logs, then evaluation.
@@ -166,4 +188,6 @@ class Daemon:
         finally:
             if self.server:
                 self.server.stop()
+            if self.receiver:
+                self.receiver.stop()
             logger.info("daemon stopped")

@@ -1,6 +1,7 @@
 """The cloud-neutral model shared by every source, the policy and the store."""
 
 from imageprov.model.events import (
+    INCOMPLETE_OPERATION,
     CreationEvent,
     EventEffect,
     LogValidation,
@@ -8,11 +9,25 @@ from imageprov.model.events import (
     PrincipalKind,
     RecordOrigin,
 )
-from imageprov.model.images import Image, ImageKind, Platform, ami_arn, container_ref
+from imageprov.model.images import (
+    DISPLACED_TAG,
+    FAMILY_TAG,
+    HEADS_FAMILY_TAG,
+    Image,
+    ImageKind,
+    Platform,
+    ami_arn,
+    compute_image_ref,
+    container_ref,
+)
 from imageprov.model.logs import LogDocument, RecordProblem
 from imageprov.model.verdicts import Flag, Verdict, VerdictStatus
 
 __all__ = [
+    "DISPLACED_TAG",
+    "FAMILY_TAG",
+    "HEADS_FAMILY_TAG",
+    "INCOMPLETE_OPERATION",
     "CreationEvent",
     "EventEffect",
     "Flag",
@@ -28,5 +43,6 @@ __all__ = [
     "Verdict",
     "VerdictStatus",
     "ami_arn",
+    "compute_image_ref",
     "container_ref",
 ]

@@ -19,6 +19,10 @@ class EventEffect(StrEnum):
     UNSHARE = "unshare"
     MODIFY = "modify"
     DELETE = "delete"
+    # A signature or attestation found beside an image; it creates nothing and its
+    # `evidence` holds the signed material the policy verifies.
+    SIGN = "sign"
+    ATTEST = "attest"
 
     @property
     def creates(self) -> bool:
@@ -45,6 +49,7 @@ class PrincipalKind(StrEnum):
     ROLE_SESSION = "role-session"
     FEDERATED = "federated"
     SERVICE = "service"
+    SERVICE_ACCOUNT = "service-account"
     ACCOUNT = "account"
     SERVICE_PRINCIPAL = "service-principal"
     MANAGED_IDENTITY = "managed-identity"
@@ -84,14 +89,20 @@ class RecordOrigin(BaseModel):
     shape: str
 
 
+# The error code of the start entry of a long-running call whose completion is
+# logged as a separate entry: it never attributes, but it keeps the request.
+INCOMPLETE_OPERATION = "incomplete-operation"
+
+
 class CreationEvent(BaseModel):
     """One successful or failed call that concerns an image.
 
     `target` is the native id of the image the event acts on (an AMI id or a digest),
     and `repository`/`tag` place a container image. A failed call keeps its
-    `error_code` and never attributes an image. `log_validation` and
-    `validation_detail` are set by the store from the digest checks of the event's
-    file; a source leaves them at their defaults.
+    `error_code` and never attributes an image. A share that replaces every earlier
+    grant (an IAM policy set whole) lists `*` in `unshared_from`. `log_validation`
+    and `validation_detail` are set by the store from the digest checks of the
+    event's file; a source leaves them at their defaults.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -118,6 +129,8 @@ class CreationEvent(BaseModel):
     unshared_from: tuple[str, ...] = ()
     error_code: str | None = None
     origin: RecordOrigin
+    # For sign and attest events: the JSON of the signed material, unverified.
+    evidence: bytes | None = None
     log_validation: LogValidation = LogValidation.UNVALIDATED
     validation_detail: str | None = None
 

@@ -24,6 +24,11 @@ class Flag(StrEnum):
     PUBLIC = "public"
     SHARED = "shared"
     UNAPPROVED_SOURCE = "unapproved-source"
+    FAMILY_TAKEOVER = "family-takeover"
+    MISSING_SIGNATURE = "missing-signature"
+    MISSING_PROVENANCE = "missing-provenance"
+    UNAPPROVED_BUILDER = "unapproved-builder"
+    UNAPPROVED_REPOSITORY = "unapproved-repository"
     UNVALIDATED_LOG = "unvalidated-log"
 
 

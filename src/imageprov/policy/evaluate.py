@@ -11,24 +11,34 @@ from functools import lru_cache
 
 from imageprov.correlate import Attribution, Correlator
 from imageprov.model import (
+    DISPLACED_TAG,
+    HEADS_FAMILY_TAG,
     CreationEvent,
     EventEffect,
     Flag,
     Image,
     ImageKind,
     LogValidation,
+    Platform,
     PrincipalKind,
     Verdict,
     VerdictStatus,
     ami_arn,
 )
+from imageprov.policy.evidence import assess
 from imageprov.policy.network import AddressClass, Caller, classify, service_name
 from imageprov.policy.schema import Builder, ImageException, Policy
+from imageprov.policy.signatures import load_public_key
 
 Spans = dict[tuple[str, str], list[tuple[datetime, datetime]]]
 
 _ORDER = [Flag.ROOT, Flag.UNEXPECTED_ACTOR, Flag.EXTERNAL_NETWORK, Flag.UNAPPROVED_AGENT,
-          Flag.UNAPPROVED_SOURCE, Flag.PUBLIC, Flag.SHARED, Flag.UNVALIDATED_LOG]
+          Flag.UNAPPROVED_SOURCE, Flag.FAMILY_TAKEOVER, Flag.MISSING_SIGNATURE,
+          Flag.MISSING_PROVENANCE, Flag.UNAPPROVED_BUILDER, Flag.UNAPPROVED_REPOSITORY,
+          Flag.PUBLIC, Flag.SHARED, Flag.UNVALIDATED_LOG]
+# Grantees that make an image usable by everyone: EC2's launch-permission group
+# `all`, and the IAM members allUsers and allAuthenticatedUsers on GCP.
+_PUBLIC_GRANTEES = frozenset({"all", "allUsers", "allAuthenticatedUsers"})
 
 
 def _glob(value: str | None, patterns: Sequence[str]) -> bool:
@@ -104,8 +114,12 @@ class _Judge:
         self.policy = policy
         self.spans = spans
         self.now = now
+        self.keys = {key.name: load_public_key(key.public_key) for key in policy.keys}
 
     def verdict(self, attribution: Attribution) -> Verdict:
+        return _note_family_head(attribution.image, self._verdict(attribution))
+
+    def _verdict(self, attribution: Attribution) -> Verdict:
         image = attribution.image
         exposure = self._exposure(image, attribution)
         exception = self._exception(image)
@@ -122,11 +136,63 @@ class _Judge:
                               attribution.creation, excepted)
         event = attribution.creation
         if event is None:
-            return self._unattributed(image, exposure)
-        verdict = self._judge_event(image, event, exposure)
-        if verdict.status is VerdictStatus.APPROVED:
-            return self._judge_tag_moves(image, attribution, verdict)
+            verdict = self._unattributed(image, exposure, attribution.history)
+        else:
+            verdict = self._judge_event(image, event, exposure)
+            if verdict.status is VerdictStatus.APPROVED:
+                verdict = self._judge_tag_moves(image, attribution, verdict)
+        if image.kind is ImageKind.CONTAINER:
+            verdict = self._judge_origin(image, attribution, verdict)
+            return self._judge_evidence(image, attribution, verdict)
         return verdict
+
+    def _judge_origin(self, image: Image, attribution: Attribution,
+                      verdict: Verdict) -> Verdict:
+        """Flag a digest that was pushed elsewhere first by an unapproved principal.
+
+        Pushing the same digest again, to another registry or repository, copies the
+        content and not its origin: the earliest push anywhere is judged as well.
+        """
+        own = attribution.creation
+        earlier = [event for event in attribution.elsewhere
+                   if event.succeeded and event.effect is EventEffect.PUSH
+                   and (own is None or (event.time, event.key) < (own.time, own.key))]
+        if not earlier or verdict.status in (VerdictStatus.PENDING,
+                                             VerdictStatus.UNATTRIBUTED):
+            return verdict
+        origin = earlier[0]
+        judged = self._judge_event(image, origin, [])
+        if judged.status is not VerdictStatus.FLAGGED:
+            return verdict
+        flags = tuple(f for f in _ORDER if f in (*verdict.flags, Flag.UNAPPROVED_SOURCE))
+        return verdict.model_copy(update={
+            "status": VerdictStatus.FLAGGED, "flags": flags,
+            "rule": verdict.rule if verdict.status is VerdictStatus.FLAGGED
+            else "digest-origin",
+            "reason": f"{verdict.reason}; the digest was pushed first to "
+                      f"{origin.registry}/{origin.repository} at "
+                      f"{_stamp(origin.time)}: {judged.reason}"})
+
+    def _judge_evidence(self, image: Image, attribution: Attribution,
+                        verdict: Verdict) -> Verdict:
+        """Add what the signatures and provenance show, and flag missing or wrong ones.
+
+        A pending image keeps its status, since signatures are pushed after images.
+        """
+        result = assess(self.policy, self.keys, image, attribution.history)
+        notes = "; ".join(result.notes)
+        if not result.flags or verdict.status is VerdictStatus.PENDING:
+            if not notes:
+                return verdict
+            return verdict.model_copy(update={"reason": f"{verdict.reason}; {notes}"})
+        flags = tuple(f for f in _ORDER if f in verdict.flags
+                      or any(f is found for found, _, _ in result.flags))
+        rule = (verdict.rule if verdict.status is VerdictStatus.FLAGGED
+                else result.flags[0][1])
+        texts = "; ".join(dict.fromkeys(text for _, _, text in result.flags))
+        return verdict.model_copy(update={
+            "status": VerdictStatus.FLAGGED, "flags": flags, "rule": rule,
+            "reason": f"{verdict.reason}; {texts}" + (f"; {notes}" if notes else "")})
 
     def _judge_tag_moves(self, image: Image, attribution: Attribution,
                          verdict: Verdict) -> Verdict:
@@ -159,20 +225,33 @@ class _Judge:
         """Replay launch-permission changes and flag a public or foreign share."""
         grantees: set[str] = set()
         for event in attribution.shares:
-            # One call may both remove and add launch permissions.
+            # One call may both remove and add launch permissions; an IAM policy set
+            # whole (`*`) replaces every earlier grant.
+            if "*" in event.unshared_from:
+                grantees.clear()
             grantees.difference_update(event.unshared_from)
             grantees.update(event.shared_with)
         found: list[tuple[Flag, str]] = []
-        if image.public or "all" in grantees:
-            found.append((Flag.PUBLIC, "the image can be launched by every AWS account"))
+        public = sorted(grantees & _PUBLIC_GRANTEES)
+        if image.public or public:
+            if public and image.platform is not Platform.AWS:
+                text = f"the image's IAM policy grants it to {', '.join(public)}"
+            elif image.platform is Platform.GCP:
+                text = ("the image's IAM policy, as the inventory read it, grants it to "
+                        "allUsers or allAuthenticatedUsers")
+            else:
+                text = "the image can be launched by every AWS account"
+            found.append((Flag.PUBLIC, text))
         allowed = set(self.policy.share_targets) | {image.account}
-        foreign = sorted(g for g in grantees if g != "all" and g not in allowed)
+        foreign = sorted(g for g in grantees if g not in _PUBLIC_GRANTEES
+                         and g not in allowed)
         if foreign:
             found.append((Flag.SHARED, f"shared with {', '.join(foreign)}, "
                                        "which share_targets does not list"))
         return found
 
-    def _unattributed(self, image: Image, exposure: list[tuple[Flag, str]]) -> Verdict:
+    def _unattributed(self, image: Image, exposure: list[tuple[Flag, str]],
+                      history: tuple[CreationEvent, ...] = ()) -> Verdict:
         flags = tuple(flag for flag, _ in exposure)
         created = image.created
         if created is not None and self.now - created < self.policy.delivery_window:
@@ -181,13 +260,29 @@ class _Judge:
                               f"{self.policy.delivery_window} delivery window; "
                               "its creation event may not have arrived yet")
         reason = self._coverage_reason(image)
+        # A failed or unfinished creating call that names the image shows where to
+        # look, though it attributes nothing.
+        tries = [f"{event.action} by {event.principal.id} ({event.error_code})"
+                 for event in history if event.effect.creates and not event.succeeded]
+        if tries:
+            reason += f"; calls that did not complete name it: {', '.join(tries[:3])}"
         extra = "; ".join(text for _, text in exposure)
         return self._make(image, VerdictStatus.UNATTRIBUTED, flags, "no-creation-event",
                           None, reason + (f"; {extra}" if extra else ""))
 
     def _coverage_reason(self, image: Image) -> str:
+        if image.platform is Platform.OCI:
+            # Registry notifications cover no span of time: a registry keeps
+            # undelivered ones in memory and drops them when it restarts.
+            return ("no push event found: no notification of this push was received, "
+                    "and the registry API does not say who pushed")
         scope = f"{image.account}/{image.region}"
         spans = self.spans.get((image.account, image.region), [])
+        if not spans and image.platform is Platform.GCP and image.kind is ImageKind.CONTAINER:
+            return (f"no creation event found: no Artifact Registry Data Access log has "
+                    f"been read for {scope}, and Docker-PutManifest entries are written "
+                    "only where DATA_WRITE audit logs are enabled for "
+                    "artifactregistry.googleapis.com")
         if not spans:
             return f"no creation event found: no audit logs have been read for {scope}"
         if len(spans) <= 3:
@@ -300,6 +395,32 @@ class _Judge:
             actor=event.principal.id if event else None,
             source_ip=event.source_ip if event else None, decided_at=self.now,
         )
+
+
+def _note_family_head(image: Image, verdict: Verdict) -> Verdict:
+    """Name the watched families a GCP image heads in a verdict that is not approved.
+
+    New VMs that name such a family boot this image. A head flagged for who made it
+    or how (any flag beside `public` and `shared`) is a family takeover, so it also
+    gets `family-takeover`. Other verdicts only name the family and what it displaced.
+    """
+    families = image.tags.get(HEADS_FAMILY_TAG) if image.platform is Platform.GCP else None
+    if not families or verdict.status in (VerdictStatus.APPROVED, VerdictStatus.EXCEPTED):
+        return verdict
+    names = ", ".join(families.split(","))
+    displaced = image.tags.get(DISPLACED_TAG)
+    text = (f"it is the newest image of watched family {names}, so new VMs of the family "
+            "boot it; ")
+    if displaced:
+        text += f"it displaced {displaced}"
+    else:
+        text += "no earlier image of the family is in the inventory"
+    update: dict[str, object] = {"reason": f"{verdict.reason}; {text}"}
+    if verdict.status is VerdictStatus.FLAGGED and set(verdict.flags) - {Flag.PUBLIC,
+                                                                         Flag.SHARED}:
+        update["flags"] = tuple(flag for flag in _ORDER
+                                if flag in (*verdict.flags, Flag.FAMILY_TAKEOVER))
+    return verdict.model_copy(update=update)
 
 
 def _source_verdicts(

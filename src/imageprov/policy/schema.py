@@ -141,6 +141,70 @@ class ImageException(_Strict):
         return expires if expires.tzinfo else expires.replace(tzinfo=UTC)
 
 
+class SigningKey(_Strict):
+    """A public key whose signatures and attestations count as evidence.
+
+    ECDSA P-256, Ed25519 and RSA (2048 bits or more) keys are read, in PEM.
+
+        - name: release-signing
+          public_key: |
+            -----BEGIN PUBLIC KEY-----
+            MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE...
+            -----END PUBLIC KEY-----
+    """
+
+    name: str = Field(min_length=1)
+    public_key: str = Field(min_length=1)
+
+    @field_validator("public_key")
+    @classmethod
+    def _readable(cls, public_key: str) -> str:
+        from imageprov.policy.signatures import load_public_key
+
+        load_public_key(public_key)
+        return public_key
+
+
+class ProvenanceRule(_Strict):
+    """The SLSA provenance an image must carry, signed by a listed key.
+
+    `builders` are globs on `builder.id` (`runDetails.builder.id` in SLSA v1);
+    `source_repositories` are globs on the source repository the provenance names.
+    Either list may be empty; `signed_by` defaults to every key of the policy.
+    """
+
+    builders: list[Pattern] = Field(default_factory=list)
+    source_repositories: list[Pattern] = Field(default_factory=list)
+    signed_by: list[str] = Field(default_factory=list)
+
+
+class RegistryRule(_Strict):
+    """Evidence required of the images of some repositories.
+
+    `repositories` are globs on `registry/repository`. An image must carry a valid
+    signature by one of the `signed_by` keys, and SLSA provenance that meets
+    `provenance`, where given. Every rule that matches an image applies.
+
+        - name: team-images
+          repositories: ["registry.example:5000/team/*"]
+          signed_by: [release-signing]
+          provenance:
+            builders: ["https://ci.example/builders/image@v1"]
+            source_repositories: ["https://git.example/team/*"]
+    """
+
+    name: str = Field(min_length=1)
+    repositories: list[Pattern] = Field(min_length=1)
+    signed_by: list[str] = Field(default_factory=list)
+    provenance: ProvenanceRule | None = None
+
+    @model_validator(mode="after")
+    def _requires_something(self) -> RegistryRule:
+        if not self.signed_by and self.provenance is None:
+            raise ValueError("a registry rule must require signed_by, provenance or both")
+        return self
+
+
 class Policy(_Strict):
     """A whole policy file.
 
@@ -154,10 +218,13 @@ class Policy(_Strict):
     share_targets: list[str] = Field(default_factory=list)
     builders: list[Builder] = Field(min_length=1)
     exceptions: list[ImageException] = Field(default_factory=list)
+    keys: list[SigningKey] = Field(default_factory=list)
+    registries: list[RegistryRule] = Field(default_factory=list)
     # Approve only AWS events read from a log file that a signed CloudTrail digest
-    # lists with the same hash; other platforms have no digests to require. An event younger than `digest_window` is `pending`
-    # meanwhile, since CloudTrail writes a digest an hour after the files it lists.
-    # A file whose digest check failed never approves, whatever this is set to.
+    # lists with the same hash; other platforms have no digests to require. An
+    # event younger than `digest_window` is `pending` meanwhile, since CloudTrail
+    # writes a digest an hour after the files it lists. A file whose digest check
+    # failed never approves, whatever this is set to.
     require_validated_logs: bool = False
     digest_window: Duration = timedelta(hours=2)
 
@@ -181,6 +248,24 @@ class Policy(_Strict):
                 raise ValueError(f"builder name {builder.name!r} is used twice")
             seen.add(builder.name)
         return builders
+
+    @model_validator(mode="after")
+    def _known_keys(self) -> Policy:
+        names = [key.name for key in self.keys]
+        if len(names) != len(set(names)):
+            raise ValueError("a key name is used twice in keys")
+        for rule in self.registries:
+            wanted = list(rule.signed_by)
+            if rule.provenance is not None:
+                wanted += rule.provenance.signed_by
+            unknown = sorted(set(wanted) - set(names))
+            if unknown:
+                raise ValueError(f"registry rule {rule.name!r} names keys that keys does "
+                                 f"not list: {', '.join(unknown)}")
+            if rule.provenance is not None and not names:
+                raise ValueError(f"registry rule {rule.name!r} requires provenance, "
+                                 "which only counts when signed by a listed key")
+        return self
 
 
 def _where(data: Any, location: tuple[Any, ...]) -> str:

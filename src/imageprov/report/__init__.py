@@ -138,7 +138,7 @@ def _timeline(store: Store, covered: set[str],
             days.append((day.isoformat(), counts))
 
     # Verdict rows come in id order, which is the order they were decided in.
-    for image, status, decided_at in store.verdict_changes():
+    for image, status, decided_at in store.status_history():
         if image not in covered:
             continue
         moment = decided_at.astimezone(UTC).date()

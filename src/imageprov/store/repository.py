@@ -6,13 +6,23 @@ import hashlib
 import re
 import logging
 from contextlib import contextmanager
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, update
+from sqlalchemy import (
+    Engine,
+    case,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy import text as sql_text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
@@ -35,6 +45,7 @@ from imageprov.model import (
 )
 from imageprov.store import ledger, migrate
 from imageprov.store.tables import (
+    ApiTokenRow,
     CheckpointRow,
     CoverageRow,
     EventRow,
@@ -48,6 +59,16 @@ from imageprov.store.tables import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    """A bearer token of the gate, by name; the token text itself is never stored."""
+
+    name: str
+    sha256: str
+    created_at: datetime
+    revoked_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -476,7 +497,42 @@ class Store:
             )
             return [_image_of(row) for row in rows]
 
+    def images_in_repository(self, registry: str,
+                             repository: str) -> list[tuple[Image, datetime]]:
+        """Return the stored images of one container repository with their last_seen."""
+        with self.session() as session:
+            rows = session.scalars(
+                select(ImageRow).where(ImageRow.registry_host == registry,
+                                       ImageRow.repository == repository)
+                .order_by(ImageRow.ref)
+            )
+            return [(_image_of(row), row.last_seen) for row in rows]
+
     # Events ------------------------------------------------------------------
+
+    def events_naming(self, platform: str, targets: Collection[str],
+                      tags: Collection[tuple[str, str, str]] = ()) -> list[CreationEvent]:
+        """Return the events of `platform` whose target is in `targets`, and the pushes
+        of each (registry, repository, tag) in `tags`, oldest first.
+
+        The caller narrows them to an account and region or a repository: this is
+        the superset a `Correlator` needs to attribute a few images.
+        """
+        found: dict[str, EventRow] = {}
+        wanted = sorted(set(targets))
+        with self.session() as session:
+            for start in range(0, len(wanted), 500):
+                query = select(EventRow).where(
+                    EventRow.platform == platform,
+                    EventRow.target.in_(wanted[start : start + 500]))
+                found.update((row.key, row) for row in session.scalars(query))
+            for registry, repository, tag in sorted(set(tags)):
+                query = select(EventRow).where(
+                    EventRow.registry_host == registry, EventRow.repository == repository,
+                    EventRow.tag == tag, EventRow.effect == EventEffect.PUSH.value)
+                found.update((row.key, row) for row in session.scalars(query))
+            rows = sorted(found.values(), key=lambda row: (row.time, row.key))
+            return [_event_of(row) for row in rows]
 
     def events(self, platform: str | None = None) -> list[CreationEvent]:
         """Return stored events, oldest first, ties broken by key.
@@ -485,8 +541,12 @@ class Store:
         """
         validations = self.log_validations()
         with self.session() as session:
+            # Raw records stay in the database, but for signatures and attestations,
+            # whose raw record is the material the policy verifies.
             columns = [column for column in EventRow.__table__.columns if column.name != "raw"]
-            query = select(*columns).order_by(EventRow.time, EventRow.key)
+            evidence = case((EventRow.effect.in_(sorted(_EVIDENCE_EFFECTS)), EventRow.raw),
+                            else_=None).label("raw")
+            query = select(*columns, evidence).order_by(EventRow.time, EventRow.key)
             if platform:
                 query = query.where(EventRow.platform == platform)
             return [_event_of(row, validations.get(row.origin_location))
@@ -577,12 +637,14 @@ class Store:
     # Coverage ----------------------------------------------------------------
 
     def coverage(
-        self, platform: str | None = None, join_within: timedelta = COVERAGE_JOIN
+        self, platform: str | None = None, join_within: timedelta = COVERAGE_JOIN,
+        scopes: Collection[tuple[str, str]] | None = None,
     ) -> dict[tuple[str, str], list[tuple[datetime, datetime]]]:
         """Return the merged spans of event time read, per (account, region).
 
         Spans closer than `join_within` are joined: a quiet minute between two
-        delivered files is not a gap in the logs.
+        delivered files is not a gap in the logs. `scopes` limits the result to
+        those (account, region) pairs.
         """
         spans: dict[tuple[str, str], list[tuple[datetime, datetime]]] = {}
         with self.session() as session:
@@ -591,8 +653,13 @@ class Store:
                 CoverageRow.account, CoverageRow.region, CoverageRow.first)
             if platform:
                 query = query.where(CoverageRow.platform == platform)
+            if scopes is not None:
+                accounts = sorted({account for account, _ in scopes})
+                query = query.where(CoverageRow.account.in_(accounts))
             rows = session.execute(query)
             for account, region, first, last in rows:
+                if scopes is not None and (account, region) not in scopes:
+                    continue
                 merged = spans.setdefault((account, region), [])
                 if merged and first <= merged[-1][1] + join_within:
                     merged[-1] = (merged[-1][0], max(merged[-1][1], last))
@@ -626,23 +693,59 @@ class Store:
                 session.add(PolicyRow(hash=policy_hash, path=path, text=text,
                                       loaded_at=_now()))
 
-    def current_verdicts(self) -> dict[str, Verdict]:
-        """Return the newest verdict of every image that has one."""
+    def mark_evaluated(self, policy_hash: str, started: datetime) -> None:
+        """Record that every stored image was judged under a policy as of `started`.
+
+        A time in the future is recorded as now, so that an evaluation with its
+        clock set ahead does not keep verdicts fresh for longer.
+        """
+        started = min(started, _now())
+        with self.session() as session, session.begin():
+            session.execute(
+                update(PolicyRow).where(PolicyRow.hash == policy_hash)
+                .where((PolicyRow.evaluated_at.is_(None))
+                       | (PolicyRow.evaluated_at < started))
+                .values(evaluated_at=started))
+
+    def evaluated_at(self, policy_hash: str) -> datetime | None:
+        """Return when every stored image was last judged under this policy, if ever."""
         with self.session() as session:
-            return self._current_verdicts(session)
+            return session.scalar(
+                select(PolicyRow.evaluated_at).where(PolicyRow.hash == policy_hash))
+
+    def current_verdict(self, ref: str) -> Verdict | None:
+        """Return the newest verdict of one image, if it has one."""
+        with self.session() as session:
+            row = session.execute(select(VerdictRow.__table__)
+                                  .where(VerdictRow.image == ref)
+                                  .order_by(VerdictRow.id.desc()).limit(1)).first()
+            return _verdict_of(row) if row is not None else None
+
+    def current_verdicts(self, refs: Collection[str] | None = None) -> dict[str, Verdict]:
+        """Return the newest verdict of every image that has one, or of `refs` only."""
+        with self.session() as session:
+            return self._current_verdicts(session, refs)
 
     @staticmethod
-    def _current_verdicts(session: Session) -> dict[str, Verdict]:
-        newest = (
-            select(VerdictRow.image, func.max(VerdictRow.id).label("id"))
-            .group_by(VerdictRow.image)
-            .subquery()
-        )
-        rows = session.execute(
-            select(VerdictRow.__table__).join(newest, VerdictRow.id == newest.c.id)
-            .order_by(VerdictRow.image)
-        )
-        return {row.image: _verdict_of(row) for row in rows}
+    def _current_verdicts(session: Session,
+                          refs: Collection[str] | None = None) -> dict[str, Verdict]:
+        if refs is None:
+            chunks: list[list[str] | None] = [None]
+        else:
+            wanted = sorted(set(refs))
+            chunks = [wanted[start:start + 500] for start in range(0, len(wanted), 500)]
+        found: dict[str, Verdict] = {}
+        for chunk in chunks:
+            newest_query = select(VerdictRow.image, func.max(VerdictRow.id).label("id"))
+            if chunk is not None:
+                newest_query = newest_query.where(VerdictRow.image.in_(chunk))
+            newest = newest_query.group_by(VerdictRow.image).subquery()
+            rows = session.execute(
+                select(VerdictRow.__table__).join(newest, VerdictRow.id == newest.c.id)
+                .order_by(VerdictRow.image)
+            )
+            found.update((row.image, _verdict_of(row)) for row in rows)
+        return found
 
     def save_verdicts(self, verdicts: Iterable[Verdict]) -> int:
         """Append each verdict that differs from the image's current one.
@@ -654,11 +757,15 @@ class Store:
         once append it once.
         """
         now = _now()
+        verdicts = list(verdicts)
+        # A few verdicts are compared with their own images' rows; a whole
+        # evaluation reads every current verdict in one query.
+        refs = [verdict.image for verdict in verdicts]
         with self.session() as session, session.begin():
             if self.engine.dialect.name == "postgresql":
                 session.execute(sql_text("SELECT pg_advisory_xact_lock(:key)"),
                                 {"key": _lock_key("imageprov:save-verdicts")})
-            current = self._current_verdicts(session)
+            current = self._current_verdicts(session, refs if len(refs) <= 500 else None)
             changed = [
                 verdict for verdict in verdicts
                 if (previous := current.get(verdict.image)) is None
@@ -781,7 +888,7 @@ class Store:
                 .order_by(VerdictRow.image))
             return [dict(row._mapping) for row in rows]
 
-    def verdict_changes(self) -> Iterator[tuple[str, str, datetime]]:
+    def status_history(self) -> Iterator[tuple[str, str, datetime]]:
         """Yield (image, status, decided_at) of every verdict row in id order."""
         position = 0
         while True:
@@ -842,6 +949,58 @@ class Store:
                     "SELECT setval(pg_get_serial_sequence('verdicts', 'id'), "
                     "(SELECT max(id) FROM verdicts))"))
         return len(values)
+
+    def last_verdict_id(self) -> int:
+        with self.session() as session:
+            return session.scalar(select(func.max(VerdictRow.id))) or 0
+
+    def verdict_changes(self, after: int) -> tuple[int, set[str]]:
+        """Return the newest verdict row id and the images of rows added after `after`."""
+        with self.session() as session:
+            rows = session.execute(
+                select(VerdictRow.id, VerdictRow.image).where(VerdictRow.id > after))
+            newest = after
+            images: set[str] = set()
+            for row_id, image in rows:
+                newest = max(newest, row_id)
+                images.add(image)
+            return newest, images
+
+    # API tokens --------------------------------------------------------------
+
+    def create_token(self, name: str, sha256: str) -> None:
+        """Store a new token's hash under `name`.
+
+        Raises:
+            ValueError: a token of that name exists, revoked or not.
+        """
+        with self.session() as session, session.begin():
+            if session.scalar(select(ApiTokenRow.id).where(ApiTokenRow.name == name)):
+                raise ValueError(f"a token named {name!r} exists already; "
+                                 "choose another name")
+            session.add(ApiTokenRow(name=name, sha256=sha256, created_at=_now()))
+
+    def revoke_token(self, name: str) -> bool:
+        """Revoke the token named `name`; return False when no active token has it."""
+        with self.session() as session, session.begin():
+            result = session.execute(
+                update(ApiTokenRow)
+                .where(ApiTokenRow.name == name, ApiTokenRow.revoked_at.is_(None))
+                .values(revoked_at=_now()))
+            return bool(result.rowcount)
+
+    def tokens(self) -> list[ApiToken]:
+        with self.session() as session:
+            rows = session.scalars(select(ApiTokenRow).order_by(ApiTokenRow.name))
+            return [ApiToken(row.name, row.sha256, row.created_at, row.revoked_at)
+                    for row in rows]
+
+    def active_tokens(self) -> dict[str, str]:
+        """Return the name of each token not revoked, by the SHA-256 of its text."""
+        with self.session() as session:
+            rows = session.execute(select(ApiTokenRow.sha256, ApiTokenRow.name)
+                                   .where(ApiTokenRow.revoked_at.is_(None)))
+            return {sha256: name for sha256, name in rows}
 
     def verdict_history(self, image: str) -> list[Verdict]:
         with self.session() as session:
@@ -940,8 +1099,12 @@ def _event_values(item: CreationEvent, raw: bytes | None) -> dict[str, Any]:
         "shared_with": list(item.shared_with),
         "unshared_from": list(item.unshared_from), "error_code": item.error_code,
         "origin_location": item.origin.location, "origin_index": item.origin.index,
-        "origin_shape": item.origin.shape, "raw": raw,
+        "origin_shape": item.origin.shape,
+        "raw": raw if raw is not None else item.evidence,
     }
+
+
+_EVIDENCE_EFFECTS = frozenset({EventEffect.SIGN.value, EventEffect.ATTEST.value})
 
 
 def _event_of(row: Any,
@@ -959,6 +1122,9 @@ def _event_of(row: Any,
         unshared_from=tuple(row.unshared_from or ()), error_code=row.error_code,
         origin=RecordOrigin.model_construct(location=row.origin_location,
                                             index=row.origin_index, shape=row.origin_shape),
+        # The raw record of a signature or attestation is the material the policy
+        # verifies, so it comes back with the event.
+        evidence=row.raw if row.effect in _EVIDENCE_EFFECTS else None,
     )
 
 

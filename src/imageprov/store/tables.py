@@ -60,6 +60,10 @@ class ImageRow(Base):
     """An image the inventory has seen, with the last values it reported."""
 
     __tablename__ = "images"
+    __table_args__ = (
+        Index("ix_images_repository", "registry_host", "repository"),
+        Index("ix_images_digest", "digest"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ref: Mapped[str] = mapped_column(String(512), unique=True)
@@ -185,6 +189,8 @@ class PolicyRow(Base):
     path: Mapped[str] = mapped_column(Text)
     text: Mapped[str] = mapped_column(Text)
     loaded_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # The start of the newest evaluation of every stored image under this policy.
+    evaluated_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
 class VerdictRow(Base):
@@ -251,3 +257,15 @@ class LedgerHeadRow(Base):
     public_key: Mapped[str] = mapped_column(Text)
     signature: Mapped[str] = mapped_column(String(128))
     signed_at: Mapped[str] = mapped_column(String(40))
+
+
+class ApiTokenRow(Base):
+    """A bearer token of the gate's API, kept as the SHA-256 of its text."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)

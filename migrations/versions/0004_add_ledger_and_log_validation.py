@@ -1,7 +1,7 @@
 """Add the verdict ledger, its signed heads, and digest checks of log files.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-04 16:55:00.000000
 
 Verdict rows stored before this revision get ledger entries here, marked
@@ -13,8 +13,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0003'
-down_revision = '0002'
+revision = '0004'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,2 @@
+"""Google Cloud: Compute Engine images, Artifact Registry Docker images and Cloud
+Audit Logs entries."""

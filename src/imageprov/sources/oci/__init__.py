@@ -1,0 +1,1 @@
+"""OCI distribution registries and Docker Hub: inventory, notifications, signatures."""
