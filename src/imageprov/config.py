@@ -44,6 +44,9 @@ class TrailLocation(_Strict):
     event_sources: list[str] = Field(
         default_factory=lambda: ["ec2.amazonaws.com", "ecr.amazonaws.com"])
     backfill: Duration = timedelta(days=7)
+    # Saved `aws cloudtrail list-public-keys` output. When set, the digest files of
+    # a folder or bucket trail are checked after each read.
+    public_keys: Path | None = None
 
     @model_validator(mode="after")
     def _one_place(self) -> TrailLocation:
@@ -53,6 +56,9 @@ class TrailLocation(_Strict):
                 "give exactly one of path, s3_bucket, sqs_queue_url or lookup_events")
         if self.lookup_events and not self.region:
             raise ValueError("lookup_events needs the region it reads")
+        if self.public_keys is not None and self.path is None and self.s3_bucket is None:
+            raise ValueError("public_keys applies to path or s3_bucket locations, "
+                             "whose digest files can be listed")
         return self
 
     @property
@@ -388,6 +394,9 @@ class Config(_Strict):
     schedule: Schedule = Field(default_factory=Schedule)
     metrics: Metrics | None = None
     serve: Serve = Field(default_factory=Serve)
+    # The Ed25519 private key (PEM, from `imageprov keys create`) that signs the
+    # ledger head at the end of each cycle; without it the head is left unsigned.
+    ledger_key: Path | None = None
 
     source_path: Path | None = None
 
@@ -430,7 +439,8 @@ def load_config(path: str | Path) -> Config:
             for item in config.aws.inventory_files
         ],
         "cloudtrail": [
-            item.model_copy(update={"path": _resolve(base, item.path)})
+            item.model_copy(update={"path": _resolve(base, item.path),
+                                    "public_keys": _resolve(base, item.public_keys)})
             for item in config.aws.cloudtrail
         ],
     })
@@ -461,6 +471,7 @@ def load_config(path: str | Path) -> Config:
         "policy": _resolve(base, config.policy), "aws": aws, "azure": azure,
         "gcp": _resolve_gcp(base, config.gcp), "registries": registries,
         "serve": serve, "source_path": path,
+        "ledger_key": _resolve(base, config.ledger_key),
     })
 
 

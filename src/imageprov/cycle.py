@@ -7,8 +7,9 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -26,10 +27,12 @@ from imageprov.config import (
 )
 from imageprov.errors import SourceError
 from imageprov.ingest import IngestSummary, ingest
-from imageprov.model import Image, Verdict
+from imageprov.ledger import sign_ledger_head
+from imageprov.ledger.keys import load_private_key
+from imageprov.model import Image, LogValidation, Verdict
 from imageprov.policy import Policy, evaluate_images
 from imageprov.policy.evaluate import Evaluation
-from imageprov.sources.aws import ami, ecr
+from imageprov.sources.aws import ami, ecr, trail_digests
 from imageprov.sources.aws.lookup_events import LookupEventsTrail
 from imageprov.sources.aws.notifications import SqsTrail
 from imageprov.sources import LogObject
@@ -54,6 +57,7 @@ class CycleSummary:
     logs_by_kind: dict[str, IngestSummary] = field(default_factory=dict)
     verdicts_changed: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
+    digest_problems: list[trail_digests.DigestProblem] = field(default_factory=list)
 
 
 def _boto_session(api: AwsApi | None) -> boto3.Session:
@@ -230,12 +234,17 @@ def trail_objects(location: TrailLocation, api: AwsApi | None,
                   claim: Callable[[str], bool] | None = None,
                   ) -> Iterator[LogObject]:
     if location.path is not None:
-        yield from LocalTrail(location.path).objects()
+        objects = LocalTrail(location.path).objects()
+    else:
+        client = _boto_session(api).client("s3", region_name=location.region)
+        objects = S3Trail(client, location.s3_bucket or "", location.prefix,
+                          start_after=start_after, claim=claim).objects()
+    if location.public_keys is None:
+        yield from objects
         return
-    client = _boto_session(api).client("s3", region_name=location.region)
-    trail = S3Trail(client, location.s3_bucket or "", location.prefix,
-                    start_after=start_after, claim=claim)
-    yield from trail.objects()
+    # Files are hashed for the digest checks only where they will run.
+    for item in objects:
+        yield replace(item, content_hash=True)
 
 
 def _until(stop: threading.Event | None, objects: Iterator[LogObject]) -> Iterator[LogObject]:
@@ -353,7 +362,12 @@ def log_jobs(config: Config, store: Store, on_file: Callable[[str], None] | None
 def run_logs(config: Config, store: Store, summary: CycleSummary,
              on_file: Callable[[str], None] | None = None,
              stop: threading.Event | None = None) -> None:
-    """Read every configured log location; a failed location is logged and skipped."""
+    """Read every configured log location; a failed location is logged and skipped.
+
+    After a trail location with `public_keys` is read, its digests are checked.
+    """
+    checked_locations = {location.name: location for location in config.aws.cloudtrail
+                         if location.public_keys is not None}
     for name, kind, job in log_jobs(config, store, on_file, stop):
         try:
             result = job()
@@ -361,6 +375,13 @@ def run_logs(config: Config, store: Store, summary: CycleSummary,
             logger.error("log source failed: %s", error)
             summary.sources_failed.append(name)
             continue
+        checked = checked_locations.get(name)
+        if checked is not None:
+            try:
+                check_digests(config, store, checked, summary)
+            except SourceError as error:
+                logger.error("digest check failed: %s", error)
+                summary.sources_failed.append(f"{name} (digests)")
         accounts, regions = _scopes(result.scopes)
         logger.info(
             "source=%s kind=%s account=%s region=%s files=%d skipped=%d records=%d "
@@ -370,6 +391,38 @@ def run_logs(config: Config, store: Store, summary: CycleSummary,
             result.problems, result.seconds)
         _add(summary.logs, result)
         _add(summary.logs_by_kind.setdefault(kind, IngestSummary()), result)
+
+
+def check_digests(config: Config, store: Store, location: TrailLocation,
+                  summary: CycleSummary) -> None:
+    """Check the digests of a folder or bucket trail and store each file's outcome.
+
+    Raises:
+        SourceError: the public keys or the digests cannot be read.
+    """
+    keys = trail_digests.load_public_keys(location.public_keys or Path())
+    if location.path is not None:
+        digests = trail_digests.local_digests(location.path)
+    else:
+        client = _boto_session(config.aws.api).client("s3", region_name=location.region)
+        trail = S3Trail(client, location.s3_bucket or "", location.prefix)
+        digests = trail_digests.s3_digests(client, location.s3_bucket or "",
+                                           trail.folders())
+    result = trail_digests.validate_digests(digests, keys)
+    outcomes, missing = trail_digests.match_log_files(result, store.log_file_contents())
+    store.record_validation(outcomes)
+    problems = result.problems + missing
+    for problem in problems[:20]:
+        logger.warning("digest check: %s", problem)
+    if len(problems) > 20:
+        logger.warning("digest check: %d more problems in %s", len(problems) - 20,
+                       location.name)
+    summary.digest_problems.extend(problems)
+    validated = sum(1 for outcome, _ in outcomes.values()
+                    if outcome is LogValidation.VALIDATED)
+    logger.info("source=%s kind=cloudtrail-digest digests=%d valid=%d files_validated=%d "
+                "problems=%d", location.name, result.digests, result.valid, validated,
+                len(problems))
 
 
 def _add(total: IngestSummary, part: IngestSummary) -> None:
@@ -391,9 +444,20 @@ def evaluate(store: Store, policy: Policy, policy_text: str,
     evaluation = evaluate_images(store.images(), store.events(), policy,
                                  store.coverage(), now)
     changed = store.save_verdicts(evaluation.verdicts.values())
+    active = [{"image": item.image, "reason": item.reason,
+               "expires": item.expires.astimezone(UTC).isoformat()}
+              for item in policy.exceptions if item.expires > now]
+    store.record_exceptions(active, policy.hash, now)
     # The gate takes every verdict as confirmed at `now`, not only the changed ones.
     store.mark_evaluated(policy.hash, now)
     return evaluation, changed
+
+
+def sign_ledger(config: Config, store: Store, now: datetime | None = None) -> None:
+    """Sign the ledger head with the configured key; without a key, do nothing."""
+    if config.ledger_key is None:
+        return
+    sign_ledger_head(store, load_private_key(config.ledger_key), now)
 
 
 def status_counts(verdicts: dict[str, Verdict]) -> dict[str, int]:
@@ -406,10 +470,11 @@ def status_counts(verdicts: dict[str, Verdict]) -> dict[str, int]:
 def run_cycle(config: Config, store: Store, policy: Policy, policy_text: str,
               now: datetime | None = None,
               on_file: Callable[[str], None] | None = None) -> CycleSummary:
-    """Run inventory, log reading and evaluation once."""
+    """Run inventory, log reading and evaluation once, then sign the ledger head."""
     summary = CycleSummary()
     run_inventory(config, store, summary)
     run_logs(config, store, summary, on_file)
     evaluation, summary.verdicts_changed = evaluate(store, policy, policy_text, now)
     summary.by_status = status_counts(evaluation.verdicts)
+    sign_ledger(config, store, now)
     return summary

@@ -43,3 +43,11 @@ class SourceError(ImageprovError):
         self.source = source
         self.detail = detail
         super().__init__(f"{source}: {detail}")
+
+
+class LedgerKeyError(ImageprovError):
+    """A ledger key file is missing, unreadable or not an Ed25519 key."""
+
+
+class EvidenceError(ImageprovError):
+    """An evidence bundle cannot be written or read."""

@@ -36,3 +36,28 @@ def test_schema_matches_models(database_url):
         differences = compare_metadata(context, Base.metadata)
     store.close()
     assert differences == []
+
+
+def test_upgrade_adopts_existing_verdicts(database_url):
+    """Verdict rows written before the ledger existed get entries on upgrade."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from sqlalchemy import text
+
+    from imageprov.ledger import verify_ledger
+
+    store = Store.open(database_url, upgrade=False)
+    store.upgrade("0002")
+    with store.engine.begin() as connection:
+        for image in ("ami-1", "ami-2"):
+            connection.execute(text(
+                "INSERT INTO verdicts (image, status, flags, reason, policy_hash, "
+                "decided_at) VALUES (:image, 'approved', '[]', 'before the ledger', "
+                ":hash, '2026-11-30 09:00:00+00:00')"), {"image": image, "hash": "d" * 64})
+    store.upgrade()
+    entries = list(store.ledger_entries())
+    report = verify_ledger(store, Ed25519PrivateKey.generate().public_key())
+    store.close()
+    assert [entry.image for entry in entries] == ["ami-1", "ami-2"]
+    assert [entry.verdict_id for entry in entries] == [1, 2]
+    assert '"adopted":true' in entries[0].content
+    assert report.problems == []

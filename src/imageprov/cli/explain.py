@@ -43,7 +43,7 @@ def show(console: Console, store: Store, image: Image) -> None:
     if events:
         table = Table(title="events naming this image")
         for name in ("time", "action", "actor", "issuer", "address", "user agent",
-                     "result", "record"):
+                     "result", "record", "digest"):
             table.add_column(name, overflow="fold")
         for event in events:
             caller = classify(event.source_ip)
@@ -52,7 +52,8 @@ def show(console: Console, store: Store, image: Image) -> None:
                      event.principal.issuer or "-",
                      f"{event.source_ip or '-'} [{caller.kind.value}]",
                      event.user_agent or "-", event.error_code or "ok",
-                     f"{event.origin.location} #{event.origin.index}"]
+                     f"{event.origin.location} #{event.origin.index}",
+                     event.log_validation.value]
             table.add_row(*(safe(cell) for cell in cells))
         console.print(table)
     elsewhere = [e for e in store.events() if image.registry and e.registry

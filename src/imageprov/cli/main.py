@@ -6,6 +6,7 @@ import logging
 import os
 from datetime import UTC, datetime
 import sys
+from collections import Counter
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -18,9 +19,12 @@ from imageprov import cycle, formats
 from imageprov.cli import explain as explain_view
 from imageprov.cli import gate as gate_commands
 from imageprov.cli import render
+from imageprov.cli._common import _database, _fail, _open_store, err
+from imageprov.cli.evidence import evidence_app, keys_app, ledger_app
 from imageprov.config import database_url, load_config
 from imageprov.errors import ImageprovError
 from imageprov.ingest import ingest as ingest_objects
+from imageprov.ledger.keys import load_private_key
 from imageprov.model import VerdictStatus
 from imageprov.policy import load_policy
 from imageprov.sources.aws.trail_locations import LocalTrail, S3Trail
@@ -36,10 +40,12 @@ app.add_typer(policy_app, name="policy")
 app.add_typer(db_app, name="db")
 app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(gate_commands.token_app, name="token")
+app.add_typer(keys_app, name="keys")
+app.add_typer(ledger_app, name="ledger")
+app.add_typer(evidence_app, name="evidence")
 
 # Piped tables are 200 columns wide, where rich would assume 80; COLUMNS overrides.
 out = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 200)
-err = Console(stderr=True)
 
 DatabaseOption = Annotated[
     str | None,
@@ -52,16 +58,6 @@ ConfigOption = Annotated[
     Path | None,
     typer.Option("--config", help="Configuration file whose `database` to use."),
 ]
-
-
-def _database(database: str | None, config: Path | None) -> str:
-    settings = None
-    if config is not None:
-        try:
-            settings = load_config(config)
-        except ImageprovError as error:
-            raise _fail(error) from error
-    return database_url(database, settings)
 
 
 class OutputFormat(StrEnum):
@@ -86,25 +82,6 @@ def main(
         logger.propagate = False
 
 
-def _fail(error: Exception) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
-    return typer.Exit(code=2)
-
-
-def _open_store(url: str) -> Store:
-    if url.rstrip("/") in ("sqlite:", "sqlite:/") or url.endswith(":memory:"):
-        raise _fail(ImageprovError(
-            f"{url} is an in-memory database, which keeps nothing after the command; "
-            "give a file, such as sqlite:///imageprov.db"))
-    try:
-        return Store.open(url)
-    except Exception as error:  # noqa: BLE001 - any driver error means the same here
-        # Driver messages can repeat the URL they were given, password included.
-        detail = scrub_url_secrets(str(error), url)
-        raise _fail(ImageprovError(f"cannot open database {redact_url(url)}: "
-                                   f"{type(error).__name__}: {detail}")) from error
-
-
 def _progress() -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), console=err, transient=True,
@@ -120,8 +97,11 @@ def scan(
     """Run one cycle: inventory, read audit logs, judge every image, store verdicts."""
     try:
         settings = load_config(config)
-        # The policy is validated before any cloud call or database write.
+        # The policy and the ledger key are read before any cloud call or database
+        # write, so a bad one fails the scan before it starts.
         policy, text = load_policy(settings.policy)
+        if settings.ledger_key is not None:
+            load_private_key(settings.ledger_key)
     except ImageprovError as error:
         raise _fail(error) from error
     store = _open_store(database_url(database, settings))
@@ -140,8 +120,13 @@ def scan(
     if show:
         _print_verdicts(store, OutputFormat.TABLE)
     store.close()
+    for problem in summary.digest_problems[:20]:
+        err.print(f"digest check failed: {problem}", highlight=False, markup=False)
     if summary.sources_failed:
         err.print(f"[red]sources failed:[/] {', '.join(summary.sources_failed)}")
+    # A failed digest check is evidence that the trail was changed, so the scan
+    # fails as loudly as a source that could not be read.
+    if summary.sources_failed or summary.digest_problems:
         raise typer.Exit(code=1)
 
 
@@ -156,6 +141,8 @@ def run(
     try:
         settings = load_config(config)
         load_policy(settings.policy)
+        if settings.ledger_key is not None:
+            load_private_key(settings.ledger_key)
     except ImageprovError as error:
         raise _fail(error) from error
     store = _open_store(database_url(database, settings))
@@ -383,6 +370,108 @@ def quarantine_list(
 
 
 
+class ReportFormat(StrEnum):
+    HTML = "html"
+    JSON = "json"
+    CSV = "csv"
+    OCSF = "ocsf"
+
+
+def _since(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise _fail(ImageprovError(
+            f"invalid --since {text!r}; give a date or time such as 2026-11-30 or "
+            "2026-11-30T08:00:00Z")) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@app.command()
+def report(
+    output: Annotated[ReportFormat, typer.Option("--format", help="Report format.")] = (
+        ReportFormat.HTML),
+    out_path: Annotated[Path | None, typer.Option("--out", help="File to write; "
+                                                  "standard output when left out.")] = None,
+    platform: Annotated[str | None, typer.Option(help="Only this platform.")] = None,
+    account: Annotated[str | None, typer.Option(help="Only this account.")] = None,
+    status: Annotated[str | None, typer.Option(help="Only this status.")] = None,
+    since: Annotated[str | None, typer.Option(
+        help="Only images whose verdict was decided at or after this date or time "
+             "(UTC unless an offset is given); the chart starts there too.")] = None,
+    include_gone: Annotated[bool, typer.Option(
+        "--include-gone", help="Also images the last inventory no longer listed.")] = False,
+    database: DatabaseOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Write a baseline report of every image: counts, a timeline and the images."""
+    from imageprov.report import Filters, build_report
+    from imageprov.report.formats import to_csv, to_json
+    from imageprov.report.html import to_html
+    from imageprov.report.ocsf import to_ocsf
+
+    if status is not None and status not in {s.value for s in VerdictStatus}:
+        raise _fail(ImageprovError(
+            f"unknown status {status!r}; use one of "
+            f"{', '.join(s.value for s in VerdictStatus)}"))
+    filters = Filters(platform=platform, account=account, status=status,
+                      since=_since(since), include_gone=include_gone)
+    store = _open_store(_database(database, config))
+    try:
+        result = build_report(store, filters)
+    finally:
+        store.close()
+    writers = {ReportFormat.HTML: lambda: to_html(result).encode(),
+               ReportFormat.JSON: lambda: to_json(result),
+               ReportFormat.CSV: lambda: to_csv(result).encode(),
+               ReportFormat.OCSF: lambda: to_ocsf(result)}
+    data = writers[output]()
+    if out_path is None:
+        sys.stdout.buffer.write(data)
+        return
+    try:
+        out_path.write_bytes(data)
+    except OSError as error:
+        raise _fail(ImageprovError(f"cannot write {out_path}: {error}")) from error
+    err.print(f"{out_path}: {len(result.rows)} images, "
+              + ", ".join(f"{k} {v}" for k, v in result.status_counts.items()),
+              highlight=False)
+
+
+@app.command("validate-logs")
+def validate_logs(
+    path: Annotated[str, typer.Argument(help="A trail folder in the AWSLogs/... layout, "
+                                             "or s3://bucket/prefix.")],
+    public_keys: Annotated[Path, typer.Option(
+        "--public-keys", help="Saved output of `aws cloudtrail list-public-keys`.")],
+) -> None:
+    """Check a trail's log files against its digests, with no database; exit 1 on a failure."""
+    from imageprov.sources.aws import trail_digests
+
+    try:
+        keys = trail_digests.load_public_keys(public_keys)
+        trail = _trail(path, None)
+        if isinstance(trail, S3Trail):
+            digests = trail_digests.s3_digests(trail.client, trail.bucket, trail.folders())
+        else:
+            digests = trail_digests.local_digests(trail.path)
+        result = trail_digests.validate_digests(digests, keys)
+        hashes = list(trail_digests.content_hashes(trail.objects()))
+    except ImageprovError as error:
+        raise _fail(error) from error
+    outcomes, missing = trail_digests.match_log_files(result, hashes)
+    problems = result.problems + missing
+    states = Counter(outcome.value for outcome, _ in outcomes.values())
+    out.print(f"{path}: {result.digests} digests, {result.valid} valid; log files "
+              f"{states['validated']} validated, {states['failed']} failed, "
+              f"{states['unvalidated']} not listed in any valid digest", highlight=False,
+              soft_wrap=True)
+    for problem in problems:
+        out.print(f"  {problem}", highlight=False, markup=False, soft_wrap=True)
+    if problems:
+        raise typer.Exit(code=1)
 @app.command()
 def serve(
     config: Annotated[Path, typer.Option("--config", help="Configuration file (YAML).")],

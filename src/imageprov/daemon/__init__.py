@@ -113,6 +113,8 @@ class Daemon:
                 logger.info("step=evaluate skipped: another replica is evaluating")
                 return
             evaluation, changed = cycle.evaluate(self.store, policy, text)
+            # Only the replica that evaluated signs, so heads are not signed twice.
+            cycle.sign_ledger(self.config, self.store)
         counts = cycle.status_counts(evaluation.verdicts)
         for status in ("approved", "flagged", "unattributed", "excepted", "pending"):
             self.metrics.images.labels(status).set(counts.get(status, 0))

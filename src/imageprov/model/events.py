@@ -30,6 +30,19 @@ class EventEffect(StrEnum):
                         EventEffect.PUSH)
 
 
+class LogValidation(StrEnum):
+    """Whether the log file an event was read from was checked against its digest.
+
+    `validated`: a digest with a valid signature lists the file with the hash of
+    the bytes that were read. `failed`: a check failed. `unvalidated`: no digest
+    covers the file yet, or the source has no digests.
+    """
+
+    VALIDATED = "validated"
+    FAILED = "failed"
+    UNVALIDATED = "unvalidated"
+
+
 class PrincipalKind(StrEnum):
     ROOT = "root"
     USER = "user"
@@ -87,7 +100,9 @@ class CreationEvent(BaseModel):
     `target` is the native id of the image the event acts on (an AMI id or a digest),
     and `repository`/`tag` place a container image. A failed call keeps its
     `error_code` and never attributes an image. A share that replaces every earlier
-    grant (an IAM policy set whole) lists `*` in `unshared_from`.
+    grant (an IAM policy set whole) lists `*` in `unshared_from`. `log_validation`
+    and `validation_detail` are set by the store from the digest checks of the
+    event's file; a source leaves them at their defaults.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -116,6 +131,8 @@ class CreationEvent(BaseModel):
     origin: RecordOrigin
     # For sign and attest events: the JSON of the signed material, unverified.
     evidence: bytes | None = None
+    log_validation: LogValidation = LogValidation.UNVALIDATED
+    validation_detail: str | None = None
 
     @property
     def succeeded(self) -> bool:

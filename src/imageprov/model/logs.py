@@ -33,6 +33,8 @@ class LogDocument:
 
     `spans` maps (account, region) to the first and last event time seen, as
     `YYYY-MM-DDTHH:MM:SSZ` text; `raw` maps an event key to its record's JSON.
+    `content_sha256` is the hex SHA-256 of the uncompressed bytes, the hash that
+    CloudTrail digest files list.
     """
 
     location: str
@@ -45,6 +47,7 @@ class LogDocument:
     problems: list[RecordProblem] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
     spans: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    content_sha256: str | None = None
 
     @property
     def shape(self) -> str:

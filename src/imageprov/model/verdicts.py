@@ -29,6 +29,7 @@ class Flag(StrEnum):
     MISSING_PROVENANCE = "missing-provenance"
     UNAPPROVED_BUILDER = "unapproved-builder"
     UNAPPROVED_REPOSITORY = "unapproved-repository"
+    UNVALIDATED_LOG = "unvalidated-log"
 
 
 class Verdict(BaseModel):

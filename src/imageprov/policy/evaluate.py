@@ -18,6 +18,7 @@ from imageprov.model import (
     Flag,
     Image,
     ImageKind,
+    LogValidation,
     Platform,
     PrincipalKind,
     Verdict,
@@ -34,7 +35,7 @@ Spans = dict[tuple[str, str], list[tuple[datetime, datetime]]]
 _ORDER = [Flag.ROOT, Flag.UNEXPECTED_ACTOR, Flag.EXTERNAL_NETWORK, Flag.UNAPPROVED_AGENT,
           Flag.UNAPPROVED_SOURCE, Flag.FAMILY_TAKEOVER, Flag.MISSING_SIGNATURE,
           Flag.MISSING_PROVENANCE, Flag.UNAPPROVED_BUILDER, Flag.UNAPPROVED_REPOSITORY,
-          Flag.PUBLIC, Flag.SHARED]
+          Flag.PUBLIC, Flag.SHARED, Flag.UNVALIDATED_LOG]
 # Grantees that make an image usable by everyone: EC2's launch-permission group
 # `all`, and the IAM members allUsers and allAuthenticatedUsers on GCP.
 _PUBLIC_GRANTEES = frozenset({"all", "allUsers", "allAuthenticatedUsers"})
@@ -329,6 +330,16 @@ class _Judge:
                                              caller.kind is AddressClass.PUBLIC))
         for flag, text in exposure:
             flags.append((flag, "share_targets" if flag is Flag.SHARED else "public", text))
+        unvalidated = self._validation_flag(event)
+        if unvalidated is not None:
+            if (not flags and approving is not None
+                    and event.log_validation is LogValidation.UNVALIDATED
+                    and self.now - event.time < self.policy.digest_window):
+                return self._make(image, VerdictStatus.PENDING, (), "digest-window", event,
+                                  f"{event.action} by {event.principal.id} matches builder "
+                                  f"{approving.builder.name!r}; waiting for the digest of "
+                                  f"{event.origin.location}")
+            flags.append(unvalidated)
 
         if not flags and approving is not None:
             return self._make(image, VerdictStatus.APPROVED, (), approving.builder.name,
@@ -340,6 +351,21 @@ class _Judge:
             dict.fromkeys(text for _, _, text in flags)
         )
         return self._make(image, VerdictStatus.FLAGGED, unique, flags[0][1], event, reason)
+
+    def _validation_flag(self, event: CreationEvent) -> tuple[Flag, str, str] | None:
+        """Flag an event whose log file failed its digest check, or, when the policy
+        requires validated logs, one whose file no valid digest lists."""
+        detail = f" ({event.validation_detail})" if event.validation_detail else ""
+        if event.log_validation is LogValidation.FAILED:
+            return (Flag.UNVALIDATED_LOG, "log-validation",
+                    f"log file {event.origin.location} failed its digest check{detail}")
+        # Only CloudTrail has digest files; other platforms' logs cannot be validated.
+        if (event.log_validation is LogValidation.UNVALIDATED
+                and self.policy.require_validated_logs and event.platform == "aws"):
+            return (Flag.UNVALIDATED_LOG, "require_validated_logs",
+                    f"log file {event.origin.location} is not validated by a "
+                    f"CloudTrail digest{detail}")
+        return None
 
     def _builder_flags(
         self, event: CreationEvent, matches: list[_BuilderMatch], caller_public: bool

@@ -206,7 +206,11 @@ class RegistryRule(_Strict):
 
 
 class Policy(_Strict):
-    """A whole policy file."""
+    """A whole policy file.
+
+        require_validated_logs: true
+        digest_window: 2h
+    """
 
     version: int = 1
     delivery_window: Duration = timedelta(hours=1)
@@ -216,6 +220,13 @@ class Policy(_Strict):
     exceptions: list[ImageException] = Field(default_factory=list)
     keys: list[SigningKey] = Field(default_factory=list)
     registries: list[RegistryRule] = Field(default_factory=list)
+    # Approve only AWS events read from a log file that a signed CloudTrail digest
+    # lists with the same hash; other platforms have no digests to require. An
+    # event younger than `digest_window` is `pending` meanwhile, since CloudTrail
+    # writes a digest an hour after the files it lists. A file whose digest check
+    # failed never approves, whatever this is set to.
+    require_validated_logs: bool = False
+    digest_window: Duration = timedelta(hours=2)
 
     # Set by load_policy, not by the file.
     path: str = ""

@@ -32,6 +32,8 @@ class LogObject:
     `checkpoint` names the incremental source the object belongs to, and `position`
     is the point that source reaches once the object is stored. `format` names the
     log format that reads it; without one the format is recognised from the content.
+    `content_hash` asks for the SHA-256 of the uncompressed bytes, which digest
+    checks need.
     """
 
     location: str
@@ -40,6 +42,7 @@ class LogObject:
     checkpoint: str | None = None
     position: str | None = None
     format: str | None = None
+    content_hash: bool = False
 
     def load(self) -> bytes:
         return self.loader()

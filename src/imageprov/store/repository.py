@@ -35,6 +35,7 @@ from imageprov.model import (
     Image,
     ImageKind,
     LogDocument,
+    LogValidation,
     Platform,
     Principal,
     RecordOrigin,
@@ -42,13 +43,15 @@ from imageprov.model import (
     Verdict,
     VerdictStatus,
 )
-from imageprov.store import migrate
+from imageprov.store import ledger, migrate
 from imageprov.store.tables import (
     ApiTokenRow,
     CheckpointRow,
     CoverageRow,
     EventRow,
     ImageRow,
+    LedgerEntryRow,
+    LedgerHeadRow,
     LogFileRow,
     PolicyRow,
     QuarantineRow,
@@ -293,7 +296,7 @@ class Store:
                     "shape": document.shape[:160], "records": document.records,
                     "image_events": len(document.events),
                     "errors": len(document.problems), "notices": document.notices,
-                    "read_at": now,
+                    "read_at": now, "content_sha256": document.content_sha256,
                 })
             if not fresh:
                 return 0
@@ -475,16 +478,7 @@ class Store:
             # faster without the identity map.
             query = select(ImageRow.__table__).order_by(ImageRow.ref)
             if not include_gone:
-                newest = (
-                    select(ImageRow.inventory_source,
-                           func.max(ImageRow.last_seen).label("seen"))
-                    .group_by(ImageRow.inventory_source)
-                    .subquery()
-                )
-                query = query.join(
-                    newest, ImageRow.inventory_source == newest.c.inventory_source
-                ).where((ImageRow.last_seen == newest.c.seen)
-                        | (ImageRow.inventory_source == ""))
+                query = _present(query)
             return [_image_of(row) for row in session.execute(query)]
 
     def image(self, ref: str) -> Image | None:
@@ -541,7 +535,11 @@ class Store:
             return [_event_of(row) for row in rows]
 
     def events(self, platform: str | None = None) -> list[CreationEvent]:
-        """Return stored events, oldest first, ties broken by key."""
+        """Return stored events, oldest first, ties broken by key.
+
+        Each event carries the digest-check outcome of the file it was read from.
+        """
+        validations = self.log_validations()
         with self.session() as session:
             # Raw records stay in the database, but for signatures and attestations,
             # whose raw record is the material the policy verifies.
@@ -551,7 +549,64 @@ class Store:
             query = select(*columns, evidence).order_by(EventRow.time, EventRow.key)
             if platform:
                 query = query.where(EventRow.platform == platform)
-            return [_event_of(row) for row in session.execute(query)]
+            return [_event_of(row, validations.get(row.origin_location))
+                    for row in session.execute(query)]
+
+    def events_by_key(self, keys: Iterable[str]) -> list[tuple[CreationEvent, bytes | None]]:
+        """Return the stored events with these keys and their raw records."""
+        wanted = sorted(set(keys))
+        validations = self.log_validations()
+        found: list[tuple[CreationEvent, bytes | None]] = []
+        with self.session() as session:
+            for start in range(0, len(wanted), 500):
+                rows = session.scalars(
+                    select(EventRow).where(EventRow.key.in_(wanted[start : start + 500])))
+                found.extend((_event_of(row, validations.get(row.origin_location)), row.raw)
+                             for row in rows)
+        return sorted(found, key=lambda pair: pair[0].key)
+
+    def log_validations(self) -> dict[str, tuple[LogValidation, str | None]]:
+        """Return the digest-check outcome of every log file location checked.
+
+        A location read with more than one content (a file replaced after it was
+        read) takes the worst outcome among them: failed, then unvalidated.
+        """
+        rank = {LogValidation.FAILED: 0, LogValidation.UNVALIDATED: 1,
+                LogValidation.VALIDATED: 2}
+        found: dict[str, tuple[LogValidation, str | None]] = {}
+        with self.session() as session:
+            rows = session.execute(select(LogFileRow.location, LogFileRow.validation,
+                                          LogFileRow.validation_detail))
+            for location, validation, detail in rows:
+                outcome = (LogValidation(validation) if validation
+                           else LogValidation.UNVALIDATED, detail)
+                known = found.get(location)
+                if known is None or rank[outcome[0]] < rank[known[0]]:
+                    found[location] = outcome
+        return found
+
+    def log_file_contents(self) -> list[tuple[int, str, str | None]]:
+        """Return the id, location and uncompressed-content hash of every log file."""
+        with self.session() as session:
+            rows = session.execute(select(LogFileRow.id, LogFileRow.location,
+                                          LogFileRow.content_sha256).order_by(LogFileRow.id))
+            return [(row[0], row[1], row[2]) for row in rows]
+
+    def record_validation(self, outcomes: dict[int, tuple[LogValidation, str | None]]) -> int:
+        """Store the digest-check outcome of log files by id; return the rows changed."""
+        changed = 0
+        with self.session() as session, session.begin():
+            for file_id, (validation, detail) in outcomes.items():
+                result = session.execute(
+                    update(LogFileRow).where(
+                        LogFileRow.id == file_id,
+                        (LogFileRow.validation.is_(None))
+                        | (LogFileRow.validation != validation.value)
+                        | (LogFileRow.validation_detail.is_distinct_from(detail)))
+                    .values(validation=validation.value, validation_detail=detail)
+                    .execution_options(synchronize_session=False))
+                changed += result.rowcount or 0
+        return changed
 
     def iter_events(self, platform: str | None = None) -> Iterator[CreationEvent]:
         yield from self.events(platform)
@@ -627,6 +682,11 @@ class Store:
 
     # Policies and verdicts ---------------------------------------------------
 
+    def policy_text(self, policy_hash: str) -> str | None:
+        with self.session() as session:
+            row = session.get(PolicyRow, policy_hash)
+            return row.text if row else None
+
     def save_policy(self, policy_hash: str, path: str, text: str) -> None:
         with self.session() as session, session.begin():
             if session.get(PolicyRow, policy_hash) is None:
@@ -690,27 +750,205 @@ class Store:
     def save_verdicts(self, verdicts: Iterable[Verdict]) -> int:
         """Append each verdict that differs from the image's current one.
 
-        Returns how many rows were added; an unchanged verdict adds none. On
-        PostgreSQL the comparison and the writes hold a transaction advisory lock,
-        so replicas that judge the same change at once append it once.
+        Each row added gets a ledger entry in the same transaction, with the hash
+        of the raw creation events it rests on. Returns how many rows were added;
+        an unchanged verdict adds none. On PostgreSQL the comparison and the writes
+        hold a transaction advisory lock, so replicas that judge the same change at
+        once append it once.
         """
+        now = _now()
         verdicts = list(verdicts)
         # A few verdicts are compared with their own images' rows; a whole
         # evaluation reads every current verdict in one query.
         refs = [verdict.image for verdict in verdicts]
-        added = 0
         with self.session() as session, session.begin():
             if self.engine.dialect.name == "postgresql":
                 session.execute(sql_text("SELECT pg_advisory_xact_lock(:key)"),
                                 {"key": _lock_key("imageprov:save-verdicts")})
             current = self._current_verdicts(session, refs if len(refs) <= 500 else None)
-            for verdict in verdicts:
-                previous = current.get(verdict.image)
-                if previous is not None and previous.same_decision(verdict):
-                    continue
-                session.add(_verdict_row(verdict))
-                added += 1
-        return added
+            changed = [
+                verdict for verdict in verdicts
+                if (previous := current.get(verdict.image)) is None
+                or not previous.same_decision(verdict)
+            ]
+            if not changed:
+                return 0
+            appender = ledger.Appender(session)
+            appender.prefetch([verdict.image for verdict in changed])
+            evidence = ledger.evidence_of(
+                session, [v.event_id for v in changed if v.event_id])
+            statement = insert(VerdictRow).returning(
+                VerdictRow.id, sort_by_parameter_order=True)
+            ids = session.execute(
+                statement, [_verdict_values(verdict) for verdict in changed]
+            ).scalars().all()
+            for verdict, verdict_id in zip(changed, ids, strict=True):
+                items = evidence.get(verdict.event_id, []) if verdict.event_id else []
+                appender.append(ledger.VERDICT, verdict.image, {
+                    "verdict": ledger.verdict_body(verdict), "evidence": items,
+                    "evidence_hash": ledger.evidence_hash(items),
+                }, verdict.policy_hash, now, verdict_id)
+            appender.flush()
+        return len(changed)
+
+    def record_exceptions(self, active: Sequence[dict[str, Any]], policy_hash: str,
+                          now: datetime | None = None) -> int:
+        """Append ledger entries for exceptions granted or ended since the last call.
+
+        `active` lists the exceptions in force now, each with `image`, `reason` and
+        `expires` (ISO text). One that the ledger does not hold yet is recorded as
+        granted. One the ledger contains that is not in `active` is recorded as
+        expired, with `ended` saying whether its time passed or the policy dropped
+        it. Returns the number of entries added.
+        """
+        now = now or _now()
+        with self.session() as session, session.begin():
+            appender = ledger.Appender(session)
+            held = ledger.active_exceptions(session)
+            given = {ledger.exception_key(item): dict(item) for item in active}
+            for key, exception in sorted(given.items()):
+                if key not in held:
+                    appender.append(ledger.EXCEPTION_GRANTED, exception["image"],
+                                    {"exception": exception}, policy_hash, now)
+            for key, exception in sorted(held.items()):
+                if key not in given:
+                    expires = datetime.fromisoformat(str(exception.get("expires")))
+                    ended = "expired" if expires <= now else "removed from the policy"
+                    appender.append(ledger.EXCEPTION_EXPIRED, exception["image"],
+                                    {"exception": exception, "ended": ended},
+                                    policy_hash, now)
+            return appender.flush()
+
+    # Ledger ------------------------------------------------------------------
+
+    def ledger_entries(self, images: Iterable[str] | None = None,
+                       start: int = 1) -> Iterator[LedgerEntryRow]:
+        """Yield ledger entries in sequence order, from `start`, a page at a time.
+
+        With `images`, only the entries of those images are yielded.
+        """
+        wanted = sorted(set(images)) if images is not None else None
+        position = start - 1
+        while True:
+            with self.session() as session:
+                query = (select(LedgerEntryRow).where(LedgerEntryRow.seq > position)
+                         .order_by(LedgerEntryRow.seq).limit(5000))
+                if wanted is not None:
+                    query = query.where(LedgerEntryRow.image.in_(wanted))
+                rows = list(session.scalars(query))
+            if not rows:
+                return
+            yield from rows
+            position = rows[-1].seq
+
+    def ledger_tail(self) -> tuple[int, str]:
+        """Return the sequence number and hash of the newest entry, (0, zeros) if none."""
+        with self.session() as session:
+            return ledger._tail(session)
+
+    def verdict_rows(self) -> Iterator[tuple[int, Verdict]]:
+        """Yield every verdict row with its id, oldest first, a page at a time."""
+        position = 0
+        while True:
+            with self.session() as session:
+                rows = list(session.scalars(
+                    select(VerdictRow).where(VerdictRow.id > position)
+                    .order_by(VerdictRow.id).limit(5000)))
+            if not rows:
+                return
+            for row in rows:
+                yield row.id, _verdict_of(row)
+            position = rows[-1].id
+
+    # Reports read plain rows: building 100,000 ORM objects and models would take
+    # most of a report's time.
+
+    def image_places(self, include_gone: bool = False
+                     ) -> dict[str, tuple[str, str, str, str]]:
+        """Return the platform, kind, account and region of each image, by ref.
+
+        Gone images are left out unless asked for, as in `images`.
+        """
+        query = select(ImageRow.ref, ImageRow.platform, ImageRow.kind, ImageRow.account,
+                       ImageRow.region)
+        if not include_gone:
+            query = _present(query)
+        with self.session() as session:
+            rows = session.execute(query)
+            return {row[0]: (row[1], row[2], row[3], row[4]) for row in rows}
+
+    def current_verdict_values(self) -> list[dict[str, Any]]:
+        """Return the newest verdict of every image as plain column values."""
+        newest = (select(func.max(VerdictRow.id).label("id"))
+                  .group_by(VerdictRow.image).subquery())
+        columns = [column for column in VerdictRow.__table__.columns if column.name != "id"]
+        with self.session() as session:
+            rows = session.execute(
+                select(*columns).join(newest, VerdictRow.id == newest.c.id)
+                .order_by(VerdictRow.image))
+            return [dict(row._mapping) for row in rows]
+
+    def status_history(self) -> Iterator[tuple[str, str, datetime]]:
+        """Yield (image, status, decided_at) of every verdict row in id order."""
+        position = 0
+        while True:
+            with self.session() as session:
+                rows = session.execute(
+                    select(VerdictRow.id, VerdictRow.image, VerdictRow.status,
+                           VerdictRow.decided_at)
+                    .where(VerdictRow.id > position).order_by(VerdictRow.id).limit(20000)
+                ).all()
+            if not rows:
+                return
+            for row in rows:
+                yield row[1], row[2], row[3]
+            position = rows[-1][0]
+
+    def verdict_history_rows(self, image: str) -> list[tuple[int, Verdict]]:
+        with self.session() as session:
+            rows = session.scalars(
+                select(VerdictRow).where(VerdictRow.image == image).order_by(VerdictRow.id))
+            return [(row.id, _verdict_of(row)) for row in rows]
+
+    def save_head(self, seq: int, entry_hash: str, key_id: str, public_key: str,
+                  signature: str, signed_at: str) -> None:
+        with self.session() as session, session.begin():
+            session.add(LedgerHeadRow(seq=seq, entry_hash=entry_hash, key_id=key_id,
+                                      public_key=public_key, signature=signature,
+                                      signed_at=signed_at))
+
+    def latest_head(self) -> LedgerHeadRow | None:
+        with self.session() as session:
+            return session.scalar(
+                select(LedgerHeadRow).order_by(LedgerHeadRow.id.desc()).limit(1))
+
+    def ledger_heads(self) -> list[LedgerHeadRow]:
+        with self.session() as session:
+            return list(session.scalars(select(LedgerHeadRow).order_by(LedgerHeadRow.id)))
+
+    def rebuild_verdicts(self) -> int:
+        """Replace every verdict row with the verdicts the ledger records.
+
+        Each row gets back the id its entry names. Returns the number of rows.
+        """
+        with self.session() as session, session.begin():
+            session.execute(delete(VerdictRow))
+            values: list[dict[str, Any]] = []
+            for content in session.scalars(
+                select(LedgerEntryRow.content).where(LedgerEntryRow.kind == ledger.VERDICT)
+                .order_by(LedgerEntryRow.seq)
+            ):
+                entry = orjson.loads(content)
+                verdict = Verdict.model_validate(entry["verdict"])
+                values.append({**_verdict_values(verdict), "id": entry["verdict_id"]})
+            for start in range(0, len(values), 5000):
+                session.execute(insert(VerdictRow), values[start : start + 5000])
+            if self.engine.dialect.name == "postgresql" and values:
+                # Rows inserted with their ids leave the id sequence behind them.
+                session.execute(sql_text(
+                    "SELECT setval(pg_get_serial_sequence('verdicts', 'id'), "
+                    "(SELECT max(id) FROM verdicts))"))
+        return len(values)
 
     def last_verdict_id(self) -> int:
         with self.session() as session:
@@ -770,6 +1008,42 @@ class Store:
                 select(VerdictRow).where(VerdictRow.image == image).order_by(VerdictRow.id)
             )
             return [_verdict_of(row) for row in rows]
+
+
+def _present(query: Any) -> Any:
+    """Keep the images that the last listing of their inventory source reported."""
+    newest = (
+        select(ImageRow.inventory_source, func.max(ImageRow.last_seen).label("seen"))
+        .group_by(ImageRow.inventory_source)
+        .subquery()
+    )
+    return query.join(
+        newest, ImageRow.inventory_source == newest.c.inventory_source
+    ).where((ImageRow.last_seen == newest.c.seen) | (ImageRow.inventory_source == ""))
+
+
+def adopt_verdict_rows(session: Session, now: datetime | None = None) -> int:
+    """Append a ledger entry for every verdict row that has none, in id order.
+
+    Used when the ledger is added to a database that contains verdicts already, so
+    that those rows are covered from then on. Returns the number of entries.
+    """
+    covered = select(LedgerEntryRow.verdict_id).where(LedgerEntryRow.verdict_id.isnot(None))
+    rows = list(session.scalars(
+        select(VerdictRow).where(VerdictRow.id.not_in(covered)).order_by(VerdictRow.id)))
+    if not rows:
+        return 0
+    appender = ledger.Appender(session)
+    appender.prefetch([row.image for row in rows])
+    evidence = ledger.evidence_of(session, [row.event_id for row in rows if row.event_id])
+    for row in rows:
+        verdict = _verdict_of(row)
+        items = evidence.get(row.event_id, []) if row.event_id else []
+        appender.append(ledger.VERDICT, row.image, {
+            "verdict": ledger.verdict_body(verdict), "evidence": items,
+            "evidence_hash": ledger.evidence_hash(items), "adopted": True,
+        }, row.policy_hash, now or _now(), row.id)
+    return appender.flush()
 
 
 def _image_values(image: Image) -> dict[str, Any]:
@@ -833,8 +1107,11 @@ def _event_values(item: CreationEvent, raw: bytes | None) -> dict[str, Any]:
 _EVIDENCE_EFFECTS = frozenset({EventEffect.SIGN.value, EventEffect.ATTEST.value})
 
 
-def _event_of(row: Any) -> CreationEvent:
+def _event_of(row: Any,
+              validation: tuple[LogValidation, str | None] | None = None) -> CreationEvent:
+    outcome, detail = validation or (LogValidation.UNVALIDATED, None)
     return CreationEvent.model_construct(
+        log_validation=outcome, validation_detail=detail,
         source=row.source, key=row.key, event_id=row.event_id, time=row.time,
         action=row.action, effect=EventEffect(row.effect), platform=row.platform,
         account=row.account, region=row.region,
@@ -851,14 +1128,14 @@ def _event_of(row: Any) -> CreationEvent:
     )
 
 
-def _verdict_row(verdict: Verdict) -> VerdictRow:
-    return VerdictRow(
-        image=verdict.image, status=verdict.status.value,
-        flags=[flag.value for flag in verdict.flags], rule=verdict.rule,
-        event_id=verdict.event_id, reason=verdict.reason, actor=verdict.actor,
-        source_ip=verdict.source_ip, policy_hash=verdict.policy_hash,
-        decided_at=verdict.decided_at,
-    )
+def _verdict_values(verdict: Verdict) -> dict[str, Any]:
+    return {
+        "image": verdict.image, "status": verdict.status.value,
+        "flags": [flag.value for flag in verdict.flags], "rule": verdict.rule,
+        "event_id": verdict.event_id, "reason": verdict.reason, "actor": verdict.actor,
+        "source_ip": verdict.source_ip, "policy_hash": verdict.policy_hash,
+        "decided_at": verdict.decided_at,
+    }
 
 
 def _verdict_of(row: Any) -> Verdict:

@@ -139,6 +139,11 @@ class LogFileRow(Base):
     errors: Mapped[int] = mapped_column(Integer)
     notices: Mapped[list[str]] = mapped_column(JSON)
     read_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # The hash CloudTrail digests list (of the uncompressed bytes), and the outcome
+    # of the digest checks of this file: None until a digest check has run.
+    content_sha256: Mapped[str | None] = mapped_column(String(64))
+    validation: Mapped[str | None] = mapped_column(String(16))
+    validation_detail: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (UniqueConstraint("sha256", name="uq_log_files_sha256"),)
 
@@ -215,6 +220,43 @@ class CheckpointRow(Base):
     name: Mapped[str] = mapped_column(String(512), primary_key=True)
     position: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class LedgerEntryRow(Base):
+    """One entry of the verdict ledger, a hash chain in the order `seq`.
+
+    `content` is the canonical JSON that `content_hash` covers; `kind`, `image` and
+    `verdict_id` repeat fields of it for lookups, and verification checks that they
+    agree with it. `entry_hash` covers `seq`, `previous_hash` and `content_hash`.
+    """
+
+    __tablename__ = "ledger"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(String(32))
+    image: Mapped[str] = mapped_column(String(512), index=True)
+    verdict_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    content: Mapped[str] = mapped_column(Text)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    previous_hash: Mapped[str] = mapped_column(String(64))
+    entry_hash: Mapped[str] = mapped_column(String(64))
+
+
+class LedgerHeadRow(Base):
+    """A signed statement that the ledger's entry `seq` has hash `entry_hash`.
+
+    `signed_at` is kept as the exact text that was signed.
+    """
+
+    __tablename__ = "ledger_heads"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    entry_hash: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str] = mapped_column(String(64))
+    public_key: Mapped[str] = mapped_column(Text)
+    signature: Mapped[str] = mapped_column(String(128))
+    signed_at: Mapped[str] = mapped_column(String(40))
 
 
 class ApiTokenRow(Base):

@@ -343,3 +343,46 @@ def test_remove_public_and_add_account_together():
                trail.share_image(ROLE, T0 + timedelta(minutes=1), "ami-1", {"group": "all"}),
                both]
     assert _one(_ami("ami-1"), records).status is VerdictStatus.APPROVED
+
+
+def _with_validation(records, validation, platform="aws"):
+    document = read_document(json.dumps({"Records": records}).encode(), "t.json")
+    events = [event.model_copy(update={"log_validation": validation,
+                                       "validation_detail": "for the test",
+                                       "platform": platform})
+              for event in document.events]
+    spans = {(a, r): [(f, l)] for a, r, f, l in document.span_times()}
+    return events, spans
+
+
+def _judge_validated(validation, require, platform="aws"):
+    from imageprov.model import LogValidation
+
+    image = _ami("ami-1")
+    events, spans = _with_validation(
+        [trail.create_image(ROLE, T0, "ami-1", agent=PACKER)], LogValidation(validation),
+        platform)
+    parsed = parse_policy(yaml.safe_dump({**POLICY, "require_validated_logs": require}),
+                          "policy.yaml")
+    return evaluate_images([image], events, parsed, spans, NOW).verdicts[image.ref]
+
+
+def test_failed_log_never_approves():
+    verdict = _judge_validated("failed", require=False)
+    assert verdict.status is VerdictStatus.FLAGGED
+    assert verdict.flags == (Flag.UNVALIDATED_LOG,)
+    assert verdict.rule == "log-validation"
+
+
+def test_required_validation_flags_unvalidated():
+    verdict = _judge_validated("unvalidated", require=True)
+    assert verdict.status is VerdictStatus.FLAGGED
+    assert verdict.rule == "require_validated_logs"
+    assert _judge_validated("validated", require=True).status is VerdictStatus.APPROVED
+    assert _judge_validated("unvalidated", require=False).status is VerdictStatus.APPROVED
+
+
+def test_required_validation_skips_other_platforms():
+    """Only CloudTrail has digests, so the requirement leaves other platforms alone."""
+    verdict = _judge_validated("unvalidated", require=True, platform="azure")
+    assert Flag.UNVALIDATED_LOG not in verdict.flags

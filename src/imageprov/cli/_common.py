@@ -1,0 +1,53 @@
+"""Helpers every command uses: the database, the configuration and errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from imageprov.config import database_url, load_config
+from imageprov.errors import ImageprovError
+from imageprov.store import Store, redact_url, scrub_url_secrets
+
+err = Console(stderr=True)
+
+
+def _database(database: str | None, config: Path | None) -> str:
+    settings = None
+    if config is not None:
+        try:
+            settings = load_config(config)
+        except ImageprovError as error:
+            raise _fail(error) from error
+    return database_url(database, settings)
+
+
+def _ledger_key(config: Path | None) -> Path | None:
+    """Return the `ledger_key` of a configuration file, if one is given and sets it."""
+    if config is None:
+        return None
+    try:
+        return load_config(config).ledger_key
+    except ImageprovError as error:
+        raise _fail(error) from error
+
+
+def _fail(error: Exception) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
+    return typer.Exit(code=2)
+
+
+def _open_store(url: str) -> Store:
+    if url.rstrip("/") in ("sqlite:", "sqlite:/") or url.endswith(":memory:"):
+        raise _fail(ImageprovError(
+            f"{url} is an in-memory database, which keeps nothing after the command; "
+            "give a file, such as sqlite:///imageprov.db"))
+    try:
+        return Store.open(url)
+    except Exception as error:  # noqa: BLE001 - any driver error means the same here
+        # Driver messages can repeat the URL they were given, password included.
+        detail = scrub_url_secrets(str(error), url)
+        raise _fail(ImageprovError(f"cannot open database {redact_url(url)}: "
+                                   f"{type(error).__name__}: {detail}")) from error
