@@ -1,12 +1,18 @@
-"""`imageprov scan` with an `azure:` section, as a user runs it, then `verdicts`
-and `explain` on Azure resource ids and ACR references."""
+"""`imageprov scan` with an `azure:` section, as a user runs it, then `verdicts`,
+`explain`, the report and the gate on Azure resource ids and ACR references."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import yaml
 
+from imageprov.api.gate import Answer, Gate
+from imageprov.api.references import parse_reference
+from imageprov.config import Serve, load_config
+from imageprov.policy import load_policy
+from imageprov.store import Store
 from tests.conftest import run_cli
 from tests.helpers import azure_scenario as scenario
 from tests.helpers.azure_standin import AzureStandIn
@@ -52,3 +58,27 @@ def test_scan_shows_azure_refs_in_verdicts_and_explain(tmp_path):
     pushed = run_cli("explain", scenario.PUSHED, "--database", database)
     assert pushed.returncode == 0, pushed.stderr
     assert "acr-ci-push" in " ".join(pushed.stdout.split())
+
+    report = run_cli("report", "--format", "json", "--platform", "azure",
+                     "--database", database)
+    assert report.returncode == 0, report.stderr
+    rows = {row["image"]: row for row in json.loads(report.stdout)["images"]}
+    assert rows[scenario.MANAGED_IMAGE]["status"] == "flagged"
+    assert rows[scenario.PUSHED]["status"] == "approved"
+
+    # The gate finds the id in the case the portal writes it.
+    settings = load_config(config)
+    policy, text = load_policy(settings.policy)
+    store = Store.open(database)
+    gate = Gate(store, Serve(), settings.policy, policy, text)
+
+    async def decide(image: str) -> Answer:
+        await asyncio.to_thread(gate.start)
+        return await gate.decide(parse_reference(image))
+
+    try:
+        answer = asyncio.run(decide(mixed))
+    finally:
+        store.close()
+    assert (answer.ref, answer.allowed, answer.status) == (scenario.MANAGED_IMAGE, False,
+                                                           "flagged")

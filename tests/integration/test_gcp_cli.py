@@ -3,12 +3,18 @@ configuration with a `gcp:` section, the stand-in, and a folder of exported logs
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from imageprov.api.gate import Answer, Gate
+from imageprov.api.references import parse_reference
+from imageprov.config import Serve, load_config
+from imageprov.policy import load_policy
+from imageprov.store import Store
 from tests.conftest import run_cli
 from tests.helpers import gcp_scenario as scenario
 from tests.helpers.gcp_scenario import EU_IMAGE, US_IMAGE, ref
@@ -23,11 +29,11 @@ def scanned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str
         scenario.populate(standin)
         config = scenario.write_config(folder, standin, database)
         result = run_cli("scan", "--config", str(config), "--no-show", env={"COLUMNS": "200"})
-        yield database, result.stderr + f"\nexit {result.returncode}"
+        yield database, result.stderr + f"\nexit {result.returncode}", config
 
 
 def test_scan_logs_gcp_sources(scanned):
-    _, output = scanned
+    _, output, _ = scanned
     assert output.endswith("exit 0"), output
     assert "source=gce:shop-prod kind=inventory account=shop-prod region=global images=8" \
         in output
@@ -37,7 +43,7 @@ def test_scan_logs_gcp_sources(scanned):
 
 
 def test_verdicts_json_shows_gcp_refs(scanned):
-    database, _ = scanned
+    database, _, _ = scanned
     result = run_cli("verdicts", "--format", "json", "--platform", "gcp",
                      "--database", database)
     assert result.returncode == 0, result.stderr
@@ -55,7 +61,7 @@ def test_verdicts_json_shows_gcp_refs(scanned):
 
 
 def test_explain_names_family_and_displaced(scanned):
-    database, _ = scanned
+    database, _, _ = scanned
     result = run_cli("explain", ref("web-v42"), "--database", database,
                      env={"COLUMNS": "250"})
     assert result.returncode == 0, result.stderr
@@ -68,7 +74,7 @@ def test_explain_names_family_and_displaced(scanned):
 
 
 def test_explain_docker_image_by_digest(scanned):
-    database, _ = scanned
+    database, _, _ = scanned
     result = run_cli("explain", scenario.DIGEST_US, "--database", database,
                      env={"COLUMNS": "250"})
     assert result.returncode == 0, result.stderr
@@ -107,3 +113,34 @@ def test_ingest_quarantines_malformed_entries(tmp_path: Path):
     for row in json.loads(listed.stdout):
         assert row["location"].endswith("malformed/entries.jsonl")
         assert row["source"] == "gcp-audit"
+
+
+def test_report_lists_gcp_refs(scanned):
+    database, _, _ = scanned
+    result = run_cli("report", "--format", "json", "--platform", "gcp",
+                     "--database", database)
+    assert result.returncode == 0, result.stderr
+    rows = {row["image"]: row for row in json.loads(result.stdout)["images"]}
+    assert set(rows) == {ref(name) for name in scenario.IMAGES} | {US_IMAGE, EU_IMAGE}
+    assert rows[ref("web-v42")]["status"] == "flagged"
+
+
+def test_gate_answers_for_gcp_refs(scanned):
+    database, _, config = scanned
+    settings = load_config(config)
+    policy, text = load_policy(settings.policy)
+    store = Store.open(database)
+    gate = Gate(store, Serve(), settings.policy, policy, text)
+
+    async def decide(image: str) -> Answer:
+        await asyncio.to_thread(gate.start)
+        return await gate.decide(parse_reference(image))
+
+    try:
+        head = asyncio.run(decide(ref("web-v42")))
+        earlier = asyncio.run(decide(ref("web-v41")))
+    finally:
+        store.close()
+    assert (head.ref, head.allowed, head.status) == (ref("web-v42"), False, "flagged")
+    assert (earlier.ref, earlier.allowed, earlier.status) == (ref("web-v41"), True,
+                                                              "approved")

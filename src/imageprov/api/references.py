@@ -79,8 +79,10 @@ def parse_reference(text: str) -> Reference:
         raise InvalidReference(
             f"the image reference {text!r} contains whitespace, control characters or "
             "characters outside ASCII")
-    if text.startswith("arn:") or text.startswith("/subscriptions/") or _GCP_IMAGE.match(
-            text):
+    if text.lower().startswith("/subscriptions/"):
+        # Azure resource ids compare without case; they are stored lower-cased.
+        return Reference(text, ReferenceKind.REF, "/" + text.strip("/").lower())
+    if text.startswith("arn:") or _GCP_IMAGE.match(text):
         return Reference(text, ReferenceKind.REF, text)
     if _AMI_ID.match(text):
         return Reference(text, ReferenceKind.AMI_ID, text)

@@ -17,7 +17,7 @@ DIGEST = "sha256:" + "a1" * 32
     ("ami-1234abcd", ReferenceKind.AMI_ID, "ami-1234abcd"),
     ("/subscriptions/0000/resourceGroups/rg/providers/Microsoft.Compute/images/golden",
      ReferenceKind.REF,
-     "/subscriptions/0000/resourceGroups/rg/providers/Microsoft.Compute/images/golden"),
+     "/subscriptions/0000/resourcegroups/rg/providers/microsoft.compute/images/golden"),
     ("projects/acme/global/images/golden-1", ReferenceKind.REF,
      "projects/acme/global/images/golden-1"),
     (DIGEST, ReferenceKind.DIGEST, DIGEST),
