@@ -426,7 +426,8 @@ def check_digests(config: Config, store: Store, location: TrailLocation,
 
 
 def _add(total: IngestSummary, part: IngestSummary) -> None:
-    for name in ("files", "skipped", "records", "events", "new_events", "problems"):
+    for name in ("files", "skipped", "records", "events", "new_events", "problems",
+                 "files_failed"):
         setattr(total, name, getattr(total, name) + getattr(part, name))
     total.seconds += part.seconds
     total.scopes.update(part.scopes)

@@ -56,6 +56,8 @@ class IngestSummary:
     events: int = 0
     new_events: int = 0
     problems: int = 0
+    # Files of which nothing could be read (unreadable, invalid gzip, not JSON).
+    files_failed: int = 0
     notices: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     # The (account, region) pairs whose records were read.
@@ -166,6 +168,8 @@ class _Writer:
         summary.records += document.records
         summary.events += len(document.events)
         summary.problems += len(document.problems)
+        if any(problem.index < 0 for problem in document.problems):
+            summary.files_failed += 1
         for notice in document.notices:
             summary.notices[notice] = summary.notices.get(notice, 0) + 1
         summary.scopes.update(document.spans)
@@ -223,6 +227,7 @@ def _fresh_files(
             if data is None:
                 _quarantine_unloadable(store, item, sha256)
                 summary.problems += 1
+                summary.files_failed += 1
             elif sha256 in known or sha256 in unstored:
                 summary.skipped += 1
                 if on_file:

@@ -152,8 +152,10 @@ def test_ingest_reports_quarantine(tmp_path):
     (logs / "broken.json").write_text("{not json")
     database = f"sqlite:///{tmp_path / 'q.db'}"
     result = run_cli("ingest", str(logs), "--database", database)
-    assert result.returncode == 0, result.stderr
+    # Everything readable is stored, and the exit code says a whole file was lost.
+    assert result.returncode == 1, result.stderr
     assert "quarantined 2" in result.stderr
+    assert "1 file(s) could not be read at all" in result.stderr
     listing = run_cli("quarantine", "list", "--format", "json", "--database", database)
     rows = json.loads(listing.stdout)
     assert {(Path(r["location"]).name, r["record"], r["field"]) for r in rows} == {
@@ -299,3 +301,48 @@ def test_explain_shows_import_joined_by_task_name(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "ImportImage (decided)" in result.stdout
     assert "user/vendor-import" in result.stdout
+
+
+def test_csv_cells_hold_no_escapes_or_formulas(tmp_path):
+    from tests.helpers import trail
+
+    identity = trail.user_identity("evil\x1b]0;pwned\x07")
+    record = trail.create_image(identity, trail.datetime(2026, 11, 30, 8, tzinfo=trail.UTC),
+                                "ami-0c5f000000000abcd", ip='=HYPERLINK("http://127.0.0.1/x")')
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "a.json").write_text(json.dumps({"Records": [record]}))
+    database = f"sqlite:///{tmp_path / 'csv.db'}"
+    assert run_cli("ingest", str(logs), "--database", database).returncode == 0
+    inventory = tmp_path / "images.json"
+    inventory.write_text(json.dumps({"Images": [{
+        "ImageId": "ami-0c5f000000000abcd", "OwnerId": ACCOUNT, "Name": "n",
+        "CreationDate": "2026-11-30T08:00:00.000Z", "State": "available"}]}))
+    config = tmp_path / "csv.yaml"
+    config.write_text(yaml.safe_dump({"policy": str(ROOT / "policies" / "example.yaml"),
+                                      "aws": {"inventory_files": [
+                                          {"path": str(inventory), "kind": "ami",
+                                           "region": "us-east-1"}]}}))
+    assert run_cli("scan", "--config", str(config), "--database", database).returncode == 0
+    for command in (("verdicts", "--format", "csv"), ("report", "--format", "csv")):
+        result = run_cli(*command, "--database", database)
+        assert result.returncode == 0, result.stderr
+        assert "\x1b" not in result.stdout and "\x07" not in result.stdout
+        (row,) = list(csv.DictReader(io.StringIO(result.stdout)))
+        assert row["source_ip"] == "'=HYPERLINK(\"http://127.0.0.1/x\")"
+        assert row["actor"].startswith("arn:aws:iam::")
+
+
+def test_unknown_log_level_is_a_usage_error():
+    result = run_cli("--log-level", "LOUD", "policy", "check",
+                     str(ROOT / "policies" / "example.yaml"))
+    assert result.returncode == 2
+    assert "'LOUD' is not a level" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_db_upgrade_takes_the_config(example):
+    config, database = example
+    result = run_cli("db", "upgrade", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert "at revision head" in result.stdout

@@ -19,6 +19,7 @@ from imageprov import cycle, formats
 from imageprov.cli import explain as explain_view
 from imageprov.cli import gate as gate_commands
 from imageprov.cli import render
+from imageprov.report.formats import csv_row
 from imageprov.cli._common import _database, _fail, _open_store, err
 from imageprov.cli.evidence import evidence_app, keys_app, ledger_app
 from imageprov.config import database_url, load_config
@@ -72,7 +73,12 @@ def main(
                                            help="Level of the imageprov logger.")] = "INFO",
 ) -> None:
     logger = logging.getLogger("imageprov")
-    logger.setLevel(log_level.upper())
+    level = log_level.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise typer.BadParameter(
+            f"{log_level!r} is not a level; use DEBUG, INFO, WARNING, ERROR or CRITICAL",
+            param_hint="--log-level")
+    logger.setLevel(level)
     if not logger.handlers:
         # Plain lines, one per event, so that the key=value summaries stay greppable.
         handler = logging.StreamHandler(sys.stderr)
@@ -205,6 +211,7 @@ def ingest(
         raise _fail(ImageprovError(
             f"unknown log format {log_format!r}; use one of {', '.join(sorted(formats.BY_NAME))}"))
     store = _open_store(_database(database, config))
+    failed = 0
     try:
         with _progress() as progress:
             for path in paths:
@@ -218,10 +225,17 @@ def ingest(
                           f"{result.records_per_second:,.0f} records/s", highlight=False)
                 for notice, count in sorted(result.notices.items()):
                     err.print(f"  {count} file(s): {notice}", highlight=False)
+                failed += result.files_failed
     except ImageprovError as error:
         raise _fail(error) from error
     finally:
         store.close()
+    if failed:
+        # Everything readable is stored; the exit code tells a script that a whole
+        # file was lost (`imageprov quarantine list` names it).
+        err.print(f"[red]{failed} file(s) could not be read at all[/]; see "
+                  "`imageprov quarantine list`", highlight=False)
+        raise typer.Exit(code=1)
 
 
 def _trail(path: str, log_format: str | None) -> LocalTrail | S3Trail:
@@ -316,9 +330,10 @@ def policy_check(
 def db_upgrade(
     revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
     database: DatabaseOption = None,
+    config: ConfigOption = None,
 ) -> None:
     """Migrate the database schema to the newest (or the given) revision."""
-    url = database_url(database)
+    url = _database(database, config)
     try:
         store = Store.open(url, upgrade=False)
         store.upgrade(revision)
@@ -356,7 +371,7 @@ def quarantine_list(
                                 ["source", "location", "record", "field", "error",
                                  "quarantined_at"], lineterminator="\n")
         writer.writeheader()
-        writer.writerows(records)
+        writer.writerows(csv_row(record) for record in records)
         return
     from rich.table import Table
 
@@ -446,8 +461,15 @@ def validate_logs(
                                              "or s3://bucket/prefix.")],
     public_keys: Annotated[Path, typer.Option(
         "--public-keys", help="Saved output of `aws cloudtrail list-public-keys`.")],
+    allow_unlisted: Annotated[bool, typer.Option(
+        "--allow-unlisted", help="Accept log files that no digest lists yet, such as the "
+        "last hour's, whose digest CloudTrail has not delivered.")] = False,
 ) -> None:
-    """Check a trail's log files against its digests, with no database; exit 1 on a failure."""
+    """Check a trail's log files against its digests, with no database.
+
+    Exits 1 when a check fails, and when a log file is listed in no valid digest
+    unless `--allow-unlisted` is given: removing the digests must not pass.
+    """
     from imageprov.sources.aws import trail_digests
 
     try:
@@ -470,7 +492,11 @@ def validate_logs(
               soft_wrap=True)
     for problem in problems:
         out.print(f"  {problem}", highlight=False, markup=False, soft_wrap=True)
-    if problems:
+    unlisted = states["unvalidated"] and not allow_unlisted
+    if unlisted:
+        out.print(f"  {states['unvalidated']} log file(s) are listed in no valid digest, so "
+                  "nothing shows they are the files CloudTrail wrote", highlight=False)
+    if problems or unlisted:
         raise typer.Exit(code=1)
 @app.command()
 def serve(

@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from imageprov.model import Image, Verdict
+from imageprov.report.formats import csv_row
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
@@ -66,7 +67,7 @@ def as_csv(records: Iterable[dict[str, Any]]) -> str:
     writer = csv.DictWriter(buffer, fieldnames=FIELDS, lineterminator="\n")
     writer.writeheader()
     for record in records:
-        writer.writerow({**record, "flags": " ".join(record["flags"])})
+        writer.writerow(csv_row(record))
     return buffer.getvalue()
 
 

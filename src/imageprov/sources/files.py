@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,14 @@ def failing(location: str, detail: str) -> Any:
     def load() -> bytes:
         raise SourceError(location, detail)
     return load
+
+
+def _regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except OSError:
+        # A dangling link or a file removed meanwhile; reading it reports the error.
+        return True
 
 
 class LocalFolder:
@@ -45,8 +54,11 @@ class LocalFolder:
             paths = []
             # os.walk reports a folder it cannot list; rglob would skip it silently.
             for folder, _, names in os.walk(self.path, onerror=unreadable.append):
-                paths.extend(Path(folder) / name for name in names
-                             if name.lower().endswith(SUFFIXES))
+                # Only regular files: a FIFO would block the read and a link to a
+                # device such as /dev/zero would never end.
+                paths.extend(path for path in (Path(folder) / name for name in names
+                                               if name.lower().endswith(SUFFIXES))
+                             if _regular(path))
             paths.sort()
         else:
             raise SourceError(self.name, "no such file or folder")

@@ -234,3 +234,17 @@ def test_validate_logs_command(local):
     result = run_cli(*command)
     assert result.returncode == 1
     assert f"{local.path(key)}: hash-mismatch" in result.stdout
+
+
+def test_validate_logs_fails_a_trail_whose_digests_were_removed(local):
+    from tests.conftest import run_cli
+
+    for digest in local.digests:
+        for path in local.root.rglob(Path(digest.key).name + "*"):
+            path.unlink()
+    command = ["validate-logs", str(local.root), "--public-keys", str(local.keys_file)]
+    result = run_cli(*command)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "0 digests, 0 valid; log files 0 validated, 0 failed, 3 not listed" in result.stdout
+    assert "listed in no valid digest" in result.stdout
+    assert run_cli(*command, "--allow-unlisted").returncode == 0

@@ -36,3 +36,12 @@ def test_unlistable_folder_becomes_failing_object(tmp_path, monkeypatch):
 )
 def test_account_from_key(key, account):
     assert account_from_key(key) == account
+
+
+def test_fifo_and_device_links_are_not_listed(tmp_path):
+    import os
+
+    (tmp_path / "good.json").write_text('{"Records": []}')
+    os.mkfifo(tmp_path / "pipe.json")
+    (tmp_path / "zero.json").symlink_to("/dev/zero")
+    assert [o.location for o in LocalTrail(tmp_path).objects()] == [str(tmp_path / "good.json")]
