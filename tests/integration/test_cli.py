@@ -346,3 +346,10 @@ def test_db_upgrade_takes_the_config(example):
     result = run_cli("db", "upgrade", "--config", str(config))
     assert result.returncode == 0, result.stderr
     assert "at revision head" in result.stdout
+
+
+def test_unknown_platform_is_rejected(example):
+    _, database = example
+    result = run_cli("verdicts", "--platform", "nope", "--database", database)
+    assert result.returncode == 2
+    assert "unknown platform 'nope'" in result.stderr

@@ -26,7 +26,7 @@ from imageprov.config import database_url, load_config
 from imageprov.errors import ImageprovError
 from imageprov.ingest import ingest as ingest_objects
 from imageprov.ledger.keys import load_private_key
-from imageprov.model import VerdictStatus
+from imageprov.model import Platform, VerdictStatus
 from imageprov.policy import load_policy
 from imageprov.sources.aws.trail_locations import LocalTrail, S3Trail
 from imageprov.store import Store, redact_url, scrub_url_secrets
@@ -280,6 +280,10 @@ def verdicts(
         raise _fail(ImageprovError(
             f"unknown status {status!r}; use one of "
             f"{', '.join(s.value for s in VerdictStatus)}"))
+    if platform is not None and platform not in {p.value for p in Platform}:
+        raise _fail(ImageprovError(
+            f"unknown platform {platform!r}; use one of "
+            f"{', '.join(p.value for p in Platform)}"))
     store = _open_store(_database(database, config))
     _print_verdicts(store, output, status, platform, include_gone)
     store.close()
@@ -545,8 +549,9 @@ def token_create(
     config: ConfigOption = None,
 ) -> None:
     """Create a bearer token and print it once; only its SHA-256 is stored."""
-    if not name.strip() or len(name) > 128:
-        raise _fail(ImageprovError("a token name must be 1 to 128 characters"))
+    if not name.strip() or len(name) > 128 or not name.isprintable():
+        raise _fail(ImageprovError(
+            "a token name must be 1 to 128 printable characters"))
     from imageprov.api import token_hash
 
     store = _open_store(_database(database, config))

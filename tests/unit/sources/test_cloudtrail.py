@@ -382,3 +382,10 @@ def test_number_beyond_a_double_keeps_the_file():
     document = read_document(body, "big.json")
     assert document.problems == []
     assert document.records == len(RECORDS)
+
+
+def test_caller_address_of_another_type_is_quarantined():
+    bad = dict(RECORDS[0], sourceIPAddress=12)
+    document = read_document(json.dumps({"Records": [bad, RECORDS[1]]}).encode(), "ip.json")
+    assert [(p.index, p.field) for p in document.problems] == [(0, "sourceIPAddress")]
+    assert "expected a string, got int" in document.problems[0].detail

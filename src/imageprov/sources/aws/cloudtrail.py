@@ -266,6 +266,12 @@ def events_from_record(
     principal = principal_of(record.get("userIdentity"))
     user_agent = record.get("userAgent")
     source_ip = record.get("sourceIPAddress")
+    for field, value in (("sourceIPAddress", source_ip), ("userAgent", user_agent)):
+        # A caller address of another type would pass as no address at all, and no
+        # network check could hold against it.
+        if value is not None and not isinstance(value, str):
+            raise RecordError(origin.location, origin.index, field,
+                              f"expected a string, got {type(value).__name__}")
 
     events = []
     for position, target in enumerate(targets):
