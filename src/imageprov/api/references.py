@@ -75,41 +75,42 @@ def parse_reference(text: str) -> Reference:
         raise InvalidReference(
             f"the image reference is {len(text)} characters long; at most "
             f"{MAX_LENGTH} are accepted")
-    if not _VISIBLE.match(text):
+    if not _VISIBLE.fullmatch(text):
         raise InvalidReference(
             f"the image reference {text!r} contains whitespace, control characters or "
             "characters outside ASCII")
     if text.lower().startswith("/subscriptions/"):
         # Azure resource ids compare without case; they are stored lower-cased.
         return Reference(text, ReferenceKind.REF, "/" + text.strip("/").lower())
-    if text.startswith("arn:") or _GCP_IMAGE.match(text):
+    if text.startswith("arn:") or _GCP_IMAGE.fullmatch(text):
         return Reference(text, ReferenceKind.REF, text)
-    if _AMI_ID.match(text):
-        return Reference(text, ReferenceKind.AMI_ID, text)
-    if _DIGEST.match(text):
+    if _AMI_ID.fullmatch(text.lower()):
+        # EC2 writes AMI ids in lower case and matches them without case.
+        return Reference(text, ReferenceKind.AMI_ID, text.lower())
+    if _DIGEST.fullmatch(text):
         return Reference(text, ReferenceKind.DIGEST, text.lower())
     return _container(text)
 
 
 def _container(text: str) -> Reference:
     name, _, digest = text.partition("@")
-    if digest and not _DIGEST.match(digest):
+    if digest and not _DIGEST.fullmatch(digest):
         raise InvalidReference(f"{text!r}: {digest!r} is not a digest such as sha256:<hex>")
     tag = None
     slash = name.rfind("/")
     colon = name.rfind(":")
     if colon > slash:
         name, tag = name[:colon], name[colon + 1 :]
-        if not _TAG.match(tag):
+        if not _TAG.fullmatch(tag):
             raise InvalidReference(f"{text!r}: {tag!r} is not a valid tag")
     first, _, rest = name.partition("/")
     if rest and ("." in first or ":" in first or first == "localhost"):
         registry, repository = first, rest
-        if not _REGISTRY.match(registry):
+        if not _REGISTRY.fullmatch(registry):
             raise InvalidReference(f"{text!r}: {registry!r} is not a registry host")
     else:
         registry, repository = DEFAULT_REGISTRY, name if rest else f"library/{name}"
-    if not all(_PATH_COMPONENT.match(part) for part in repository.split("/")):
+    if not all(_PATH_COMPONENT.fullmatch(part) for part in repository.split("/")):
         raise InvalidReference(
             f"{text!r}: {repository!r} is not a repository name (lowercase letters, "
             "digits and separators)")

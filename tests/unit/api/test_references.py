@@ -63,3 +63,14 @@ def test_registry_port_is_not_a_tag():
 def test_invalid_references_rejected(text, message):
     with pytest.raises(InvalidReference, match=message):
         parse_reference(text)
+
+
+def test_trailing_newline_is_not_visible_text():
+    with pytest.raises(InvalidReference, match="whitespace, control characters"):
+        parse_reference("ami-0a1b2c3d4e5f60001\n")
+
+
+def test_upper_case_ami_id_is_looked_up_in_lower_case():
+    reference = parse_reference("ami-0A1B2C3D4E5F60001")
+    assert (reference.kind, reference.lookup) == (ReferenceKind.AMI_ID,
+                                                  "ami-0a1b2c3d4e5f60001")
