@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import zlib
 
+from imageprov.model import LogDocument, RecordProblem
+
 try:
     # ISA-L inflates about twice as fast as zlib, to the same result.
     from isal.isal_zlib import IsalError as _InflateError
@@ -57,3 +59,24 @@ def head(data: bytes, size: int = 4096) -> bytes:
     if text.startswith(b"\xef\xbb\xbf"):
         text = text[3:]
     return text.lstrip()[:size]
+
+
+def document_text(data: bytes, result: LogDocument) -> bytes | None:
+    """Return a document's text, uncompressed and without a byte-order mark.
+
+    An invalid gzip stream is recorded in `result` as a problem of the file, and an
+    empty document as a notice; both return None, so the caller reads nothing.
+    """
+    try:
+        text = decompress(data)
+    except EOFError as error:
+        result.problems.append(
+            RecordProblem(result.location, -1, "(file)", f"invalid gzip: {error}"))
+        return None
+    if text.startswith(b"\xef\xbb\xbf"):
+        text = text[3:]
+    # isspace() stops at the first byte that is not whitespace, but strip() copies.
+    if not text or text.isspace():
+        result.notices.append("empty file")
+        return None
+    return text

@@ -36,7 +36,7 @@ except ImportError:  # pragma: no cover - exercised only where the wheel is miss
 from imageprov.errors import RecordError
 from imageprov.model import LogDocument, RecordOrigin, RecordProblem
 from imageprov.sources import LogFormat
-from imageprov.sources.compression import decompress
+from imageprov.sources.compression import document_text
 from imageprov.sources.aws.cloudtrail import SOURCE, event_time_of, events_from_record, parse_time
 from imageprov.sources.aws.event_table import EVENT_NAMES
 
@@ -65,16 +65,8 @@ def read_document(
     `problems` that names the location, the record index and the field.
     """
     result = LogDocument(location=location, source=SOURCE, platform="aws")
-    try:
-        text = decompress(data)
-    except EOFError as error:
-        result.problems.append(RecordProblem(location, -1, "(file)", f"invalid gzip: {error}"))
-        return result
-    if text.startswith(b"\xef\xbb\xbf"):
-        text = text[3:]
-    # isspace() stops at the first byte that is not whitespace, but strip() copies.
-    if not text or text.isspace():
-        result.notices.append("empty file")
+    text = document_text(data, result)
+    if text is None:
         return result
     reader = _Reader(result, fallback_account)
     with _collector_paused():

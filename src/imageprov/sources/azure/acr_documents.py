@@ -37,7 +37,7 @@ from imageprov.sources.azure.activity import SCOPE_REGION, parse_time
 from imageprov.sources.azure.activity_documents import table_rows
 from imageprov.sources.azure.principals import principal_from_login
 from imageprov.sources.azure.resource_ids import registry_login_server, subscription_of
-from imageprov.sources.compression import decompress
+from imageprov.sources.compression import document_text
 
 SOURCE = "acr-events"
 
@@ -57,15 +57,8 @@ def read_document(data: bytes, location: str,
                   fallback_account: str | None = None) -> LogDocument:
     """Read one file of ACR events; nothing raises for bad content."""
     result = LogDocument(location=location, source=SOURCE, platform="azure")
-    try:
-        text = decompress(data)
-    except EOFError as error:
-        result.problems.append(RecordProblem(location, -1, "(file)", f"invalid gzip: {error}"))
-        return result
-    if text.startswith(b"\xef\xbb\xbf"):
-        text = text[3:]
-    if not text.strip():
-        result.notices.append("empty file")
+    text = document_text(data, result)
+    if text is None:
         return result
     reader = _Reader(result, fallback_account)
     try:

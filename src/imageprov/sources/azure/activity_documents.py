@@ -40,22 +40,15 @@ from imageprov.sources.azure.activity import (
     normalise,
     survey,
 )
-from imageprov.sources.compression import decompress
+from imageprov.sources.compression import document_text
 
 
 def read_document(data: bytes, location: str,
                   fallback_account: str | None = None) -> LogDocument:
     """Read one Activity Log file or message; nothing raises for bad content."""
     result = LogDocument(location=location, source=SOURCE, platform="azure")
-    try:
-        text = decompress(data)
-    except EOFError as error:
-        result.problems.append(RecordProblem(location, -1, "(file)", f"invalid gzip: {error}"))
-        return result
-    if text.startswith(b"\xef\xbb\xbf"):
-        text = text[3:]
-    if not text.strip():
-        result.notices.append("empty file")
+    text = document_text(data, result)
+    if text is None:
         return result
     reader = _Reader(result, fallback_account)
     try:

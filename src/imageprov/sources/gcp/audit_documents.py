@@ -28,7 +28,7 @@ import orjson
 from imageprov.errors import RecordError
 from imageprov.model import LogDocument, RecordOrigin, RecordProblem
 from imageprov.sources import LogFormat
-from imageprov.sources.compression import decompress
+from imageprov.sources.compression import document_text
 from imageprov.sources.gcp.audit_entries import (
     SOURCE,
     events_from_entry,
@@ -49,15 +49,8 @@ def read_document(data: bytes, location: str,
     `problems` that names the location, the entry index and the field.
     """
     result = LogDocument(location=location, source=SOURCE, platform="gcp")
-    try:
-        text = decompress(data)
-    except EOFError as error:
-        result.problems.append(RecordProblem(location, -1, "(file)", f"invalid gzip: {error}"))
-        return result
-    if text.startswith(b"\xef\xbb\xbf"):
-        text = text[3:]
-    if not text or text.isspace():
-        result.notices.append("empty file")
+    text = document_text(data, result)
+    if text is None:
         return result
     reader = _Reader(result, fallback_account)
     try:
