@@ -185,7 +185,7 @@ def _oci_inventory_jobs(config: Config) -> list[InventoryJob]:
 
 
 def inventory_jobs(config: Config) -> list[InventoryJob]:
-    """Every configured inventory source, each a name and a call that lists it."""
+    """Return every configured inventory source as a name and a call that lists it."""
     return (_aws_inventory_jobs(config) + _azure_inventory_jobs(config)
             + _gcp_inventory_jobs(config) + _oci_inventory_jobs(config))
 
@@ -351,8 +351,8 @@ def _oci_log_jobs(config: Config, store: Store, on_file: Callable[[str], None] |
 
 def log_jobs(config: Config, store: Store, on_file: Callable[[str], None] | None = None,
              stop: threading.Event | None = None) -> list[LogJob]:
-    """Every configured log location, each a name, a log kind and a call that reads
-    it into the store."""
+    """Return every configured log location as a name, a log kind and a call that
+    reads it into the store."""
     return (_aws_log_jobs(config, store, on_file, stop)
             + _azure_log_jobs(config, store, on_file, stop)
             + _gcp_log_jobs(config, store, on_file, stop)

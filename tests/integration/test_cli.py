@@ -152,7 +152,7 @@ def test_ingest_reports_quarantine(tmp_path):
     (logs / "broken.json").write_text("{not json")
     database = f"sqlite:///{tmp_path / 'q.db'}"
     result = run_cli("ingest", str(logs), "--database", database)
-    # Everything readable is stored, and the exit code says a whole file was lost.
+    # Everything readable is stored, and the exit code reports that a whole file was lost.
     assert result.returncode == 1, result.stderr
     assert "quarantined 2" in result.stderr
     assert "1 file(s) could not be read at all" in result.stderr
@@ -327,7 +327,8 @@ def test_csv_cells_hold_no_escapes_or_formulas(tmp_path):
     for command in (("verdicts", "--format", "csv"), ("report", "--format", "csv")):
         result = run_cli(*command, "--database", database)
         assert result.returncode == 0, result.stderr
-        assert "\x1b" not in result.stdout and "\x07" not in result.stdout
+        assert "\x1b" not in result.stdout
+        assert "\x07" not in result.stdout
         (row,) = list(csv.DictReader(io.StringIO(result.stdout)))
         assert row["source_ip"] == "'=HYPERLINK(\"http://127.0.0.1/x\")"
         assert row["actor"].startswith("arn:aws:iam::")

@@ -1,7 +1,7 @@
 """Adapters that turn cloud inventories and audit logs into model objects.
 
-Each cloud is a package here. An image source yields `Image` objects; a log format
-turns audit-log documents into `CreationEvent` objects inside a `LogDocument`; a log
+Each cloud is a package here. An image source yields `Image` objects. A log format
+turns audit-log documents into `CreationEvent` objects inside a `LogDocument`. A log
 location lists the files or messages to read as `LogObject`s. None of them writes to
 the store or applies the policy.
 """
@@ -32,7 +32,7 @@ class LogObject:
     `checkpoint` names the incremental source the object belongs to, and `position`
     is the point that source reaches once the object is stored. `format` names the
     log format that reads it; without one the format is recognised from the content.
-    `content_hash` asks for the SHA-256 of the uncompressed bytes, which digest
+    `content_hash` requests the SHA-256 of the uncompressed bytes, which digest
     checks need.
     """
 
@@ -52,8 +52,8 @@ class LogObject:
 class LogFormat:
     """A kind of audit-log document and the function that reads it.
 
-    `recognises` is given the first bytes of a document, uncompressed and with
-    leading whitespace removed, and says whether this format reads it. `read` never
+    `recognises` takes the first bytes of a document, uncompressed and with leading
+    whitespace removed, and returns whether this format reads it. `read` never
     raises for bad content: problems go into the document it returns.
     """
 

@@ -469,8 +469,8 @@ class Store:
         """Return stored images in ref order.
 
         An image is gone when the last listing of its inventory source did not report
-        it (a deregistered AMI, a deleted digest); gone images are left out unless
-        asked for. A source that failed keeps its images, since its last listing
+        it (a deregistered AMI, a deleted digest). Gone images are left out unless
+        `include_gone` is true. A source that failed keeps its images, since its last listing
         that worked still reported them.
         """
         with self.session() as session:
