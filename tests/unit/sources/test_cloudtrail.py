@@ -246,6 +246,23 @@ def test_fast_reader_leaves_notices_to_general(monkeypatch):
     assert document.records == 0
 
 
+def test_fast_reader_reads_while_an_earlier_parse_is_still_held():
+    import simdjson
+
+    from imageprov.sources.aws import trail_documents
+
+    body = json.dumps({"Records": RECORDS}).encode()
+    first = read_document(body, "a.json")
+    # The thread's parser keeps its buffers between files; an object of its last
+    # document that is still alive must make the reader take another parser.
+    held = trail_documents._parser().parse(body)["Records"][0]
+    second = read_document(body, "b.json")
+    assert held.get("eventID") == RECORDS[0]["eventID"]
+    assert isinstance(held, simdjson.Object)
+    assert (second.records, len(second.events)) == (first.records, len(first.events))
+    assert second.records == len(RECORDS)
+
+
 _VALUES = st.one_of(st.none(), st.integers(), st.text(max_size=5), st.booleans(),
                     st.lists(st.integers(), max_size=2), st.dictionaries(
                         st.sampled_from(["accountId", "type"]), st.text(max_size=3),

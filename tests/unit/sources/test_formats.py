@@ -47,3 +47,42 @@ def test_unknown_format_name_is_a_problem_of_the_file():
 def test_concatenated_gzip_members_read_whole():
     first = json.dumps({"Records": [RECORD]}).encode()
     assert decompress(gzip.compress(first) + gzip.compress(b"\n")) == first + b"\n"
+
+
+def _with_size_trailer(data: bytes, size: int) -> bytes:
+    """Return gzip `data` whose last four bytes claim `size` uncompressed bytes."""
+    return data[:-4] + (size % 2**32).to_bytes(4, "little")
+
+
+def test_gzip_trailer_that_lies_about_the_size_is_invalid():
+    body = json.dumps({"Records": [RECORD] * 200}).encode()
+    packed = gzip.compress(body)
+    assert decompress(_with_size_trailer(packed, len(body))) == body
+    # The size sets how much output is asked for at once; a false one, small or
+    # beyond what deflate can expand to, fails the length check of the trailer.
+    for claimed in (0, 1, len(body) - 1, len(body) + 1, 2**32 - 1):
+        try:
+            decompress(_with_size_trailer(packed, claimed))
+        except EOFError as error:
+            assert "invalid gzip stream" in str(error)
+        else:
+            raise AssertionError(f"a trailer claiming {claimed} bytes was accepted")
+
+
+def test_gzip_equal_members_are_all_read():
+    body = json.dumps({"Records": [RECORD]}).encode()
+    # Both members end with the same size and checksum, so only reading past the
+    # first member finds the second.
+    assert decompress(gzip.compress(body) * 2) == body * 2
+
+
+def test_gzip_missing_trailer_or_corrupt_block_raises():
+    packed = gzip.compress(json.dumps({"Records": [RECORD] * 50}).encode())
+    for broken in (packed[:-3], packed[: len(packed) // 2],
+                   packed[:20] + b"\xff" * 40 + packed[60:]):
+        try:
+            decompress(broken)
+        except EOFError as error:
+            assert "gzip" in str(error)
+        else:
+            raise AssertionError(f"no error for {len(broken)} bytes")

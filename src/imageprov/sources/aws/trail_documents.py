@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import gc
 import json
+import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -124,11 +126,37 @@ def _read_log_file_lazily(text: bytes, reader: _Reader) -> bool:
     having read nothing, when the file is not valid JSON or not a file of CloudTrail
     records, so that the general reader can report it.
     """
+    parser = _parser()
     try:
-        document = simdjson.Parser().parse(text)
+        document = parser.parse(text)
     except (ValueError, RuntimeError):
         # Invalid JSON, or a number simdjson cannot hold (an integer beyond 64 bits).
         return False
+    try:
+        return _read_parsed_log_file(document, reader)
+    finally:
+        # The parser's next document overwrites this one; nothing may refer to it.
+        del document
+
+
+_PARSERS = threading.local()
+
+
+def _parser() -> Any:
+    """Return this thread's simdjson parser, which keeps its buffers between files.
+
+    A new parser allocates them again for every file, which cost a third of the
+    parse on generated CloudTrail files. A parser refuses a new document while
+    objects of its last one are alive, so a busy parser is replaced.
+    """
+    parser = getattr(_PARSERS, "parser", None)
+    if parser is None or sys.getrefcount(parser) > 3:
+        parser = simdjson.Parser()
+        _PARSERS.parser = parser
+    return parser
+
+
+def _read_parsed_log_file(document: Any, reader: _Reader) -> bool:
     records = document.get("Records") if isinstance(document, simdjson.Object) else None
     if not isinstance(records, simdjson.Array):
         return False
@@ -142,28 +170,34 @@ def _read_log_file_lazily(text: bytes, reader: _Reader) -> bool:
     result.shapes.add("cloudtrail-log-file")
     spans = result.spans
     fallback_account = reader.fallback_account
+    known_times = reader.known_times
+    valid_time = reader.valid_time
+    obj = simdjson.Object
+    index = reader.index
     counted = 0
     for record in records:
-        if isinstance(record, simdjson.Object):
+        if type(record) is obj:
             when = record.get("eventTime")
             name = record.get("eventName")
             source = record.get("eventSource")
             account = record.get("recipientAccountId")
             region = record.get("awsRegion")
-            if (isinstance(when, str) and reader.valid_time(when)
-                    and isinstance(source, str) and source
-                    and isinstance(name, str) and name
+            # Exact type tests: simdjson gives str for strings and its own types
+            # for arrays and objects.
+            if (type(when) is str and (when in known_times or valid_time(when))
+                    and type(source) is str and source
+                    and type(name) is str and name
                     and name not in EVENT_NAMES
-                    and (account is None or isinstance(account, str))
-                    and (region is None or isinstance(region, str))):
-                reader.index += 1
+                    and (account is None or type(account) is str)
+                    and (region is None or type(region) is str)):
+                index += 1
                 counted += 1
                 account = account or fallback_account
                 if not account:
                     identity = record.get("userIdentity")
                     account = (identity.get("accountId")
                                if isinstance(identity, simdjson.Object) else None)
-                key = (account if isinstance(account, str) and account else "unknown",
+                key = (account if type(account) is str and account else "unknown",
                        region or "unknown")
                 span = spans.get(key)
                 if span is None:
@@ -176,7 +210,10 @@ def _read_log_file_lazily(text: bytes, reader: _Reader) -> bool:
             record = orjson.loads(record.mini)
         elif isinstance(record, simdjson.Array):
             record = record.as_list()
+        reader.index = index
         reader.record(record, fallback_account)
+        index = reader.index
+    reader.index = index
     result.records += counted
     return True
 
@@ -268,7 +305,7 @@ class _Reader:
     def __init__(self, result: LogDocument, fallback_account: str | None) -> None:
         self.result = result
         # Event times already checked in this file; most records share a second.
-        self._valid_times: set[str] = set()
+        self.known_times: set[str] = set()
         self.fallback_account = fallback_account
         self.index = 0
         self.line: int | None = None
@@ -414,7 +451,7 @@ class _Reader:
 
     def valid_time(self, when: str) -> bool:
         """Return whether `when` is a real UTC time written `YYYY-MM-DDTHH:MM:SSZ`."""
-        if when in self._valid_times:
+        if when in self.known_times:
             return True
         if len(when) != 20 or when[-1] != "Z" or when[10] != "T":
             return False
@@ -422,7 +459,7 @@ class _Reader:
             datetime.fromisoformat(when)
         except ValueError:
             return False
-        self._valid_times.add(when)
+        self.known_times.add(when)
         return True
 
     def record(self, record: Any, fallback_account: str | None) -> None:
