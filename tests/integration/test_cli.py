@@ -103,10 +103,23 @@ def test_explain_shows_event_and_tag_history(example):
 
 
 def test_explain_unknown_image_fails(example):
-    _, database = example
+    config, database = example
+    assert run_cli("scan", "--config", str(config), "--database", database).returncode == 0
     result = run_cli("explain", "ami-00000000000000000", "--database", database)
     assert result.returncode == 2
     assert "no image 'ami-00000000000000000'" in result.stderr
+
+
+@pytest.mark.parametrize("command", [["verdicts"], ["explain", "ami-00000000000000000"],
+                                     ["quarantine", "list"], ["report"],
+                                     ["ledger", "verify"], ["token", "list"]])
+def test_reading_commands_refuse_missing_database(tmp_path, command):
+    mistyped = tmp_path / "imagepov.db"
+    result = run_cli(*command, "--database", f"sqlite:///{mistyped}")
+    assert result.returncode == 2
+    assert "no database at" in result.stderr
+    assert "imagepov.db" in result.stderr
+    assert not mistyped.exists()
 
 
 def test_policy_check_valid(tmp_path):

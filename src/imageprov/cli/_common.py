@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from imageprov.config import database_url, load_config
 from imageprov.errors import ImageprovError
@@ -39,11 +41,22 @@ def _fail(error: Exception) -> typer.Exit:
     return typer.Exit(code=2)
 
 
-def _open_store(url: str) -> Store:
+def _open_store(url: str, existing: bool = False) -> Store:
+    """Open the database at `url`, creating and migrating it as needed.
+
+    With `existing`, an SQLite file that does not exist is an error instead of a
+    new empty database: commands that only read would otherwise answer from it as
+    if nothing had been recorded, which hides a mistyped path.
+    """
     if url.rstrip("/") in ("sqlite:", "sqlite:/") or url.endswith(":memory:"):
         raise _fail(ImageprovError(
             f"{url} is an in-memory database, which keeps nothing after the command; "
             "give a file, such as sqlite:///imageprov.db"))
+    missing = _missing_sqlite_file(url) if existing else None
+    if missing is not None:
+        raise _fail(ImageprovError(
+            f"no database at {missing}: check --database or IMAGEPROV_DATABASE_URL, "
+            "or run `imageprov scan` or `imageprov ingest` first to create it"))
     try:
         return Store.open(url)
     except Exception as error:  # noqa: BLE001 - any driver error means the same here
@@ -51,3 +64,18 @@ def _open_store(url: str) -> Store:
         detail = scrub_url_secrets(str(error), url)
         raise _fail(ImageprovError(f"cannot open database {redact_url(url)}: "
                                    f"{type(error).__name__}: {detail}")) from error
+
+
+def _missing_sqlite_file(url: str) -> Path | None:
+    """Return the path of an SQLite database file that does not exist, or None."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    if not parsed.drivername.startswith("sqlite") or not parsed.database:
+        return None
+    if parsed.query.get("uri") in ("true", "1"):
+        # A URI filename names its file in another syntax; SQLite reports it.
+        return None
+    path = Path(parsed.database)
+    return None if path.exists() else path

@@ -76,7 +76,7 @@ def ledger_verify(
     config: Annotated[Path | None, typer.Option("--config", help="Configuration file.")] = None,
 ) -> None:
     """Check every ledger entry, signed head and verdict row; exit 1 on a mismatch."""
-    store = _open_store(_database(database, config))
+    store = _open_store(_database(database, config), existing=True)
     try:
         key = _verifying_key(store, public_key, config)
         report = verify_ledger(store, key)
@@ -103,7 +103,7 @@ def ledger_rebuild(
     config: Annotated[Path | None, typer.Option("--config", help="Configuration file.")] = None,
 ) -> None:
     """Replace every verdict row with the verdicts the ledger records."""
-    store = _open_store(_database(database, config))
+    store = _open_store(_database(database, config), existing=True)
     try:
         count = store.rebuild_verdicts()
     finally:
@@ -120,7 +120,7 @@ def evidence_export(
     config: Annotated[Path | None, typer.Option("--config", help="Configuration file.")] = None,
 ) -> None:
     """Write a bundle that proves the verdicts of IMAGE... with no database."""
-    store = _open_store(_database(database, config))
+    store = _open_store(_database(database, config), existing=True)
     try:
         refs: list[str] = []
         for text in images:

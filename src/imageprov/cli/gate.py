@@ -64,7 +64,8 @@ def serve_gate(config: Path, database: str | None, host: str | None, port: int |
     if tls is None and not _loopback(host):
         logger.warning("serving plain HTTP on %s: the Kubernetes API server calls "
                        "webhooks over HTTPS only; set serve.tls", host)
-    store = open_store(database_url(database, settings))
+    # A gate on a new empty database would deny, or with fail-open allow, every image.
+    store = open_store(database_url(database, settings), existing=True)
     gate = Gate(store, serve, settings.policy, policy, text)
     try:
         uvicorn.run(

@@ -284,7 +284,7 @@ def verdicts(
         raise _fail(ImageprovError(
             f"unknown platform {platform!r}; use one of "
             f"{', '.join(p.value for p in Platform)}"))
-    store = _open_store(_database(database, config))
+    store = _open_store(_database(database, config), existing=True)
     _print_verdicts(store, output, status, platform, include_gone)
     store.close()
 
@@ -296,7 +296,7 @@ def explain(
     config: ConfigOption = None,
 ) -> None:
     """Show the event, actor, address, rule and history behind an image's verdict."""
-    store = _open_store(_database(database, config))
+    store = _open_store(_database(database, config), existing=True)
     try:
         found = store.find_images(image)
         if not found and image.lower().startswith("/subscriptions/"):
@@ -357,7 +357,7 @@ def quarantine_list(
     config: ConfigOption = None,
 ) -> None:
     """List quarantined records with their file, record index, field and error."""
-    store = _open_store(_database(database, config))
+    store = _open_store(_database(database, config), existing=True)
     rows = store.quarantined(limit)
     store.close()
     records = [{"source": r.source, "location": r.location, "record": r.record_index,
@@ -437,7 +437,7 @@ def report(
             f"{', '.join(s.value for s in VerdictStatus)}"))
     filters = Filters(platform=platform, account=account, status=status,
                       since=_since(since), include_gone=include_gone)
-    store = _open_store(_database(database, config))
+    store = _open_store(_database(database, config), existing=True)
     try:
         result = build_report(store, filters)
     finally:
@@ -574,7 +574,7 @@ def token_revoke(
     config: ConfigOption = None,
 ) -> None:
     """Revoke a token; a running gate rejects it within serve.refresh."""
-    store = _open_store(_database(database, config))
+    store = _open_store(_database(database, config), existing=True)
     try:
         revoked = store.revoke_token(name)
     finally:
@@ -590,7 +590,7 @@ def token_list(
     config: ConfigOption = None,
 ) -> None:
     """List tokens by name with their creation and revocation times."""
-    store = _open_store(_database(database, config))
+    store = _open_store(_database(database, config), existing=True)
     try:
         tokens = store.tokens()
     finally:

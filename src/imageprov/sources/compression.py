@@ -48,7 +48,7 @@ def decompress(data: bytes) -> bytes:
 
 
 def _inflate_member(data: bytes) -> tuple[bytes, bytes]:
-    """Inflate the first gzip member of `data`; return its bytes and what follows."""
+    """Inflate the first gzip member of `data` and return it with the bytes after it."""
     if _IsalInflater is None:  # pragma: no cover - exercised only without the wheel
         inflater = zlib.decompressobj(_GZIP_WBITS)
         text = inflater.decompress(data)
