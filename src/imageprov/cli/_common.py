@@ -45,7 +45,7 @@ def _open_store(url: str, existing: bool = False) -> Store:
     """Open the database at `url`, creating and migrating it as needed.
 
     With `existing`, an SQLite file that does not exist is an error instead of a
-    new empty database: commands that only read would otherwise answer from it as
+    new empty database: commands that only read would otherwise report from it as
     if nothing had been recorded, which hides a mistyped path.
     """
     if url.rstrip("/") in ("sqlite:", "sqlite:/") or url.endswith(":memory:"):

@@ -321,15 +321,19 @@ def test_wrong_types_quarantined_not_raised(change, field, pretty, image_event):
 
 
 @pytest.mark.parametrize(
-    "identity_change",
-    [{"type": ["AssumedRole"]}, {"accountId": 111122223333}, {"invokedBy": {"a": 1}},
-     {"sessionContext": {"sessionIssuer": {"arn": ["x"]}}}],
+    ("identity_change", "field", "found"),
+    [({"type": ["AssumedRole"]}, "userIdentity.type", "array"),
+     ({"accountId": 111122223333}, "userIdentity.accountId", "number"),
+     ({"invokedBy": {"a": 1}}, "userIdentity.invokedBy", "object"),
+     ({"sessionContext": {"sessionIssuer": {"arn": ["x"]}}},
+      "userIdentity.sessionContext.sessionIssuer.arn", "array")],
 )
-def test_bad_identity_fields_quarantined(identity_change):
+def test_bad_identity_fields_quarantined(identity_change, field, found):
     bad = json.loads(json.dumps(RECORDS[0]))
     bad["userIdentity"].update(identity_change)
     document = read_document(json.dumps({"Records": [bad, RECORDS[1]]}).encode(), "id.json")
-    assert [(p.index, p.field) for p in document.problems] == [(0, "(record)")]
+    assert [(p.index, p.field) for p in document.problems] == [(0, field)]
+    assert document.problems[0].detail == f"expected a string, got {found}"
     assert [e.target for e in document.events] == ["ami-00000000000000002"]
 
 
@@ -337,7 +341,8 @@ def test_bad_copy_source_quarantined():
     bad = json.loads(json.dumps(RECORDS[2]))
     bad["requestParameters"]["sourceImageId"] = {"id": "ami-1"}
     document = read_document(json.dumps({"Records": [bad]}).encode(), "copy.json")
-    assert [p.field for p in document.problems] == ["(record)"]
+    assert [p.field for p in document.problems] == ["requestParameters.sourceImageId"]
+    assert document.problems[0].detail == "expected a string, got object"
 
 
 def trail_noise():
@@ -406,3 +411,39 @@ def test_caller_address_of_another_type_is_quarantined():
     document = read_document(json.dumps({"Records": [bad, RECORDS[1]]}).encode(), "ip.json")
     assert [(p.index, p.field) for p in document.problems] == [(0, "sourceIPAddress")]
     assert "expected a string, got int" in document.problems[0].detail
+
+
+def _image_record(**changes):
+    record = json.loads(json.dumps(RECORDS[0]))
+    record.update(eventName="CreateImage", eventSource="ec2.amazonaws.com",
+                  responseElements={"imageId": "ami-0123456789abcdef0"})
+    for path, value in changes.items():
+        node = record
+        *parents, last = path.split("__")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return record
+
+
+@pytest.mark.parametrize(("changes", "field", "found"), [
+    ({"userIdentity__arn": 7}, "userIdentity.arn", "number"),
+    ({"responseElements__imageId": {"x": 1}}, "responseElements.imageId", "object"),
+    ({"responseElements__imageId": 12}, "responseElements.imageId", "number"),
+    ({"errorCode": ["AccessDenied"]}, "errorCode", "array"),
+])
+def test_image_event_field_of_wrong_type_named(changes, field, found):
+    body = json.dumps({"Records": [_image_record(**changes)]}).encode()
+    document = read_document(body, "types.json")
+    (problem,) = document.problems
+    assert (problem.index, problem.field) == (0, field)
+    assert problem.detail == f"expected a string, got {found}"
+    assert document.events == []
+
+
+def test_records_that_are_not_an_array_quarantine_the_file():
+    document = read_document(b'{"Records": "nope"}', "lost.json")
+    (problem,) = document.problems
+    assert (problem.index, problem.field) == (-1, "Records")
+    assert problem.detail == "expected an array of records, got string"
+    assert document.records == 0

@@ -60,6 +60,20 @@ def event_time_of(record: dict[str, Any]) -> Any:
     return when
 
 
+# Fields of `userIdentity` that name the caller, always strings in CloudTrail.
+_IDENTITY_TEXT = ("userIdentity.type", "userIdentity.arn", "userIdentity.accountId",
+                  "userIdentity.principalId", "userIdentity.userName",
+                  "userIdentity.invokedBy",
+                  "userIdentity.sessionContext.sessionIssuer.arn")
+_JSON_TYPES = {dict: "object", list: "array", str: "string", bool: "boolean",
+               int: "number", float: "number", type(None): "null"}
+
+
+def json_type(value: Any) -> str:
+    """Return the JSON name of a parsed value's type, for messages."""
+    return _JSON_TYPES.get(type(value), type(value).__name__)
+
+
 def principal_of(identity: Any) -> Principal:
     """Build the acting principal from a record's `userIdentity`."""
     if not isinstance(identity, dict):
@@ -222,9 +236,17 @@ def events_from_record(
     identity = record.get("userIdentity")
     if identity is not None and not isinstance(identity, dict):
         raise RecordError(location, index, "userIdentity",
-                          f"expected an object, got {type(identity).__name__}")
+                          f"expected an object, got {json_type(identity)}")
+    for field in _IDENTITY_TEXT:
+        value = value_at(record, field)
+        if value is not None and not isinstance(value, str):
+            raise RecordError(location, index, field,
+                              f"expected a string, got {json_type(value)}")
 
     error_code = record.get("errorCode") or None
+    if error_code is not None and not isinstance(error_code, str):
+        raise RecordError(location, index, "errorCode",
+                          f"expected a string, got {json_type(error_code)}")
     effect = row.effect
     shared: tuple[str, ...] = ()
     unshared: tuple[str, ...] = ()
@@ -237,7 +259,18 @@ def events_from_record(
         elif unshared:
             effect = EventEffect.UNSHARE
 
-    targets = [t for t in values_at(record, row.target) if isinstance(t, str) and t]
+    for path in (row.source_image, row.source_region, row.registry, row.repository,
+                 row.tag):
+        value = value_at(record, path)
+        if value is not None and not isinstance(value, str):
+            raise RecordError(location, index, path,
+                              f"expected a string, got {json_type(value)}")
+    found = values_at(record, row.target)
+    targets = [t for t in found if isinstance(t, str) and t]
+    wrong = [t for t in found if t is not None and not isinstance(t, str)]
+    if wrong and not targets:
+        raise RecordError(location, index, row.target,
+                          f"expected a string, got {json_type(wrong[0])}")
     if not targets and row.effect is EventEffect.PUSH and error_code is None:
         digest = _manifest_digest(record)
         targets = [digest] if digest else []

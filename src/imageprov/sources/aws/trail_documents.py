@@ -39,7 +39,13 @@ from imageprov.errors import RecordError
 from imageprov.model import LogDocument, RecordOrigin, RecordProblem
 from imageprov.sources import LogFormat
 from imageprov.sources.compression import document_text
-from imageprov.sources.aws.cloudtrail import SOURCE, event_time_of, events_from_record, parse_time
+from imageprov.sources.aws.cloudtrail import (
+    SOURCE,
+    event_time_of,
+    events_from_record,
+    json_type,
+    parse_time,
+)
 from imageprov.sources.aws.event_table import EVENT_NAMES
 
 _CLOUDTRAIL_DETAIL_TYPES = frozenset(
@@ -132,11 +138,7 @@ def _read_log_file_lazily(text: bytes, reader: _Reader) -> bool:
     except (ValueError, RuntimeError):
         # Invalid JSON, or a number simdjson cannot hold (an integer beyond 64 bits).
         return False
-    try:
-        return _read_parsed_log_file(document, reader)
-    finally:
-        # The parser's next document overwrites this one; nothing may refer to it.
-        del document
+    return _read_parsed_log_file(document, reader)
 
 
 _PARSERS = threading.local()
@@ -146,8 +148,8 @@ def _parser() -> Any:
     """Return this thread's simdjson parser, which keeps its buffers between files.
 
     A new parser allocates them again for every file, which cost a third of the
-    parse on generated CloudTrail files. A parser refuses a new document while
-    objects of its last one are alive, so a busy parser is replaced.
+    parse on generated CloudTrail files. A parser raises RuntimeError on a new
+    document while objects of its last one are alive, so a busy parser is replaced.
     """
     parser = getattr(_PARSERS, "parser", None)
     if parser is None or sys.getrefcount(parser) > 3:
@@ -326,6 +328,12 @@ class _Reader:
         records = value.get("Records")
         if isinstance(records, list):
             self._records_wrapper(value, records)
+        elif records is not None and _RECORD_KEYS.isdisjoint(value):
+            # S3, SNS and CloudTrail all deliver a list here; anything else is a log
+            # file that lost its records.
+            self.result.problems.append(RecordProblem(
+                self.result.location, -1, "Records",
+                f"expected an array of records, got {json_type(records)}"))
         elif "detail-type" in value and "detail" in value:
             self._eventbridge(value)
         elif isinstance(value.get("Events"), list):
