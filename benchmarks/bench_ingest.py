@@ -16,6 +16,12 @@ Each measurement runs in its own child process, so memory figures do not mix:
      documentation leads with, and by far the slowest here. `--skip-read-json`
      leaves it out.
 
+3. The floor: on one core, over the first 200 files, the time to inflate each
+   file, to parse the inflated JSON with simdjson, and imageprov's whole read of a
+   file, per record. Every reader must at least inflate and parse, so `--workers`
+   cores cannot pass the rate those two steps allow; the script prints that bound
+   and its ratio to each DuckDB form.
+
 DuckDB runs with `SET threads` equal to `--workers`. Every file is read once before
 the first measurement, so all sides read from the page cache. Seconds cover the
 ingest call or the query alone, not the start of Python or of DuckDB, nor the start
@@ -53,6 +59,8 @@ import generate  # noqa: E402
 
 TARGET_RATIO = 5.0
 TARGET_PEAK_MB = 300.0
+# Files timed step by step for the floor of the rate.
+FLOOR_FILES = 200
 SAMPLE_SECONDS = 0.1
 
 
@@ -148,6 +156,43 @@ def _run_duckdb(folder: Path, threads: int, form: str) -> dict[str, Any]:
     connection.close()
     return {"seconds": seconds, "records": records, "image_records": image_records,
             "sql": sql, "version": duckdb.__version__, **_own_max_rss()}
+
+
+def _run_floor(folder: Path, sample: int) -> dict[str, Any]:
+    """Time the steps every reader must take, on one core, over `sample` files.
+
+    Inflating and parsing are the least that any reader of these files does, so
+    their sum bounds the rate that `workers` cores can reach, whatever else it does.
+    """
+    import simdjson
+
+    from imageprov import formats
+    from imageprov.sources.compression import decompress
+
+    paths = sorted((folder / "AWSLogs").rglob("*.json.gz"))[:sample]
+    packed = [path.read_bytes() for path in paths]
+    texts = [decompress(data) for data in packed]
+    records = sum(len(simdjson.Parser().parse(text)["Records"]) for text in texts)
+    parser = simdjson.Parser()
+
+    def parse(text: bytes) -> None:
+        parser.parse(text)
+
+    def read(data: bytes) -> None:
+        formats.read(data, "floor.json.gz")
+
+    steps = {"inflate": (decompress, packed), "parse": (parse, texts),
+             "read": (read, packed)}
+    micros: dict[str, float] = {}
+    for name, (step, inputs) in steps.items():
+        best = float("inf")
+        for _ in range(3):
+            started = time.perf_counter()
+            for item in inputs:
+                step(item)
+            best = min(best, time.perf_counter() - started)
+        micros[name] = best / records * 1e6
+    return {"files": len(paths), "records": records, "micros": micros}
 
 
 def _own_max_rss() -> dict[str, float]:
@@ -313,6 +358,21 @@ def report(folder: Path, manifest: dict[str, Any], gzip_bytes: int, workers: int
     return same
 
 
+def report_floor(floor: dict[str, Any], workers: int, duck: dict[str, Measurement]) -> None:
+    """Print the one-core cost of each reading step and the rate it bounds."""
+    micros = floor["micros"]
+    print(f"floor    one core, {floor['files']:,} files: inflate {micros['inflate']:.2f} us, "
+          f"parse {micros['parse']:.2f} us, imageprov's whole read "
+          f"{micros['read']:.2f} us per record")
+    bound = workers / (micros["inflate"] + micros["parse"]) * 1e6
+    print(f"floor    inflating and parsing alone on {workers} cores: at most "
+          f"{bound:,.0f} records/s")
+    for form, measurement in duck.items():
+        rate = measurement.result["records"] / measurement.result["seconds"]
+        print(f"floor    that bound / duckdb {DUCKDB_FORMS[form]}: {bound / rate:.2f}x")
+    print()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=1_000_000,
@@ -325,7 +385,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder that contains the generated data sets (default: %(default)s)")
     parser.add_argument("--skip-read-json", action="store_true",
                         help="leave out the DuckDB read_json form, the slowest step")
-    parser.add_argument("--side", choices=("imageprov", "duckdb"), help=argparse.SUPPRESS)
+    parser.add_argument("--side", choices=("imageprov", "duckdb", "floor"),
+                        help=argparse.SUPPRESS)
     parser.add_argument("--form", choices=list(DUCKDB_FORMS), help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -336,6 +397,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.side == "duckdb":
         print(json.dumps(_run_duckdb(args.folder, args.workers, args.form)))
         return 0
+    if args.side == "floor":
+        print(json.dumps(_run_floor(args.folder, FLOOR_FILES)))
+        return 0
 
     if args.records < 1 or args.per_file < 1 or args.workers < 1:
         parser.error("--records, --files-of and --workers must be at least 1")
@@ -345,7 +409,9 @@ def main(argv: list[str] | None = None) -> int:
     imageprov = measure(["--side", "imageprov", *common])
     forms = [form for form in DUCKDB_FORMS if form != "read-json" or not args.skip_read_json]
     duck = {form: measure(["--side", "duckdb", "--form", form, *common]) for form in forms}
+    floor = measure(["--side", "floor", *common]).result
     same = report(folder, manifest, gzip_bytes, args.workers, imageprov, duck)
+    report_floor(floor, args.workers, duck)
     return 0 if same else 1
 
 

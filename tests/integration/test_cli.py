@@ -110,6 +110,15 @@ def test_explain_unknown_image_fails(example):
     assert "no image 'ami-00000000000000000'" in result.stderr
 
 
+def test_explain_cuts_a_long_unknown_name(example):
+    config, database = example
+    assert run_cli("scan", "--config", str(config), "--database", database).returncode == 0
+    result = run_cli("explain", "a" * 3000, "--database", database)
+    assert result.returncode == 2
+    assert "(3,000 characters)" in result.stderr
+    assert len(result.stderr) < 600
+
+
 @pytest.mark.parametrize("command", [["verdicts"], ["explain", "ami-00000000000000000"],
                                      ["quarantine", "list"], ["report"],
                                      ["ledger", "verify"], ["token", "list"]])

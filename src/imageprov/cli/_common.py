@@ -36,6 +36,13 @@ def _ledger_key(config: Path | None) -> Path | None:
         raise _fail(error) from error
 
 
+def _quoted(text: str, limit: int = 120) -> str:
+    """Return `text` quoted for a message, cut to `limit` characters with its length."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text):,} characters)"
+
+
 def _fail(error: Exception) -> typer.Exit:
     err.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
     return typer.Exit(code=2)

@@ -20,7 +20,7 @@ from imageprov.cli import explain as explain_view
 from imageprov.cli import gate as gate_commands
 from imageprov.cli import render
 from imageprov.report.formats import csv_row
-from imageprov.cli._common import _database, _fail, _open_store, err
+from imageprov.cli._common import _database, _fail, _open_store, _quoted, err
 from imageprov.cli.evidence import evidence_app, keys_app, ledger_app
 from imageprov.config import database_url, load_config
 from imageprov.errors import ImageprovError
@@ -303,7 +303,7 @@ def explain(
             # Azure resource ids are stored lower-cased and compared without case.
             found = store.find_images(image.strip().rstrip("/").lower())
         if not found:
-            raise _fail(ImageprovError(f"no image {image!r} in {store.display_url}"))
+            raise _fail(ImageprovError(f"no image {_quoted(image)} in {store.display_url}"))
         for one in found:
             explain_view.show(out, store, one)
     finally:
