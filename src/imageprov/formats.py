@@ -8,7 +8,11 @@ digest files that sit beside trail files and reports unknown JSON as such.
 
 from __future__ import annotations
 
-from imageprov.model import LogDocument, RecordProblem
+from typing import Any
+
+import orjson
+
+from imageprov.model import CreationEvent, LogDocument, RecordProblem
 from imageprov.sources import LogFormat
 from imageprov.sources.aws import trail_documents
 from imageprov.sources.azure import acr_documents, activity_documents
@@ -52,4 +56,61 @@ def read(data: bytes, location: str, fallback_account: str | None = None,
             location, -1, "(file)",
             f"unknown log format {name!r}; known: {', '.join(sorted(BY_NAME))}"))
         return document
-    return chosen.read(data, location, fallback_account)
+    return storable(chosen.read(data, location, fallback_account))
+
+
+# PostgreSQL text cannot hold this character, so a value with it cannot be stored.
+_NUL = "\x00"
+_NUL_ESCAPED = b"\\u0000"
+
+
+def storable(document: LogDocument) -> LogDocument:
+    """Quarantine the events of `document` that hold a NUL character, in place.
+
+    Such a value fails the whole batch on PostgreSQL. The record is kept out, with
+    the field named, and the rest of the file is stored. A NUL in the account or
+    region of a time span becomes U+FFFD, since spans record no record index.
+    """
+    kept: list[CreationEvent] = []
+    for event in document.events:
+        raw = document.raw.get(event.key)
+        # The record's JSON writes a NUL as an escape, so a record without one has
+        # no NUL in any field taken from it.
+        if raw is not None and _NUL_ESCAPED not in raw:
+            kept.append(event)
+            continue
+        value = _nul_field(event.model_dump(mode="json"))
+        if value is None:
+            kept.append(event)
+            continue
+        # The record's own field name is the one its reader knows; the event's
+        # field is named in the detail.
+        field = _nul_field(orjson.loads(raw)) if raw is not None else None
+        document.raw.pop(event.key, None)
+        document.problems.append(RecordProblem(
+            document.location, event.origin.index, field or value,
+            f"the event's {value} contains a NUL character (U+0000), which the "
+            "database cannot store"))
+    document.events = kept
+    if any(_NUL in account or _NUL in region for account, region in document.spans):
+        document.spans = {
+            (account.replace(_NUL, "\ufffd"), region.replace(_NUL, "\ufffd")): span
+            for (account, region), span in document.spans.items()}
+    return document
+
+
+def _nul_field(value: Any, path: str = "") -> str | None:
+    """Return the path of the first string under `value` that holds a NUL, or None."""
+    if isinstance(value, str):
+        return (path or "(value)") if _NUL in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _nul_field(item, f"{path}.{key}" if path else str(key))
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for number, item in enumerate(value):
+            found = _nul_field(item, f"{path}[{number}]")
+            if found is not None:
+                return found
+    return None

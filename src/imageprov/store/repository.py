@@ -389,10 +389,11 @@ class Store:
     ) -> None:
         if not problems:
             return
+        # A detail may quote the bad value, and PostgreSQL text cannot hold a NUL.
         values = [
-            {"source": source, "location": problem.location,
-             "record_index": problem.index, "field": problem.field[:256],
-             "error": problem.detail, "quarantined_at": now}
+            {"source": source, "location": _printable(problem.location),
+             "record_index": problem.index, "field": _printable(problem.field)[:256],
+             "error": _printable(problem.detail), "quarantined_at": now}
             for problem in problems
         ]
         statement = self._insert_ignoring(
@@ -1082,6 +1083,11 @@ def _image_of(row: Any) -> Image:
         state=row.state, public=row.public, source_image=row.source_image,
         source_region=row.source_region, inventory_source=row.inventory_source,
     )
+
+
+def _printable(text: str) -> str:
+    """Return `text` with each NUL character written as the escape `\\x00`."""
+    return text.replace("\x00", "\\x00") if "\x00" in text else text
 
 
 def _event_values(item: CreationEvent, raw: bytes | None) -> dict[str, Any]:

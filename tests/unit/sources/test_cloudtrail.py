@@ -431,6 +431,8 @@ def _image_record(**changes):
     ({"responseElements__imageId": {"x": 1}}, "responseElements.imageId", "object"),
     ({"responseElements__imageId": 12}, "responseElements.imageId", "number"),
     ({"errorCode": ["AccessDenied"]}, "errorCode", "array"),
+    ({"errorCode": 0}, "errorCode", "number"),
+    ({"errorCode": False}, "errorCode", "boolean"),
 ])
 def test_image_event_field_of_wrong_type_named(changes, field, found):
     body = json.dumps({"Records": [_image_record(**changes)]}).encode()

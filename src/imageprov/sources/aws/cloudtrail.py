@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from imageprov.errors import RecordError
+from imageprov.sources.fields import json_type, parse_log_time
 from imageprov.model import (
     CreationEvent,
     EventEffect,
@@ -39,17 +40,7 @@ def parse_time(value: Any, location: str, index: int, field: str) -> datetime:
     CloudTrail writes UTC with a `Z` suffix. Exports that reformat it (a space for
     the `T`, no offset) are read as UTC too, since the field is defined as UTC.
     """
-    if not isinstance(value, str):
-        raise RecordError(location, index, field, f"expected a time string, got {value!r}")
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise RecordError(
-            location, index, field, f"invalid time {value!r}, expected ISO 8601"
-        ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed
+    return parse_log_time(value, location, index, field)
 
 
 def event_time_of(record: dict[str, Any]) -> Any:
@@ -65,15 +56,6 @@ _IDENTITY_TEXT = ("userIdentity.type", "userIdentity.arn", "userIdentity.account
                   "userIdentity.principalId", "userIdentity.userName",
                   "userIdentity.invokedBy",
                   "userIdentity.sessionContext.sessionIssuer.arn")
-_JSON_TYPES = {dict: "object", list: "array", str: "string", bool: "boolean",
-               int: "number", float: "number", type(None): "null"}
-
-
-def json_type(value: Any) -> str:
-    """Return the JSON name of a parsed value's type, for messages."""
-    return _JSON_TYPES.get(type(value), type(value).__name__)
-
-
 def principal_of(identity: Any) -> Principal:
     """Build the acting principal from a record's `userIdentity`."""
     if not isinstance(identity, dict):
@@ -243,10 +225,12 @@ def events_from_record(
             raise RecordError(location, index, field,
                               f"expected a string, got {json_type(value)}")
 
-    error_code = record.get("errorCode") or None
+    error_code = record.get("errorCode")
     if error_code is not None and not isinstance(error_code, str):
+        # A false or zero code would otherwise pass as a successful call.
         raise RecordError(location, index, "errorCode",
                           f"expected a string, got {json_type(error_code)}")
+    error_code = error_code or None
     effect = row.effect
     shared: tuple[str, ...] = ()
     unshared: tuple[str, ...] = ()

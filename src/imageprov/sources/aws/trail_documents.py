@@ -23,7 +23,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 import orjson
@@ -43,9 +43,9 @@ from imageprov.sources.aws.cloudtrail import (
     SOURCE,
     event_time_of,
     events_from_record,
-    json_type,
     parse_time,
 )
+from imageprov.sources.fields import is_utc_second, json_type
 from imageprov.sources.aws.event_table import EVENT_NAMES
 
 _CLOUDTRAIL_DETAIL_TYPES = frozenset(
@@ -461,11 +461,7 @@ class _Reader:
         """Return whether `when` is a real UTC time written `YYYY-MM-DDTHH:MM:SSZ`."""
         if when in self.known_times:
             return True
-        if len(when) != 20 or when[-1] != "Z" or when[10] != "T":
-            return False
-        try:
-            datetime.fromisoformat(when)
-        except ValueError:
+        if len(when) != 20 or when[-1] != "Z" or not is_utc_second(when):
             return False
         self.known_times.add(when)
         return True

@@ -22,12 +22,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
 
 from imageprov.errors import RecordError
+from imageprov.sources.fields import parse_log_time
 from imageprov.model import (
     CreationEvent,
     Principal,
@@ -136,12 +137,7 @@ def parse_time(value: Any, location: str, index: int, field_name: str) -> dateti
     """Parse an Activity Log time; text without an offset is UTC."""
     if not isinstance(value, str) or not value.strip():
         raise RecordError(location, index, field_name, "missing or not a time string")
-    try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise RecordError(location, index, field_name,
-                          f"invalid time {value!r}, expected ISO 8601") from None
-    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return parse_log_time(value, location, index, field_name)
 
 
 def normal_status(value: str | None) -> str:

@@ -16,7 +16,6 @@ the file, the record index and the field, and every other record is still read.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Any
 
 import orjson
@@ -29,6 +28,7 @@ except ImportError:  # pragma: no cover - exercised only where the wheel is miss
     simdjson = None
 
 from imageprov.errors import RecordError
+from imageprov.sources.fields import is_utc_second
 from imageprov.model import LogDocument, RecordProblem
 from imageprov.sources import LogFormat
 from imageprov.sources.azure.operations import BY_OPERATION
@@ -191,9 +191,7 @@ class _Reader:
         if not name or name in BY_OPERATION or (check_shape and
                                                 _OTHER_SHAPES & value.keys()):
             return False
-        try:
-            datetime.fromisoformat(when)
-        except ValueError:
+        if not is_utc_second(when):
             return False
         resource = value.get("resourceId")
         subscription = None

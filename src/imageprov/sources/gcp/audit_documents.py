@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime
 from typing import Any
 
 import orjson
 
 from imageprov.errors import RecordError
+from imageprov.sources.fields import is_utc_second
 from imageprov.model import LogDocument, RecordOrigin, RecordProblem
 from imageprov.sources import LogFormat
 from imageprov.sources.compression import document_text
@@ -192,9 +192,7 @@ class _Reader:
             return None
         second = value[:19]
         if second not in self.valid_seconds:
-            try:
-                datetime.fromisoformat(second)
-            except ValueError:
+            if not is_utc_second(second):
                 return None
             self.valid_seconds.add(second)
         return second + "Z"

@@ -18,11 +18,12 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import unquote
 
 from imageprov.errors import RecordError
+from imageprov.sources.fields import parse_log_time
 from imageprov.model import (
     INCOMPLETE_OPERATION,
     CreationEvent,
@@ -105,14 +106,7 @@ def parse_time(value: Any, location: str, index: int, field: str) -> datetime:
     Raises:
         RecordError: the value is not a time.
     """
-    if not isinstance(value, str):
-        raise RecordError(location, index, field, f"expected a time string, got {value!r}")
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise RecordError(location, index, field,
-                          f"invalid time {value!r}, expected RFC 3339") from None
-    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return parse_log_time(value, location, index, field, "RFC 3339")
 
 
 def project_of(entry: dict[str, Any]) -> str | None:

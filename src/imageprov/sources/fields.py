@@ -1,0 +1,72 @@
+"""Typed values read out of parsed log records: JSON type names and event times."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from imageprov.errors import RecordError
+
+_JSON_TYPES = {dict: "object", list: "array", str: "string", bool: "boolean",
+               int: "number", float: "number", type(None): "null"}
+
+# A date and a time of day, with optional fraction and offset. The standard
+# library's parser also takes week dates, dates alone and any separator, even a
+# NUL, none of which a log writes for an event time.
+_TIME = re.compile(
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt ]([0-9]{2}:[0-9]{2}:[0-9]{2})(\.[0-9]{1,9})?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})?")
+_SECOND = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}")
+_SHOWN = 80
+
+
+def json_type(value: Any) -> str:
+    """Return the JSON name of a parsed value's type, for messages."""
+    return _JSON_TYPES.get(type(value), type(value).__name__)
+
+
+def shown(value: str) -> str:
+    """Return `value` quoted for a message, cut to a readable length."""
+    if len(value) <= _SHOWN:
+        return repr(value)
+    return f"{value[:_SHOWN]!r}... ({len(value):,} characters)"
+
+
+def parse_log_time(value: Any, location: str, index: int, field: str,
+                   standard: str = "ISO 8601") -> datetime:
+    """Parse an event time into UTC; text without an offset is UTC.
+
+    Fractions of a second past microseconds are dropped.
+
+    Raises:
+        RecordError: the value is not a date and time, or is out of range once
+            converted to UTC.
+    """
+    if not isinstance(value, str):
+        raise RecordError(location, index, field,
+                          f"expected a time string, got {json_type(value)}")
+    match = _TIME.fullmatch(value.strip())
+    if match is None:
+        raise RecordError(location, index, field,
+                          f"invalid time {shown(value)}, expected a {standard} "
+                          "date and time")
+    date, clock, fraction, offset = match.groups()
+    offset = "+00:00" if offset is None or offset in "Zz" else offset
+    try:
+        return datetime.fromisoformat(f"{date}T{clock}{(fraction or '')[:7]}{offset}"
+                                      ).astimezone(UTC)
+    except (ValueError, OverflowError) as error:
+        raise RecordError(location, index, field,
+                          f"invalid time {shown(value)}: {error}") from None
+
+
+def is_utc_second(text: str) -> bool:
+    """Say whether `text` starts with a real time written `YYYY-MM-DDTHH:MM:SS`."""
+    if _SECOND.match(text) is None:
+        return False
+    try:
+        datetime.fromisoformat(text[:19])
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,55 @@
+"""Records that the database cannot hold lose only themselves, on every backend."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from imageprov.ingest import ingest
+from imageprov.sources.files import LocalFolder
+from imageprov.store import Store
+from tests.helpers import trail
+
+T0 = datetime(2026, 11, 3, 6, 0, tzinfo=UTC)
+BUILD = trail.role_identity("ImageBuild", "packer-9", path="/build/")
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_nul_characters_quarantine_their_record_only(database_url: str, tmp_path: Path):
+    good = trail.create_image(BUILD, T0, "ami-0000000000000b001", ip="10.20.0.5")
+    with_nul = trail.create_image(BUILD, T0 + timedelta(minutes=1), "ami-0000000000000b002",
+                                  ip="10.20.0.5", agent="Packer/1\x00evil")
+    other = trail.noise(T0 + timedelta(minutes=2), 1)[0]
+    other["awsRegion"] = "us-east-1\x00"
+    bad_time = trail.noise(T0 + timedelta(minutes=3), 1)[0]
+    bad_time["eventTime"] = "2026-11-03T06:00:00\x00Z"
+    path = tmp_path / "logs" / "nul.json"
+    path.parent.mkdir()
+    path.write_bytes(trail.log_file([good, with_nul, other, bad_time]))
+
+    store = Store.open(database_url)
+    try:
+        summary = ingest(store, LocalFolder(path.parent).objects())
+        assert summary.files_failed == 0
+        assert summary.new_events == 1
+        events = store.events()
+        assert [event.target for event in events] == ["ami-0000000000000b001"]
+        problems = {(row.record_index, row.field): row.error
+                    for row in store.quarantined()}
+        assert (1, "userAgent") in problems
+        assert "user_agent contains a NUL character" in problems[(1, "userAgent")]
+        assert (3, "eventTime") in problems
+        assert "\x00" not in problems[(3, "eventTime")]
+        assert (trail.ACCOUNT, "us-east-1\ufffd") in store.coverage()
+
+        # The next file is stored as usual: nothing was left half written.
+        later = tmp_path / "logs" / "later.json"
+        later.write_bytes(trail.log_file([
+            trail.create_image(BUILD, T0 + timedelta(hours=1), "ami-0000000000000b003",
+                               ip="10.20.0.5")]))
+        again = ingest(store, LocalFolder(path.parent).objects())
+        assert (again.skipped, again.new_events) == (1, 1)
+    finally:
+        store.close()
