@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import gzip
 import zlib
 
 from imageprov.model import LogDocument, RecordProblem
 
-try:
-    # ISA-L inflates about twice as fast as zlib, to the same result.
-    from isal.igzip_lib import DECOMP_GZIP as _ISAL_GZIP
-    from isal.igzip_lib import IgzipDecompressor as _IsalInflater
-    from isal.isal_zlib import IsalError as _InflateError
-except ImportError:  # pragma: no cover - exercised only where the wheel is missing
-    _IsalInflater = None
-    from zlib import error as _InflateError
+# ISA-L inflates about twice as fast as zlib, to the same result.
+from isal.igzip_lib import DECOMP_GZIP as _ISAL_GZIP
+from isal.igzip_lib import IgzipDecompressor as _IsalInflater
+from isal.isal_zlib import IsalError as _InflateError
 
 _GZIP_MAGIC = b"\x1f\x8b"
 # Window bits that accept a gzip or zlib header.
@@ -23,47 +18,72 @@ _GZIP_WBITS = 47
 # claims more is false and only a bounded buffer is reserved for it.
 _MAX_RATIO = 1032
 _MAX_HINT = 2**28
+# The most bytes one log file may inflate to. A worker holds a whole document and
+# what it parses from it at once, so this bounds a worker's memory.
+# NOTE: the figure is an estimate of what one exported log file reaches; a real
+# file larger than this is quarantined whole.
+MAX_DOCUMENT_BYTES = 512 * 2**20
 
 
-def decompress(data: bytes) -> bytes:
+def decompress(data: bytes, limit: int | None = None) -> bytes:
     """Return the bytes of a gzip document uncompressed, or the bytes unchanged.
 
+    Concatenated gzip members are one valid file and are read in turn; zero bytes
+    after the last member are padding. `limit` caps the uncompressed size
+    (`MAX_DOCUMENT_BYTES` when None), so that a small file that inflates to
+    gigabytes is rejected before it fills memory.
+
     Raises:
-        EOFError: the gzip stream is invalid or truncated.
+        EOFError: the gzip stream is invalid, truncated or larger than the limit.
     """
     if data[:2] != _GZIP_MAGIC:
         return data
-    try:
-        text, rest = _inflate_member(data)
-    except (zlib.error, _InflateError) as error:
-        raise EOFError(f"invalid gzip stream: {error}") from None
-    if rest.strip(b"\0"):
-        # Concatenated gzip members are one valid file; the standard library reads
-        # every member, where one inflater stops after the first.
+    limit = MAX_DOCUMENT_BYTES if limit is None else limit
+    parts: list[bytes] = []
+    size = 0
+    rest = data
+    while True:
         try:
-            return gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as error:
-            raise EOFError(f"invalid gzip member: {error}") from None
-    return text
+            member, rest = _inflate_member(rest, limit - size)
+        except (zlib.error, _InflateError) as error:
+            raise EOFError(f"invalid gzip stream: {error}") from None
+        except _TooLarge:
+            raise EOFError(f"the document inflates to more than {limit:,} bytes, the "
+                           "most imageprov reads from one file") from None
+        parts.append(member)
+        size += len(member)
+        if not rest.strip(b"\0"):
+            break
+        if rest[:2] != _GZIP_MAGIC:
+            raise EOFError(f"invalid gzip stream: {len(rest):,} bytes after the last "
+                           "member are not a gzip member")
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
-def _inflate_member(data: bytes) -> tuple[bytes, bytes]:
-    """Inflate the first gzip member of `data` and return it with the bytes after it."""
-    if _IsalInflater is None:  # pragma: no cover - exercised only without the wheel
-        inflater = zlib.decompressobj(_GZIP_WBITS)
-        text = inflater.decompress(data)
-        if not inflater.eof:
-            raise EOFError("the gzip stream is truncated")
-        return text, inflater.unused_data
+class _TooLarge(Exception):
+    """A gzip member inflates past the room left under the limit."""
+
+
+def _inflate_member(data: bytes, room: int) -> tuple[bytes, bytes]:
+    """Inflate the first gzip member of `data` and return it with the bytes after it.
+
+    Raises:
+        EOFError: the member is truncated.
+        _TooLarge: the member inflates to more than `room` bytes.
+    """
     # The last four bytes of a single-member file give its uncompressed size. Asking
     # for that much output at once lets the inflater fill one buffer, which on
     # CloudTrail files halved the time of growing one piece by piece. A trailer that
     # gives a false size fails the inflater's own length check, as it does in zlib.
     hint = min(int.from_bytes(data[-4:], "little") + 1, len(data) * _MAX_RATIO, _MAX_HINT)
     inflater = _IsalInflater(_ISAL_GZIP)
-    parts = [inflater.decompress(data, hint)]
-    while not inflater.eof and not inflater.needs_input:
-        parts.append(inflater.decompress(b"", max(hint, 2**20)))
+    parts = [inflater.decompress(data, min(hint, room + 1))]
+    size = len(parts[0])
+    while not inflater.eof and not inflater.needs_input and size <= room:
+        parts.append(inflater.decompress(b"", min(max(hint, 2**20), room + 1 - size)))
+        size += len(parts[-1])
+    if size > room:
+        raise _TooLarge
     if not inflater.eof:
         raise EOFError("the gzip stream is truncated")
     text = parts[0] if len(parts) == 1 else b"".join(parts)

@@ -6,6 +6,8 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from imageprov.errors import RecordError
 
 _JSON_TYPES = {dict: "object", list: "array", str: "string", bool: "boolean",
@@ -19,6 +21,19 @@ _TIME = re.compile(
     r"([Zz]|[+-][0-9]{2}:[0-9]{2})?")
 _SECOND = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}")
 _SHOWN = 80
+
+
+def error_text(error: Exception) -> str:
+    """Return a short message for a failed check of a record's field.
+
+    A pydantic error lists each field and what was wrong, without the link to its
+    documentation that its text ends with.
+    """
+    if isinstance(error, ValidationError):
+        parts = [f"{'.'.join(str(part) for part in item['loc']) or '(value)'}: {item['msg']}"
+                 for item in error.errors(include_url=False)[:3]]
+        return "; ".join(parts)[:300]
+    return str(error)[:300]
 
 
 def json_type(value: Any) -> str:

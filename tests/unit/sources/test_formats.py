@@ -86,3 +86,34 @@ def test_gzip_missing_trailer_or_corrupt_block_raises():
             assert "gzip" in str(error)
         else:
             raise AssertionError(f"no error for {len(broken)} bytes")
+
+
+def test_gzip_bomb_rejected_at_the_limit():
+    body = b'{"Records": [' + b" " * 5_000_000 + b"]}"
+    packed = gzip.compress(body)
+    assert decompress(packed, limit=len(body)) == body
+    for limit in (len(body) - 1, 1000):
+        try:
+            decompress(packed, limit=limit)
+        except EOFError as error:
+            assert f"more than {limit:,} bytes" in str(error)
+        else:
+            raise AssertionError(f"{len(body)} bytes passed a limit of {limit}")
+    # The limit counts every member together.
+    try:
+        decompress(packed + packed, limit=len(body) + 10)
+    except EOFError as error:
+        assert "more than" in str(error)
+    else:
+        raise AssertionError("two members passed a limit for one")
+
+
+def test_gzip_padding_kept_and_trailing_bytes_rejected():
+    body = json.dumps({"Records": [RECORD]}).encode()
+    assert decompress(gzip.compress(body) + b"\0" * 512) == body
+    try:
+        decompress(gzip.compress(body) + b"trailing")
+    except EOFError as error:
+        assert "are not a gzip member" in str(error)
+    else:
+        raise AssertionError("trailing bytes were accepted")

@@ -45,7 +45,7 @@ from imageprov.sources.aws.cloudtrail import (
     events_from_record,
     parse_time,
 )
-from imageprov.sources.fields import is_utc_second, json_type
+from imageprov.sources.fields import error_text, is_utc_second, json_type
 from imageprov.sources.aws.event_table import EVENT_NAMES
 
 _CLOUDTRAIL_DETAIL_TYPES = frozenset(
@@ -522,7 +522,7 @@ class _Reader:
             # ValueErrors); the record is quarantined like any other bad one.
             self.result.problems.append(RecordProblem(
                 self.result.location, index, "(record)",
-                f"a field has the wrong type: {str(error)[:300]}"))
+                f"a field has the wrong type: {error_text(error)}"))
             return
         if events:
             self.result.events.extend(events)

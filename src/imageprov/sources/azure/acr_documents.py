@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from imageprov.errors import RecordError
+from imageprov.sources.fields import error_text
 from imageprov.model import (
     CreationEvent,
     EventEffect,
@@ -144,7 +145,7 @@ class _Reader:
             return
         except (ValueError, TypeError) as error:
             self.result.problems.append(RecordProblem(
-                location, index, "(record)", f"a field has the wrong type: {str(error)[:300]}"))
+                location, index, "(record)", f"a field has the wrong type: {error_text(error)}"))
             return
         if event is not None:
             self.result.events.append(event)

@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 
 from imageprov.errors import RecordError
-from imageprov.sources.fields import is_utc_second
+from imageprov.sources.fields import error_text, is_utc_second
 from imageprov.model import LogDocument, RecordOrigin, RecordProblem
 from imageprov.sources import LogFormat
 from imageprov.sources.compression import document_text
@@ -220,7 +220,7 @@ class _Reader:
             except (ValueError, TypeError, AttributeError) as error:
                 self.result.problems.append(RecordProblem(
                     self.result.location, index, "(entry)",
-                    f"a field has the wrong type: {str(error)[:300]}"))
+                    f"a field has the wrong type: {error_text(error)}"))
                 continue
             for event in events:
                 self.result.events.append(event)
