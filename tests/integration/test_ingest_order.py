@@ -182,3 +182,18 @@ def test_conflicting_duplicates_resolve_by_file_order(tmp_path, new_database):
     assert results[0][2].endswith("l1/b-mallory.json")
     assert results[0][1] == "8.8.8.8"
     assert results[0][3] == "8.8.8.8"
+
+
+def test_file_that_failed_whole_is_read_again(tmp_path, new_database):
+    names = _write_files(tmp_path / "logs")
+    Path(names[1]).write_bytes(b"\x1f\x8b\x08 truncated")
+    store = Store.open(new_database())
+    first = ingest(store, LocalTrail(tmp_path / "logs").objects())
+    second = ingest(store, LocalTrail(tmp_path / "logs").objects())
+    assert (first.files_failed, first.skipped) == (1, 0)
+    # The broken file is not marked as read, so every run reports it again.
+    assert (second.files_failed, second.files) == (1, 1)
+    assert second.skipped == len(names) - 1
+    assert [(row.location, row.record_index) for row in store.quarantined()] == [
+        (names[1], -1)]
+    assert store.log_file_count() == len(names) - 1

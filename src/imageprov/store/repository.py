@@ -267,7 +267,8 @@ class Store:
         under the same key (the same eventID for the same account) is not added
         again, so reading a file twice changes nothing. Rows are written a table at a
         time for the whole batch, in the order of `documents`, except problems, which
-        are written per document.
+        are written per document. A document of which nothing could be read has its
+        problems stored but is not marked as read, so the next run reads it again.
         `checkpoints` maps incremental sources to the position they reached with
         these documents. They advance in the same transaction, so a crash never
         leaves a checkpoint past a file that was not stored.
@@ -285,9 +286,15 @@ class Store:
             connection = session.connection()
             stored = self._stored_hashes(session, [sha256 for _, sha256 in documents])
             fresh: list[LogDocument] = []
+            unread: list[LogDocument] = []
             file_values: list[dict[str, Any]] = []
             for document, sha256 in documents:
                 if sha256 in stored:
+                    continue
+                if _unread(document):
+                    # Not marked as read, so the file is read again next time, by a
+                    # fixed release or after the file is repaired.
+                    unread.append(document)
                     continue
                 stored.add(sha256)
                 fresh.append(document)
@@ -298,6 +305,8 @@ class Store:
                     "errors": len(document.problems), "notices": document.notices,
                     "read_at": now, "content_sha256": document.content_sha256,
                 })
+            for document in unread:
+                self._insert_problems(session, document.source, document.problems, now)
             if not fresh:
                 return 0
 
@@ -1083,6 +1092,12 @@ def _image_of(row: Any) -> Image:
         state=row.state, public=row.public, source_image=row.source_image,
         source_region=row.source_region, inventory_source=row.inventory_source,
     )
+
+
+def _unread(document: LogDocument) -> bool:
+    """Say whether nothing of a document could be read: no record, event or notice."""
+    return (not document.records and not document.events and not document.notices
+            and any(problem.index < 0 for problem in document.problems))
 
 
 def _printable(text: str) -> str:
