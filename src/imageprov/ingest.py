@@ -158,9 +158,9 @@ class _Writer:
         # the positions the current batch reaches, stored with it.
         self.positions: dict[str, tuple[str, str]] = {}
         self.reached: dict[str, str] = {}
-        # Hashes of files accepted for parsing but not stored yet, so that a second
-        # copy read meanwhile is skipped as it would be once the first is stored.
-        self.unstored: set[str] = set()
+        # Hashes of files accepted for parsing but not stored yet, with the first
+        # location accepted, so that a later copy is judged as once it is stored.
+        self.unstored: dict[str, str] = {}
 
     def take(self, document: LogDocument, sha256: str) -> None:
         summary = self.summary
@@ -194,7 +194,8 @@ class _Writer:
             return
         self.summary.new_events += self.store.save_documents(self.batch, self.reached)
         self.reached = {}
-        self.unstored.difference_update(sha256 for _, sha256 in self.batch)
+        for _, sha256 in self.batch:
+            self.unstored.pop(sha256, None)
         self.batch.clear()
 
 
@@ -228,12 +229,14 @@ def _fresh_files(
                 _quarantine_unloadable(store, item, sha256)
                 summary.problems += 1
                 summary.files_failed += 1
-            elif sha256 in known or sha256 in unstored:
+            elif _read_before(item.location, min(
+                    (where for where in (known.get(sha256), unstored.get(sha256)) if where),
+                    default=None)):
                 summary.skipped += 1
                 if on_file:
                     on_file(item.location)
             else:
-                unstored.add(sha256)
+                unstored[sha256] = min(item.location, unstored.get(sha256, item.location))
                 if item.checkpoint is not None and item.position is not None:
                     writer.positions[item.location] = (item.checkpoint, item.position)
                 fresh.append((item, data, sha256))
@@ -241,6 +244,17 @@ def _fresh_files(
         # Popping as the consumer goes lets each file's bytes be freed once sent.
         while fresh:
             yield fresh.popleft()
+
+
+def _read_before(location: str, stored: str | None) -> bool:
+    """Say whether content already read at `stored` makes the copy at `location`
+    redundant.
+
+    Which copy of a duplicated record is kept goes by location (see
+    `Store.save_documents`), so a copy that sorts before the stored one is read,
+    and the result does not depend on which copy came first.
+    """
+    return stored is not None and stored <= location
 
 
 def _quarantine_unloadable(store: Store, item: LogObject, detail: str) -> None:

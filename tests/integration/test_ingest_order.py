@@ -197,3 +197,52 @@ def test_file_that_failed_whole_is_read_again(tmp_path, new_database):
     assert [(row.location, row.record_index) for row in store.quarantined()] == [
         (names[1], -1)]
     assert store.log_file_count() == len(names) - 1
+
+
+def _duplicated_event_files(folder: Path) -> dict[str, Path]:
+    """Write two identical files with an approved CreateImage and a third whose
+    record has the same eventID but names the root user from a public address."""
+    when = T0 + timedelta(hours=3)
+    real = trail.create_image(BUILD, when, "ami-0000000000000a004", ip="10.20.0.5",
+                              agent=PACKER)
+    forged = json.loads(json.dumps(real))
+    forged["userIdentity"] = trail.root_identity()
+    forged["sourceIPAddress"] = "172.64.1.1"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {"a-real": folder / "a-real.json", "m-forged": folder / "m-forged.json",
+             "z-copy": folder / "z-copy.json"}
+    paths["a-real"].write_bytes(trail.log_file([real]))
+    paths["z-copy"].write_bytes(trail.log_file([real]))
+    paths["m-forged"].write_bytes(trail.log_file([forged]))
+    return paths
+
+
+def test_duplicated_event_kept_from_first_location_in_any_order(tmp_path, new_database):
+    paths = _duplicated_event_files(tmp_path / "logs")
+    outcomes = set()
+    for order in (["a-real", "m-forged", "z-copy"], ["z-copy", "m-forged", "a-real"],
+                  ["m-forged", "z-copy", "a-real"]):
+        store = Store.open(new_database())
+        for name in order:
+            ingest(store, LocalTrail(paths[name]).objects())
+        (event,) = store.events()
+        outcomes.add((event.origin.location, event.principal.id, event.source_ip))
+        # The stored file row takes the first location of its content, so a later
+        # run skips both copies without reading them.
+        again = ingest(store, LocalTrail(tmp_path / "logs").objects())
+        assert (again.skipped, again.files) == (3, 0)
+        store.close()
+    assert outcomes == {(str(paths["a-real"]), BUILD["arn"], "10.20.0.5")}
+
+
+def test_duplicated_event_same_however_the_path_is_typed(tmp_path, new_database,
+                                                         monkeypatch):
+    paths = _duplicated_event_files(tmp_path / "logs")
+    monkeypatch.chdir(tmp_path / "logs")
+    store = Store.open(new_database())
+    ingest(store, LocalTrail("z-copy.json").objects())
+    ingest(store, LocalTrail(paths["m-forged"]).objects())
+    ingest(store, LocalTrail("./a-real.json").objects())
+    (event,) = store.events()
+    assert event.origin.location == str(paths["a-real"])
+    assert event.principal.id == BUILD["arn"]

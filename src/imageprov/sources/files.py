@@ -41,7 +41,9 @@ class LocalFolder:
     def __init__(self, path: str | Path,
                  account_of: Callable[[str], str | None] | None = None,
                  format: str | None = None) -> None:
-        self.path = Path(path)
+        # Locations are absolute, so that a file has one name however the path was
+        # typed: the copy of a duplicated record that is kept goes by location.
+        self.path = Path(path).absolute()
         self.name = f"file:{self.path}"
         self.account_of = account_of or (lambda _: None)
         self.format = format

@@ -197,17 +197,18 @@ class Store:
         module = postgresql if dialect == "postgresql" else sqlite
         return module.insert(table).on_conflict_do_nothing(index_elements=index)
 
-    def known_log_files(self, hashes: Iterable[str]) -> set[str]:
-        """Return which of these content hashes belong to files already read."""
+    def known_log_files(self, hashes: Iterable[str]) -> dict[str, str]:
+        """Return the location stored for each of these content hashes already read."""
         wanted = list(set(hashes))
-        found: set[str] = set()
+        found: dict[str, str] = {}
         with self.session() as session:
             for start in range(0, len(wanted), 500):
                 chunk = wanted[start : start + 500]
-                rows = session.scalars(
-                    select(LogFileRow.sha256).where(LogFileRow.sha256.in_(chunk))
+                rows = session.execute(
+                    select(LogFileRow.sha256, LogFileRow.location)
+                    .where(LogFileRow.sha256.in_(chunk))
                 )
-                found.update(rows)
+                found.update((sha256, location) for sha256, location in rows)
         return found
 
     @contextmanager
@@ -262,8 +263,9 @@ class Store:
                        checkpoints: dict[str, str] | None = None) -> int:
         """Store read documents and their events in one transaction.
 
-        A document whose content hash is stored already is left out, and so is a
-        second document with the same hash in `documents`. An event already stored
+        A document whose content hash is stored already, or appears earlier in
+        `documents`, adds no file row; its events are offered to the upsert, which
+        keeps each from the copy whose location sorts first. An event already stored
         under the same key (the same eventID for the same account) is not added
         again, so reading a file twice changes nothing. Rows are written a table at a
         time for the whole batch, in the order of `documents`, except problems, which
@@ -287,9 +289,15 @@ class Store:
             stored = self._stored_hashes(session, [sha256 for _, sha256 in documents])
             fresh: list[LogDocument] = []
             unread: list[LogDocument] = []
+            copies: list[LogDocument] = []
+            copy_hashes: list[str] = []
             file_values: list[dict[str, Any]] = []
             for document, sha256 in documents:
                 if sha256 in stored:
+                    # Another copy of stored content: its events still go to the
+                    # upsert, which keeps them only where this copy sorts first.
+                    copies.append(document)
+                    copy_hashes.append(sha256)
                     continue
                 if _unread(document):
                     # Not marked as read, so the file is read again next time, by a
@@ -308,7 +316,11 @@ class Store:
             for document in unread:
                 self._insert_problems(session, document.source, document.problems, now)
             if not fresh:
-                return 0
+                written = self._write_event_values(session, [
+                    _event_values(item, document.raw.get(item.key))
+                    for document in copies for item in document.events])
+                self._move_to_first_copy(session, copies, copy_hashes)
+                return written
 
             statement = insert(LogFileRow).returning(
                 LogFileRow.id, sort_by_parameter_order=True
@@ -325,7 +337,7 @@ class Store:
 
             events = [
                 _event_values(item, document.raw.get(item.key))
-                for document in fresh for item in document.events
+                for document in (*fresh, *copies) for item in document.events
             ]
             new_events = self._write_event_values(session, events)
             read_whole = [document.location for document in fresh
@@ -338,7 +350,19 @@ class Store:
                     QuarantineRow.record_index < 0))
             for document in fresh:
                 self._insert_problems(session, document.source, document.problems, now)
+            self._move_to_first_copy(session, copies, copy_hashes)
         return new_events
+
+    @staticmethod
+    def _move_to_first_copy(session: Session, copies: Sequence[LogDocument],
+                            hashes: Sequence[str]) -> None:
+        """Give each stored file the location of its copy that sorts first."""
+        for document, sha256 in zip(copies, hashes, strict=True):
+            session.execute(
+                update(LogFileRow)
+                .where(LogFileRow.sha256 == sha256,
+                       LogFileRow.location > document.location)
+                .values(location=document.location))
 
     def _stored_hashes(self, session: Session, hashes: Sequence[str]) -> set[str]:
         wanted = list(set(hashes))
