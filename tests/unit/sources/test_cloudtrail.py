@@ -449,3 +449,18 @@ def test_records_that_are_not_an_array_quarantine_the_file():
     assert (problem.index, problem.field) == (-1, "Records")
     assert problem.detail == "expected an array of records, got string"
     assert document.records == 0
+
+
+@pytest.mark.parametrize("first", [
+    {"eventVersion": "2.1", "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+     "eventTime": "2026-11-02T09:00:00Z"},
+    {"eventVersion": "1.08", "eventType": "AwsCloudTrailInsight",
+     "eventSource": "ec2.amazonaws.com", "eventName": "RunInstances",
+     "eventTime": "2026-11-02T09:00:00Z"},
+])
+def test_log_file_whose_first_record_looks_like_a_notice_is_read(first):
+    document = read_document(json.dumps({"Records": [first, *RECORDS]}).encode(), "m.json")
+    assert document.shapes == {"cloudtrail-log-file"}
+    assert document.notices == []
+    assert len(document.events) == len(_events(RECORDS))
+    assert document.records == len(RECORDS) + 1

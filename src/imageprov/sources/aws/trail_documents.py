@@ -363,10 +363,15 @@ class _Reader:
     def _records_wrapper(self, value: dict[str, Any], records: list[Any]) -> None:
         first = records[0] if records and isinstance(records[0], dict) else {}
         notice_shape = _notification_shape(first)
-        if notice_shape:
+        # A file is a notice only when every record is one: a log file whose first
+        # record merely looks like a notice keeps all its records.
+        if notice_shape and all(isinstance(record, dict)
+                                and _notification_shape(record) == notice_shape
+                                for record in records):
             self._notice(notice_shape, f"{notice_shape.replace('-', ' ')}, not log records")
             return
-        if first.get("eventType") == "AwsCloudTrailInsight":
+        if all(isinstance(record, dict) and record.get("eventType") == "AwsCloudTrailInsight"
+               for record in records) and records:
             self._notice("cloudtrail-insights", "CloudTrail Insights events, not API calls")
             return
         self.result.shapes.add("cloudtrail-log-file")
