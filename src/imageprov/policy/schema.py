@@ -26,6 +26,7 @@ from pydantic import (
 
 from imageprov.errors import PolicyError
 from imageprov.model import EventEffect
+from imageprov.policy.network import ipv4_network
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
@@ -44,9 +45,10 @@ def _network(value: Any) -> Network:
     if not isinstance(value, str):
         raise ValueError(f"expected a CIDR string such as 10.0.0.0/8, got {value!r}")
     try:
-        return ipaddress.ip_network(value, strict=True)
+        network = ipaddress.ip_network(value, strict=True)
     except ValueError as error:
         raise ValueError(f"invalid CIDR {value!r}: {error}") from None
+    return ipv4_network(network)
 
 
 def _expiry(value: Any) -> Any:
