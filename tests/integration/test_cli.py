@@ -231,6 +231,58 @@ def test_impossible_policy_date_reported(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("setting", "field"),
+    [
+        ("exceptions:\n  - {image: ami-1, reason: x, expires: 9999-12-31}\n",
+         "exceptions[0] (ami-1).expires"),
+        ("exceptions:\n  - {image: ami-1, reason: x, "
+         "expires: \"9999-12-31T23:59:59-05:00\"}\n", "exceptions[0] (ami-1).expires"),
+        ("delivery_window: 99999999999d\n", "delivery_window"),
+        ("digest_window: 999999999999999999999s\n", "digest_window"),
+    ],
+    ids=["date-9999", "offset-9999", "delivery-window", "digest-window"],
+)
+def test_policy_check_out_of_range_reported(tmp_path, setting, field):
+    bad = tmp_path / "range.yaml"
+    bad.write_text("builders:\n  - {name: ci, roles: [r]}\n" + setting)
+    result = run_cli("policy", "check", str(bad))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "OverflowError" not in result.stderr
+    assert f"{field}: Value error" in result.stderr.replace("\n", " ")
+
+
+def test_scan_unconvertible_expiry_touches_nothing(example, tmp_path):
+    config, database = example
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(policy.read_text().replace(
+        "expires: 2027-06-30", 'expires: "9999-12-31T23:59:59-05:00"'))
+    result = run_cli("scan", "--config", str(config), "--database", database)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "outside the supported range" in result.stderr
+    assert not (tmp_path / "cli.db").exists()
+
+
+def test_policy_check_warns_of_trust_in_all(tmp_path):
+    wide = tmp_path / "wide.yaml"
+    wide.write_text("builders:\n  - {name: any, principals: ['*']}\n"
+                    "internal_networks: [0.0.0.0/0, '::/0']\n")
+    result = run_cli("policy", "check", str(wide), env={"COLUMNS": "400"})
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    warnings = [line for line in lines if line.startswith("warning:")]
+    assert warnings == [
+        "warning: internal_networks[0]: 0.0.0.0/0 makes every IPv4 address internal, "
+        "so no IPv4 caller is flagged external-network",
+        "warning: internal_networks[1]: ::/0 makes every IPv6 address internal, so no "
+        "IPv6 caller is flagged external-network",
+        "warning: builders[0] (any).principals[0]: pattern '*' matches every "
+        "principal, so the builder approves any caller that meets its other criteria",
+    ]
+
+
 def test_bad_cron_and_busy_port_reported(tmp_path):
     import socket
 

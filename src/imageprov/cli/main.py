@@ -28,6 +28,7 @@ from imageprov.ingest import ingest as ingest_objects
 from imageprov.ledger.keys import load_private_key
 from imageprov.model import Platform, VerdictStatus
 from imageprov.policy import load_policy
+from imageprov.policy.schema import policy_warnings
 from imageprov.sources.aws.trail_locations import LocalTrail, S3Trail
 from imageprov.store import Store, redact_url, scrub_url_secrets
 
@@ -328,6 +329,8 @@ def policy_check(
             err.print(f"warning: the exception for {exception.image} expired "
                       f"{exception.expires.isoformat()} and no longer applies",
                       highlight=False, markup=False)
+    for warning in policy_warnings(policy):
+        err.print(f"warning: {warning}", highlight=False, markup=False)
 
 
 @db_app.command("upgrade")

@@ -15,10 +15,12 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -26,17 +28,36 @@ from pydantic import (
 
 from imageprov.errors import PolicyError
 from imageprov.model import EventEffect
+from imageprov.policy.network import ipv4_network
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+_DURATION = re.compile(r"^\s*(-?\d+)\s*([smhd])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+# Windows are added to image creation times, so a bound keeps that sum within the
+# range of datetime. A year is far longer than any log delivery delay they cover.
+_MAX_WINDOW = timedelta(days=365)
 
 
 def _duration(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 90s, 30m, 2h or 1d, or a number "
+                         "of seconds")
     if isinstance(value, str):
         match = _DURATION.match(value)
         if match:
-            return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+            try:
+                return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+            except OverflowError:
+                raise ValueError(f"duration is longer than the maximum of "
+                                 f"{_MAX_WINDOW.days}d") from None
+    return value
+
+
+def _window(value: timedelta) -> timedelta:
+    if value < timedelta(0):
+        raise ValueError("duration must not be negative")
+    if value > _MAX_WINDOW:
+        raise ValueError(f"duration is longer than the maximum of {_MAX_WINDOW.days}d")
     return value
 
 
@@ -44,23 +65,43 @@ def _network(value: Any) -> Network:
     if not isinstance(value, str):
         raise ValueError(f"expected a CIDR string such as 10.0.0.0/8, got {value!r}")
     try:
-        return ipaddress.ip_network(value, strict=True)
+        network = ipaddress.ip_network(value, strict=True)
     except ValueError as error:
         raise ValueError(f"invalid CIDR {value!r}: {error}") from None
+    return ipv4_network(network)
 
 
 def _expiry(value: Any) -> Any:
     # A bare date expires at the end of that day in UTC.
     if isinstance(value, date) and not isinstance(value, datetime):
-        return datetime(value.year, value.month, value.day, tzinfo=UTC) + timedelta(days=1)
+        start = datetime(value.year, value.month, value.day, tzinfo=UTC)
+        try:
+            return start + timedelta(days=1)
+        except OverflowError:
+            raise ValueError(f"the end of {value.isoformat()} in UTC is later than "
+                             "9999-12-31T23:59:59Z, the latest supported time, so "
+                             "give an earlier date") from None
     if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
         return _expiry(date.fromisoformat(value))
     return value
 
 
-Duration = Annotated[timedelta, BeforeValidator(_duration)]
+def _in_utc(value: datetime) -> datetime:
+    # A time without an offset is read as UTC. Any other time is converted once
+    # here, so that comparing and printing it later cannot overflow.
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{value.isoformat()} is outside the supported range of "
+                         "0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z once "
+                         "converted to UTC") from None
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration), AfterValidator(_window)]
 Cidr = Annotated[Network, BeforeValidator(_network)]
-Expiry = Annotated[datetime, BeforeValidator(_expiry)]
+Expiry = Annotated[datetime, BeforeValidator(_expiry), AfterValidator(_in_utc)]
 Pattern = Annotated[str, Field(min_length=1)]
 
 _CREATING = [effect.value for effect in EventEffect if effect.creates]
@@ -135,11 +176,6 @@ class ImageException(_Strict):
     reason: str = Field(min_length=1)
     expires: Expiry
 
-    @field_validator("expires")
-    @classmethod
-    def _aware(cls, expires: datetime) -> datetime:
-        return expires if expires.tzinfo else expires.replace(tzinfo=UTC)
-
 
 class SigningKey(_Strict):
     """A public key whose signatures and attestations count as evidence.
@@ -205,6 +241,28 @@ class RegistryRule(_Strict):
         return self
 
 
+_AMI_ARN = re.compile(r"^arn:[^:]+:ec2:[^:]*:[^:]*:image/(ami-[0-9a-f]+)$")
+_DIGEST_REF = re.compile(r"^.+@(sha256:[0-9a-f]{64})$")
+
+
+def _same_image(first: str, second: str) -> bool:
+    """Return whether two exception names can match one image.
+
+    An image is matched by its ref, its native id or its digest, so an AMI's ARN
+    and its id name one image, and so do a digest and a reference to it.
+    """
+    return first == second or first in _aliases(second) or second in _aliases(first)
+
+
+def _aliases(name: str) -> set[str]:
+    aliases: set[str] = set()
+    for pattern in (_AMI_ARN, _DIGEST_REF):
+        match = pattern.match(name)
+        if match:
+            aliases.add(match.group(1))
+    return aliases
+
+
 class Policy(_Strict):
     """A whole policy file.
 
@@ -228,9 +286,20 @@ class Policy(_Strict):
     require_validated_logs: bool = False
     digest_window: Duration = timedelta(hours=2)
 
-    # Set by load_policy, not by the file.
-    path: str = ""
-    hash: str = ""
+    # Set by parse_policy, not by the file. Private attributes are not fields, so a
+    # file that names them is rejected like any unknown key.
+    _path: str = PrivateAttr(default="")
+    _hash: str = PrivateAttr(default="")
+
+    @property
+    def path(self) -> str:
+        """The file the policy was read from."""
+        return self._path
+
+    @property
+    def hash(self) -> str:
+        """The SHA-256 of the policy text, in hex."""
+        return self._hash
 
     @field_validator("version")
     @classmethod
@@ -249,6 +318,23 @@ class Policy(_Strict):
             seen.add(builder.name)
         return builders
 
+    @field_validator("exceptions")
+    @classmethod
+    def _one_exception_per_image(
+        cls, exceptions: list[ImageException]
+    ) -> list[ImageException]:
+        # With two exceptions for one image, which one applies would depend on
+        # their order and on which has expired.
+        problems = [
+            f"exceptions[{first}] ({exceptions[first].image}) and "
+            f"exceptions[{second}] ({exceptions[second].image}) name the same image"
+            for second in range(len(exceptions)) for first in range(second)
+            if _same_image(exceptions[first].image, exceptions[second].image)
+        ]
+        if problems:
+            raise ValueError(". ".join(problems) + ". Keep one exception per image")
+        return exceptions
+
     @model_validator(mode="after")
     def _known_keys(self) -> Policy:
         names = [key.name for key in self.keys]
@@ -266,6 +352,49 @@ class Policy(_Strict):
                 raise ValueError(f"registry rule {rule.name!r} requires provenance, "
                                  "which only counts when signed by a listed key")
         return self
+
+
+class _PolicyLoader(yaml.SafeLoader):
+    """A safe YAML loader that keeps a timestamp it cannot build as its text.
+
+    PyYAML raises on an impossible date (2027-02-30) or offset (-25:00) while it
+    loads the file, before any field is known. Kept as text, the value reaches
+    validation, whose error names the rule and the field.
+    """
+
+
+def _timestamp(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+    try:
+        return yaml.SafeLoader.construct_yaml_timestamp(loader, node)
+    except (ValueError, OverflowError):
+        return loader.construct_scalar(node)
+
+
+_PolicyLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp)
+
+
+def policy_warnings(policy: Policy) -> list[str]:
+    """List the valid settings that approve or trust every caller.
+
+    Each warning names the rule and the field. The settings still judge as written.
+    """
+    warnings = []
+    for index, network in enumerate(policy.internal_networks):
+        if network.prefixlen == 0:
+            family = f"IPv{network.version}"
+            warnings.append(f"internal_networks[{index}]: {network} makes every "
+                            f"{family} address internal, so no {family} caller is "
+                            "flagged external-network")
+    for index, builder in enumerate(policy.builders):
+        for field, noun in (("principals", "principal"), ("roles", "role"),
+                            ("services", "service")):
+            for position, pattern in enumerate(getattr(builder, field)):
+                if set(pattern) == {"*"}:
+                    warnings.append(
+                        f"builders[{index}] ({builder.name}).{field}[{position}]: "
+                        f"pattern {pattern!r} matches every {noun}, so the builder "
+                        "approves any caller that meets its other criteria")
+    return warnings
 
 
 def _where(data: Any, location: tuple[Any, ...]) -> str:
@@ -288,6 +417,13 @@ def _where(data: Any, location: tuple[Any, ...]) -> str:
     return "".join(parts) or "(top level)"
 
 
+def _shown(value: Any) -> str:
+    # YAML reads an unquoted date as a date, which the file spells in ISO form.
+    if isinstance(value, date):
+        return value.isoformat()
+    return repr(value)
+
+
 def parse_policy(text: str, path: str) -> Policy:
     """Validate a policy's YAML text.
 
@@ -296,30 +432,28 @@ def parse_policy(text: str, path: str) -> Policy:
             lists every problem with its rule and field.
     """
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_PolicyLoader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1} column {mark.column + 1}: " if mark else ""
         raise PolicyError(path, [f"{where}invalid YAML: {error}"]) from None
     except ValueError as error:
-        # YAML reads 2027-02-30 as a date and fails while building it.
         raise PolicyError(path, [f"invalid value: {error}"]) from None
     if not isinstance(data, dict):
         raise PolicyError(path, ["(top level): expected a mapping of policy settings"])
-    data.pop("path", None)
-    data.pop("hash", None)
     try:
         policy = Policy.model_validate(data)
     except ValidationError as error:
         problems = [
             f"{_where(data, tuple(item['loc']))}: {item['msg']}"
-            + (f" (got {item['input']!r})" if item["type"] != "missing"
+            + (f" (got {_shown(item['input'])})" if item["type"] != "missing"
                and not isinstance(item["input"], dict | list) else "")
             for item in error.errors()
         ]
         raise PolicyError(path, problems) from None
-    digest = hashlib.sha256(text.encode()).hexdigest()
-    return policy.model_copy(update={"path": path, "hash": digest})
+    policy._path = path
+    policy._hash = hashlib.sha256(text.encode()).hexdigest()
+    return policy
 
 
 def load_policy(path: str | Path) -> tuple[Policy, str]:

@@ -90,6 +90,30 @@ def test_public_address_flags_external():
     assert Flag.EXTERNAL_NETWORK in verdict.flags
 
 
+def test_documentation_address_flags_external():
+    user = trail.user_identity("mallory")
+    record = trail.create_image(user, T0, "ami-1", agent=PACKER, ip="198.51.100.7")
+    verdict = _one(_ami("ami-1"), [record])
+    assert verdict.status is VerdictStatus.FLAGGED
+    assert verdict.flags == (Flag.UNEXPECTED_ACTOR, Flag.EXTERNAL_NETWORK)
+    assert "called from public address 198.51.100.7" in verdict.reason
+
+
+def test_teredo_address_flags_external():
+    record = trail.create_image(ROLE, T0, "ami-1", agent=PACKER,
+                                ip="2001:0:4136:e378:8000:63bf:3fff:fdd2")
+    verdict = _one(_ami("ami-1"), [record])
+    assert Flag.EXTERNAL_NETWORK in verdict.flags
+
+
+def test_mapped_builder_network_approves_ipv4():
+    policy = json.loads(json.dumps(POLICY))
+    policy["builders"][0]["networks"] = ["::ffff:10.20.0.0/112"]
+    record = trail.create_image(ROLE, T0, "ami-1", agent=PACKER, ip="10.20.4.17")
+    verdict = _one(_ami("ami-1"), [record], policy=policy)
+    assert verdict.status is VerdictStatus.APPROVED
+
+
 def test_aws_internal_never_external_nor_approved():
     record = trail.create_image(ROLE, T0, "ami-1", agent=PACKER, ip="AWS Internal")
     verdict = _one(_ami("ami-1"), [record])
