@@ -232,7 +232,9 @@ def ingest(
     try:
         with _progress() as progress:
             for path in paths:
-                source = _trail(path, log_format)
+                # A missing path is quarantined like an unreadable file, so the
+                # others are still read and the exit code reports the loss.
+                source = _trail(path, log_format, quarantine_bad_path=True)
                 task = progress.add_task(f"reading {safe(path)}", total=None)
                 result = ingest_objects(store, source.objects(), workers,
                                         lambda _: progress.advance(task))
@@ -260,13 +262,14 @@ def _print_ingested(path: str, result: IngestSummary) -> None:
         err.print(f"  {count} file(s): {safe(notice)}", highlight=False)
 
 
-def _trail(path: str, log_format: str | None) -> LocalTrail | S3Trail:
+def _trail(path: str, log_format: str | None,
+           quarantine_bad_path: bool = False) -> LocalTrail | S3Trail:
     if path.startswith("s3://"):
         import boto3
 
         bucket, _, prefix = path[5:].partition("/")
         return S3Trail(boto3.Session().client("s3"), bucket, prefix)
-    return LocalTrail(path, log_format)
+    return LocalTrail(path, log_format, quarantine_bad_path)
 
 
 def _print_verdicts(store: Store, output: OutputFormat, status: str | None = None,
