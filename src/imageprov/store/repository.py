@@ -146,10 +146,11 @@ def _now() -> datetime:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
+    # First, so that switching a new file to WAL waits for another process too.
+    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
 
 
@@ -176,8 +177,7 @@ class Store:
         return store
 
     def upgrade(self, revision: str = "head") -> None:
-        with self.engine.begin() as connection:
-            migrate.upgrade(connection, self.url, revision)
+        migrate.upgrade_database(self.engine, self.url, revision)
 
     def close(self) -> None:
         self.engine.dispose()
