@@ -184,6 +184,33 @@ def test_ingest_reports_quarantine(tmp_path):
         ("bad.json", 0, "eventTime"), ("broken.json", -1, "(file)")}
 
 
+def test_ingest_reads_past_a_bad_path(tmp_path):
+    import os
+
+    from tests.helpers import trail
+
+    moment = trail.datetime(2026, 11, 30, 8, tzinfo=trail.UTC)
+    record = trail.create_image(trail.user_identity("bob"), moment, "ami-0b0b000000000001")
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"Records": [record]}))
+    os.mkfifo(tmp_path / "pipe.json")
+    missing = tmp_path / "missing.json"
+    database = f"sqlite:///{tmp_path / 'bad-path.db'}"
+    result = run_cli("ingest", str(missing), str(tmp_path / "pipe.json"), "/dev/zero",
+                     str(good), "--database", database, env={"COLUMNS": "400"})
+    # The good file is stored, and the exit code reports that whole files were lost.
+    assert result.returncode == 1, result.stderr
+    assert f"{good}: files 1 read" in result.stderr
+    assert "image events 1 (1 new)" in result.stderr
+    assert "3 file(s) could not be read at all" in result.stderr
+    listing = run_cli("quarantine", "list", "--format", "json", "--database", database)
+    rows = {row["location"]: row for row in json.loads(listing.stdout)}
+    assert set(rows) == {str(missing), str(tmp_path / "pipe.json"), "/dev/zero"}
+    assert rows[str(missing)]["error"] == f"{missing}: no such file or folder"
+    assert rows["/dev/zero"]["error"] == "/dev/zero: not a regular file or folder"
+    assert rows[str(tmp_path / "pipe.json")]["field"] == "(file)"
+
+
 def test_database_from_environment(example, tmp_path):
     config, _ = example
     url = f"sqlite:///{tmp_path / 'env.db'}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import inspect
 
 from imageprov.store import Store, migrate
@@ -61,3 +63,41 @@ def test_upgrade_adopts_existing_verdicts(database_url):
     assert [entry.verdict_id for entry in entries] == [1, 2]
     assert '"adopted":true' in entries[0].content
     assert report.problems == []
+
+
+def _open_when_released(url: str, start: Any, results: Any) -> None:
+    try:
+        start.wait(timeout=60)
+        Store.open(url).close()
+    except Exception as error:  # noqa: BLE001 - the parent reports what failed
+        results.put(f"{type(error).__name__}: {error}")
+        return
+    results.put("ok")
+
+
+def test_first_use_by_processes_at_once(database_url):
+    """Commands started together on a new database migrate it once, and all open it."""
+    import multiprocessing
+
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import text
+
+    processes = 6
+    context = multiprocessing.get_context("spawn")
+    start = context.Barrier(processes)
+    results = context.Queue()
+    workers = [context.Process(target=_open_when_released, args=(database_url, start, results))
+               for _ in range(processes)]
+    for worker in workers:
+        worker.start()
+    outcomes = [results.get(timeout=120) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=30)
+
+    assert outcomes == ["ok"] * processes
+    store = Store.open(database_url, upgrade=False)
+    with store.engine.connect() as connection:
+        versions = connection.execute(text("SELECT version_num FROM alembic_version")).all()
+    store.close()
+    head = ScriptDirectory.from_config(migrate.alembic_config(database_url)).get_current_head()
+    assert versions == [(head,)]

@@ -9,6 +9,7 @@ from rich.console import Console
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from imageprov.cli.render import safe_lines
 from imageprov.config import database_url, load_config
 from imageprov.errors import ImageprovError
 from imageprov.store import Store, redact_url, scrub_url_secrets
@@ -44,7 +45,10 @@ def _quoted(text: str, limit: int = 120) -> str:
 
 
 def _fail(error: Exception) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
+    # Messages embed paths, command-line values and record text, any of which may
+    # look like rich markup.
+    err.print(f"[bold red]error:[/] {safe_lines(str(error))}", markup=True,
+              highlight=False)
     return typer.Exit(code=2)
 
 

@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from rich.console import Console
 
 from imageprov.cli._common import _database, _fail, _ledger_key, _open_store, _quoted
+from imageprov.cli.render import safe
 from imageprov.errors import ImageprovError
 from imageprov.ledger import Problem, verify_ledger
 from imageprov.ledger.bundle import export_bundle, read_bundle, verify_bundle
@@ -33,7 +34,7 @@ PublicKeyOption = Annotated[
 
 def _print_problems(problems: list[Problem]) -> None:
     for problem in problems[:50]:
-        out.print(f"  {problem}", markup=False, soft_wrap=True)
+        out.print(f"  {safe(str(problem))}", soft_wrap=True)
     if len(problems) > 50:
         out.print(f"  ... and {len(problems) - 50} more problems")
 
@@ -49,9 +50,11 @@ def keys_create(
         fingerprint = key_id(load_public_key(public))
     except ImageprovError as error:
         raise _fail(error) from error
-    out.print(f"private key {private} (mode 0600), public key {public}")
+    out.print(f"private key {safe(str(private))} (mode 0600), "
+              f"public key {safe(str(public))}")
     out.print(f"key id {fingerprint}")
-    out.print(f"set `ledger_key: {private}` in the configuration to sign each cycle")
+    out.print(f"set `ledger_key: {safe(str(private))}` in the configuration to sign "
+              "each cycle")
 
 
 def _verifying_key(store: Store, public_key: Path | None,
@@ -65,7 +68,7 @@ def _verifying_key(store: Store, public_key: Path | None,
                              "pass --public-key or --config with ledger_key")
     err.print("warning: no key given, so the heads are checked against the key stored "
               "in the database, which anyone who can edit the database can replace; "
-              f"compare key id {head.key_id} with your own record")
+              f"compare key id {safe(head.key_id)} with your own record")
     return parse_public_key(head.public_key, f"ledger head {head.id}")
 
 
@@ -92,7 +95,7 @@ def ledger_verify(
     if report.ok:
         out.print("ledger verified")
         return
-    out.print(f"ledger verification FAILED at {report.problems[0].where}:")
+    out.print(f"ledger verification FAILED at {safe(str(report.problems[0].where))}:")
     _print_problems(report.problems)
     raise typer.Exit(code=1)
 
@@ -133,7 +136,8 @@ def evidence_export(
         raise _fail(error) from error
     finally:
         store.close()
-    out.print(f"{bundle}: {counts['images']} images, {counts['entries']} ledger entries "
+    out.print(f"{safe(str(bundle))}: {counts['images']} images, "
+              f"{counts['entries']} ledger entries "
               f"in a chain of {counts['chain']}, {counts['events']} creation events, "
               f"{counts['policies']} policies")
 
@@ -150,14 +154,16 @@ def evidence_verify(
     except ImageprovError as error:
         raise _fail(error) from error
     report = verify_bundle(content, pinned)
-    out.print(f"{bundle}: {len(report.images)} images, {report.entries} ledger entries, "
-              f"head signs entry {report.head_seq}, key id {report.key_id}")
+    # The head and every problem quote the bundle, which anyone can write.
+    out.print(f"{safe(str(bundle))}: {len(report.images)} images, "
+              f"{report.entries} ledger entries, "
+              f"head signs entry {safe(str(report.head_seq))}, key id {report.key_id}")
     if pinned is None:
         out.print("the signature was checked with the key inside the bundle; compare the "
                   "key id with the operator's published key or pass --public-key")
     if report.ok:
         out.print("bundle verified")
         return
-    out.print(f"bundle verification FAILED at {report.problems[0].where}:")
+    out.print(f"bundle verification FAILED at {safe(str(report.problems[0].where))}:")
     _print_problems(report.problems)
     raise typer.Exit(code=1)

@@ -26,7 +26,8 @@ def show(console: Console, store: Store, image: Image) -> None:
     current = history[-1]
     console.print(f"[bold]{current.status.value}[/] flags "
                   f"{', '.join(f.value for f in current.flags) or 'none'}; rule "
-                  f"{current.rule or '-'}; policy {current.policy_hash[:12]}", highlight=False)
+                  f"{safe(current.rule or '-')}; policy {current.policy_hash[:12]}",
+                  highlight=False)
     console.print(f"reason: {safe(current.reason)}", highlight=False)
 
     # The same join that judged the image: events naming its id, and an import
@@ -72,7 +73,7 @@ def show(console: Console, store: Store, image: Image) -> None:
     for tag in image.names if image.registry else ():
         moves = store.tag_history(image.registry or "", image.repository or "", tag)
         if moves:
-            table = Table(title=f"history of tag {tag}")
+            table = Table(title=f"history of tag {safe(tag)}")
             for name in ("time", "digest", "pushed by", "event", "result"):
                 table.add_column(name, overflow="fold", no_wrap=name == "digest")
             for move in moves:
@@ -85,7 +86,7 @@ def show(console: Console, store: Store, image: Image) -> None:
         table.add_column(name)
     for verdict in history:
         table.add_row(verdict.decided_at.isoformat(), verdict.status.value,
-                      ", ".join(f.value for f in verdict.flags), verdict.rule or "-",
+                      ", ".join(f.value for f in verdict.flags), safe(verdict.rule or "-"),
                       verdict.policy_hash[:12])
     console.print(table)
 

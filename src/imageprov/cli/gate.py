@@ -17,6 +17,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from imageprov.cli.render import safe
+
 logger = logging.getLogger("imageprov.cli")
 
 token_app = typer.Typer(no_args_is_help=True, help="Bearer tokens of the gate's API.")
@@ -122,7 +124,8 @@ def check_image(image: str, url: str | None, token: str | None, token_file: Path
         try:
             token = token_file.read_text(encoding="utf-8").strip()
         except OSError as error:
-            err.print(f"error: cannot read the token file: {error}", highlight=False)
+            err.print(f"error: cannot read the token file: {safe(str(error))}",
+                      highlight=False)
             return 2
     if not token:
         err.print("error: set IMAGEPROV_TOKEN or give --token-file", highlight=False)
@@ -131,12 +134,12 @@ def check_image(image: str, url: str | None, token: str | None, token_file: Path
         image = _read_query(image)
         status, body = _request_decision(url, token, image, ca_file, timeout)
     except (ValueError, OSError) as error:
-        err.print(f"error: cannot ask the gate at {url}: {error}", highlight=False,
-                  markup=False)
+        err.print(f"error: cannot ask the gate at {safe(url)}: {safe(str(error))}",
+                  highlight=False)
         return 2
     if status != 200:
-        err.print(f"error: the gate answered {status}: {body.get('error', body)}",
-                  highlight=False, markup=False)
+        err.print(f"error: the gate answered {status}: "
+                  f"{safe(str(body.get('error', body)))}", highlight=False)
         return 2
     allowed = body.get("decision") == "allow"
     named = body.get("ref") or image
@@ -147,11 +150,11 @@ def check_image(image: str, url: str | None, token: str | None, token_file: Path
                               "decided_at", "policy_hash", "tag")}
         sys.stdout.write(json.dumps(record) + "\n")
     else:
-        out.print(f"{body.get('decision')} {named}: {body.get('status')}: "
-                  f"{body.get('reason')}", highlight=False, markup=False)
+        out.print(safe(f"{body.get('decision')} {named}: {body.get('status')}: "
+                       f"{body.get('reason')}"), highlight=False)
     if not allowed:
-        err.print(f"denied {named}: {body.get('status')}: {body.get('reason')}",
-                  highlight=False, markup=False)
+        err.print(safe(f"denied {named}: {body.get('status')}: {body.get('reason')}"),
+                  highlight=False)
     return 0 if allowed else 1
 
 

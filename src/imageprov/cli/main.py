@@ -19,11 +19,13 @@ from imageprov import cycle, formats
 from imageprov.cli import explain as explain_view
 from imageprov.cli import gate as gate_commands
 from imageprov.cli import render
+from imageprov.cli.render import safe
 from imageprov.report.formats import csv_row
 from imageprov.cli._common import _database, _fail, _open_store, _quoted, err
 from imageprov.cli.evidence import evidence_app, keys_app, ledger_app
 from imageprov.config import database_url, load_config
 from imageprov.errors import ImageprovError
+from imageprov.ingest import IngestSummary
 from imageprov.ingest import ingest as ingest_objects
 from imageprov.ledger.keys import load_private_key
 from imageprov.model import Platform, VerdictStatus
@@ -68,6 +70,20 @@ class OutputFormat(StrEnum):
     CSV = "csv"
 
 
+class _TerminalFormatter(logging.Formatter):
+    """Log lines with the control characters of their message replaced.
+
+    Warnings quote file names and record fields, and an escape sequence among them
+    would act on the reader's terminal. The lines after the first of a message,
+    such as each problem of an invalid policy, are indented, so that a line break
+    in a record field cannot forge a log line of its own.
+    """
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802
+        lines = super().formatMessage(record).split("\n")
+        return "\n  ".join(render.plain(line) for line in lines)
+
+
 @app.callback()
 def main(
     log_level: Annotated[str, typer.Option(envvar="IMAGEPROV_LOG_LEVEL",
@@ -83,7 +99,7 @@ def main(
     if not logger.handlers:
         # Plain lines, one per event, so that the key=value summaries stay greppable.
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(
+        handler.setFormatter(_TerminalFormatter(
             "%(asctime)s %(levelname)s %(name)s %(message)s", "%Y-%m-%dT%H:%M:%S%z"))
         logger.addHandler(handler)
         logger.propagate = False
@@ -128,9 +144,10 @@ def scan(
         _print_verdicts(store, OutputFormat.TABLE)
     store.close()
     for problem in summary.digest_problems[:20]:
-        err.print(f"digest check failed: {problem}", highlight=False, markup=False)
+        err.print(f"digest check failed: {safe(str(problem))}", highlight=False)
     if summary.sources_failed:
-        err.print(f"[red]sources failed:[/] {', '.join(summary.sources_failed)}")
+        err.print(f"[red]sources failed:[/] {safe(', '.join(summary.sources_failed))}",
+                  highlight=False)
     # A failed digest check is evidence that the trail was changed, so the scan
     # fails as loudly as a source that could not be read.
     if summary.sources_failed or summary.digest_problems:
@@ -181,7 +198,7 @@ def receive(
     except (ImageprovError, OSError) as error:
         raise _fail(error) from error
     signal.signal(signal.SIGTERM, lambda *_: server.server.shutdown())
-    err.print(f"receiving on http://{settings.receiver.host}:{server.port}",
+    err.print(f"receiving on http://{safe(settings.receiver.host)}:{server.port}",
               highlight=False)
     import threading
 
@@ -216,16 +233,13 @@ def ingest(
     try:
         with _progress() as progress:
             for path in paths:
-                source = _trail(path, log_format)
-                task = progress.add_task(f"reading {path}", total=None)
+                # A missing path is quarantined like an unreadable file, so the
+                # others are still read and the exit code reports the loss.
+                source = _trail(path, log_format, quarantine_bad_path=True)
+                task = progress.add_task(f"reading {safe(path)}", total=None)
                 result = ingest_objects(store, source.objects(), workers,
                                         lambda _: progress.advance(task))
-                err.print(f"{path}: files {result.files} read and {result.skipped} already "
-                          f"read, records {result.records}, image events {result.events} "
-                          f"({result.new_events} new), quarantined {result.problems}, "
-                          f"{result.records_per_second:,.0f} records/s", highlight=False)
-                for notice, count in sorted(result.notices.items()):
-                    err.print(f"  {count} file(s): {notice}", highlight=False)
+                _print_ingested(path, result)
                 failed += result.files_failed
     except ImageprovError as error:
         raise _fail(error) from error
@@ -239,13 +253,24 @@ def ingest(
         raise typer.Exit(code=1)
 
 
-def _trail(path: str, log_format: str | None) -> LocalTrail | S3Trail:
+def _print_ingested(path: str, result: IngestSummary) -> None:
+    err.print(f"{safe(path)}: files {result.files} read and {result.skipped} already "
+              f"read, records {result.records}, image events {result.events} "
+              f"({result.new_events} new), quarantined {result.problems}, "
+              f"{result.records_per_second:,.0f} records/s", highlight=False)
+    for notice, count in sorted(result.notices.items()):
+        # Notices quote record fields, such as an EventBridge event's detail-type.
+        err.print(f"  {count} file(s): {safe(notice)}", highlight=False)
+
+
+def _trail(path: str, log_format: str | None,
+           quarantine_bad_path: bool = False) -> LocalTrail | S3Trail:
     if path.startswith("s3://"):
         import boto3
 
         bucket, _, prefix = path[5:].partition("/")
         return S3Trail(boto3.Session().client("s3"), bucket, prefix)
-    return LocalTrail(path, log_format)
+    return LocalTrail(path, log_format, quarantine_bad_path)
 
 
 def _print_verdicts(store: Store, output: OutputFormat, status: str | None = None,
@@ -320,17 +345,17 @@ def policy_check(
         policy, _ = load_policy(path)
     except ImageprovError as error:
         raise _fail(error) from error
-    out.print(f"{path}: valid, {len(policy.builders)} builder(s), "
+    out.print(f"{safe(str(path))}: valid, {len(policy.builders)} builder(s), "
               f"{len(policy.exceptions)} exception(s), sha256 {policy.hash}",
               highlight=False)
     now = datetime.now(UTC)
     for exception in policy.exceptions:
         if exception.expires <= now:
-            err.print(f"warning: the exception for {exception.image} expired "
+            err.print(f"warning: the exception for {safe(exception.image)} expired "
                       f"{exception.expires.isoformat()} and no longer applies",
-                      highlight=False, markup=False)
+                      highlight=False)
     for warning in policy_warnings(policy):
-        err.print(f"warning: {warning}", highlight=False, markup=False)
+        err.print(f"warning: {safe(warning)}", highlight=False)
 
 
 @db_app.command("upgrade")
@@ -348,7 +373,8 @@ def db_upgrade(
         detail = scrub_url_secrets(str(error), url)
         raise _fail(ImageprovError(f"migration of {redact_url(url)} failed: "
                                    f"{type(error).__name__}: {detail}")) from error
-    out.print(f"{store.display_url}: at revision {revision}")
+    out.print(f"{safe(store.display_url)}: at revision {safe(revision)}",
+              highlight=False)
     store.close()
 
 
@@ -383,11 +409,11 @@ def quarantine_list(
     from rich.table import Table
 
     table = Table(title=f"quarantined records (first {limit})")
-    for name in ("source", "location", "record", "field", "error"):
+    columns = ("source", "location", "record", "field", "error")
+    for name in columns:
         table.add_column(name, overflow="fold")
     for record in records:
-        table.add_row(record["source"], record["location"], str(record["record"]),
-                      record["field"], record["error"])
+        table.add_row(*(safe(str(record[name])) for name in columns))
     out.print(table)
 
 
@@ -457,7 +483,7 @@ def report(
         out_path.write_bytes(data)
     except OSError as error:
         raise _fail(ImageprovError(f"cannot write {out_path}: {error}")) from error
-    err.print(f"{out_path}: {len(result.rows)} images, "
+    err.print(f"{safe(str(out_path))}: {len(result.rows)} images, "
               + ", ".join(f"{k} {v}" for k, v in result.status_counts.items()),
               highlight=False)
 
@@ -493,12 +519,12 @@ def validate_logs(
     outcomes, missing = trail_digests.match_log_files(result, hashes)
     problems = result.problems + missing
     states = Counter(outcome.value for outcome, _ in outcomes.values())
-    out.print(f"{path}: {result.digests} digests, {result.valid} valid; log files "
-              f"{states['validated']} validated, {states['failed']} failed, "
+    out.print(f"{safe(path)}: {result.digests} digests, {result.valid} valid; "
+              f"log files {states['validated']} validated, {states['failed']} failed, "
               f"{states['unvalidated']} not listed in any valid digest", highlight=False,
               soft_wrap=True)
     for problem in problems:
-        out.print(f"  {problem}", highlight=False, markup=False, soft_wrap=True)
+        out.print(f"  {safe(str(problem))}", highlight=False, soft_wrap=True)
     unlisted = states["unvalidated"] and not allow_unlisted
     if unlisted:
         out.print(f"  {states['unvalidated']} log file(s) are listed in no valid digest, so "
@@ -566,8 +592,8 @@ def token_create(
     finally:
         store.close()
     sys.stdout.write(token + "\n")
-    err.print(f"token {name!r} created; it is shown only now", highlight=False,
-              markup=False)
+    err.print(f"token {safe(repr(name))} created; it is shown only now",
+              highlight=False)
 
 
 @gate_commands.token_app.command("revoke")
@@ -584,7 +610,7 @@ def token_revoke(
         store.close()
     if not revoked:
         raise _fail(ImageprovError(f"no active token named {name!r}"))
-    err.print(f"token {name!r} revoked", highlight=False, markup=False)
+    err.print(f"token {safe(repr(name))} revoked", highlight=False)
 
 
 @gate_commands.token_app.command("list")
@@ -600,5 +626,5 @@ def token_list(
         store.close()
     for item in tokens:
         revoked = item.revoked_at.isoformat() if item.revoked_at else "active"
-        out.print(f"{item.name}\t{item.created_at.isoformat()}\t{revoked}",
-                  highlight=False, markup=False)
+        out.print(f"{safe(item.name)}\t{item.created_at.isoformat()}\t{revoked}",
+                  highlight=False)

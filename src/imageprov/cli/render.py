@@ -18,13 +18,23 @@ from imageprov.report.formats import csv_row
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
-def safe(text: str) -> str:
-    """Return record text fit for a terminal: no rich markup, no control characters.
+def plain(text: str) -> str:
+    """Return `text` with every control character replaced, for a terminal.
 
-    User agents, names and ARNs are written by whoever made the call, and an escape
-    sequence among them would act on the reader's terminal.
+    User agents, names, ARNs and file names come from whoever made the call or wrote
+    the file, and an escape sequence among them would act on the reader's terminal.
     """
-    return escape(_CONTROL.sub("\N{REPLACEMENT CHARACTER}", text))
+    return _CONTROL.sub("\N{REPLACEMENT CHARACTER}", text)
+
+
+def safe(text: str) -> str:
+    """Return input text fit for a rich console: no markup, no control characters."""
+    return escape(plain(text))
+
+
+def safe_lines(text: str) -> str:
+    """Return `safe(text)` with the line breaks of a multi-line message kept."""
+    return "\n".join(safe(line) for line in text.split("\n"))
 
 
 STATUS_STYLE = {

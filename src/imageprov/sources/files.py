@@ -31,28 +31,55 @@ def _regular(path: Path) -> bool:
         return True
 
 
+def _path_problem(path: Path) -> tuple[int, str | None]:
+    """Return the mode of `path` (0 when it cannot be read) and why it cannot be
+    read as a log file or folder, or None."""
+    try:
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return 0, "no such file or folder"
+    except OSError as error:
+        return 0, f"cannot read: {error.strerror or error}"
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return mode, None
+    # A FIFO given by name would block the read, and a device would never end.
+    return mode, "not a regular file or folder"
+
+
 class LocalFolder:
     """Every log file under a folder, or one file, in name order.
 
     `account_of` names the account a file's records belong to when they name none,
     from the file's path; `format` is the log format of every file, if known.
+    A path that is missing or not a regular file or folder raises SourceError, so
+    that a configured location that disappeared fails its source. With
+    `quarantine_bad_path` it becomes one unreadable object instead, so that a
+    command given several paths reads the others.
     """
 
     def __init__(self, path: str | Path,
                  account_of: Callable[[str], str | None] | None = None,
-                 format: str | None = None) -> None:
+                 format: str | None = None, quarantine_bad_path: bool = False) -> None:
         # Locations are absolute, so that a file has one name however the path was
         # typed: the copy of a duplicated record that is kept goes by location.
         self.path = Path(path).absolute()
         self.name = f"file:{self.path}"
         self.account_of = account_of or (lambda _: None)
         self.format = format
+        self.quarantine_bad_path = quarantine_bad_path
 
     def objects(self) -> Iterator[LogObject]:
+        mode, problem = _path_problem(self.path)
+        if problem is not None:
+            if not self.quarantine_bad_path:
+                raise SourceError(self.name, problem)
+            location = str(self.path)
+            yield LogObject(location, None, failing(location, problem), format=self.format)
+            return
         unreadable: list[OSError] = []
-        if self.path.is_file():
+        if stat.S_ISREG(mode):
             paths = [self.path]
-        elif self.path.is_dir():
+        else:
             paths = []
             # os.walk reports a folder it cannot list; rglob would skip it silently.
             for folder, _, names in os.walk(self.path, onerror=unreadable.append):
@@ -62,8 +89,6 @@ class LocalFolder:
                                                if name.lower().endswith(SUFFIXES))
                              if _regular(path))
             paths.sort()
-        else:
-            raise SourceError(self.name, "no such file or folder")
         for error in unreadable:
             location = str(error.filename or self.path)
             # Quarantined like an unreadable file, and listed again next time.

@@ -21,10 +21,11 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from imageprov.model import Verdict
+from imageprov.store._locks import lock_for_write
 from imageprov.store.tables import EventRow, LedgerEntryRow
 
 GENESIS = "0" * 64
@@ -34,7 +35,7 @@ EXCEPTION_GRANTED = "exception-granted"
 EXCEPTION_EXPIRED = "exception-expired"
 
 # The advisory lock that serialises appends on PostgreSQL, so two replicas never
-# take the same sequence number.
+# take the same sequence number (SQLite takes its write lock instead).
 _APPEND_LOCK = 0x1A9E_0002
 
 
@@ -64,8 +65,7 @@ def evidence_hash(evidence: Sequence[dict[str, Any]]) -> str:
 
 
 def _lock(session: Session) -> None:
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _APPEND_LOCK})
+    lock_for_write(session, _APPEND_LOCK)
 
 
 def _tail(session: Session) -> tuple[int, str]:

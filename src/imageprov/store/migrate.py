@@ -7,7 +7,9 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy.engine import Connection
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection, Engine
 
 
 def migrations_dir() -> Path:
@@ -34,6 +36,40 @@ def alembic_config(url: str, connection: Connection | None = None) -> Config:
 def upgrade(connection: Connection, url: str, revision: str = "head") -> None:
     """Upgrade the database behind `connection` to `revision`."""
     command.upgrade(alembic_config(url, connection), revision)
+
+
+def upgrade_database(engine: Engine, url: str, revision: str = "head") -> None:
+    """Upgrade the database behind `engine` to `revision`, once however many
+    processes open a new database at the same time.
+
+    On PostgreSQL the migration's transaction takes an advisory lock (`env.py`).
+    SQLite has none, and pysqlite opens a transaction only before INSERT, UPDATE,
+    DELETE or REPLACE, so two processes would each find no `alembic_version` table
+    and both create the tables. There the upgrade runs inside BEGIN EXCLUSIVE: the
+    other processes wait for it and then find the schema at `revision`.
+    """
+    if engine.dialect.name != "sqlite":
+        with engine.begin() as connection:
+            upgrade(connection, url, revision)
+        return
+    # A database at head needs no write lock, so commands that only read do not
+    # wait for a writer or fail on a read-only file.
+    if revision == "head":
+        with engine.connect() as connection:
+            if _at_head(connection, url):
+                return
+    with engine.connect() as connection:
+        # NOTE: a process waits for the lock up to the busy timeout (30 s, set in
+        # the store's connect hook), so a longer migration fails the others with
+        # "database is locked".
+        connection.exec_driver_sql("BEGIN EXCLUSIVE")
+        upgrade(connection, url, revision)
+        connection.commit()
+
+
+def _at_head(connection: Connection, url: str) -> bool:
+    current = set(MigrationContext.configure(connection).get_current_heads())
+    return current == set(ScriptDirectory.from_config(alembic_config(url)).get_heads())
 
 
 def downgrade(connection: Connection, url: str, revision: str) -> None:

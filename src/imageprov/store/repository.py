@@ -44,6 +44,7 @@ from imageprov.model import (
     VerdictStatus,
 )
 from imageprov.store import ledger, migrate
+from imageprov.store._locks import lock_for_write
 from imageprov.store.tables import (
     ApiTokenRow,
     CheckpointRow,
@@ -146,10 +147,11 @@ def _now() -> datetime:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
+    # First, so that switching a new file to WAL waits for another process too.
+    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
 
 
@@ -176,8 +178,7 @@ class Store:
         return store
 
     def upgrade(self, revision: str = "head") -> None:
-        with self.engine.begin() as connection:
-            migrate.upgrade(connection, self.url, revision)
+        migrate.upgrade_database(self.engine, self.url, revision)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -278,11 +279,9 @@ class Store:
         """
         now = _now()
         with self.session() as session, session.begin():
-            if self.engine.dialect.name == "postgresql":
-                # The lock makes replicas write one batch at a time, so the check of
-                # stored hashes below cannot race another replica's insert.
-                session.execute(sql_text("SELECT pg_advisory_xact_lock(:key)"),
-                                {"key": _lock_key("imageprov:save-documents")})
+            # The lock makes replicas write one batch at a time, so the check of
+            # stored hashes below cannot race another replica's insert.
+            lock_for_write(session, _lock_key("imageprov:save-documents"))
             if checkpoints:
                 self._write_checkpoints(session, checkpoints, now)
             connection = session.connection()
@@ -786,9 +785,9 @@ class Store:
 
         Each row added gets a ledger entry in the same transaction, with the hash
         of the raw creation events it rests on. Returns how many rows were added;
-        an unchanged verdict adds none. On PostgreSQL the comparison and the writes
-        hold a transaction advisory lock, so replicas that judge the same change at
-        once append it once.
+        an unchanged verdict adds none. The comparison and the writes hold a write
+        lock (`lock_for_write`), so replicas that judge the same change at once
+        append it once.
         """
         now = _now()
         verdicts = list(verdicts)
@@ -796,9 +795,7 @@ class Store:
         # evaluation reads every current verdict in one query.
         refs = [verdict.image for verdict in verdicts]
         with self.session() as session, session.begin():
-            if self.engine.dialect.name == "postgresql":
-                session.execute(sql_text("SELECT pg_advisory_xact_lock(:key)"),
-                                {"key": _lock_key("imageprov:save-verdicts")})
+            lock_for_write(session, _lock_key("imageprov:save-verdicts"))
             current = self._current_verdicts(session, refs if len(refs) <= 500 else None)
             changed = [
                 verdict for verdict in verdicts

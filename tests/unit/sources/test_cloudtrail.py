@@ -464,3 +464,99 @@ def test_log_file_whose_first_record_looks_like_a_notice_is_read(first):
     assert document.notices == []
     assert len(document.events) == len(_events(RECORDS))
     assert document.records == len(RECORDS) + 1
+
+
+# Placeholders swapped for raw bytes after json.dumps, which cannot write them. A
+# number is not escaped inside a JSON string, and bytes are copied as they are, so
+# the swap works in a LookupEvents `CloudTrailEvent` string too.
+_BIG = b"12345678987654321"
+_BAD_TEXT = b"PLACEHOLDER-AGENT"
+_RAW_VALUES = {"beyond-a-double": (_BIG, b"1e400"), "not-utf8": (_BAD_TEXT, b"\xff\xfe"),
+               "nan": (_BIG, b"NaN")}
+
+
+def _shapes(records, placeholder, raw):
+    """Return the same records in every shape the reader takes: a log file, JSON
+    lines, a JSON array, and LookupEvents as a response and as lines of items."""
+    texts = [json.dumps(record) for record in records]
+    items = [{"EventId": record["eventID"], "CloudTrailEvent": text}
+             for record, text in zip(records, texts, strict=True)]
+    bodies = {
+        "records": '{"Records": [' + ", ".join(texts) + "]}",
+        "lines": "\n".join(texts) + "\n",
+        "lookup": json.dumps({"Events": items}),
+        "lookup-lines": "\n".join(json.dumps(item) for item in items) + "\n",
+        "array": "[" + ", ".join(texts) + "]",
+    }
+    return {shape: body.encode().replace(placeholder, raw)
+            for shape, body in bodies.items()}
+
+
+def _with_raw_value(kind):
+    records = json.loads(json.dumps(RECORDS))
+    if kind == "not-utf8":
+        records[1]["userAgent"] = _BAD_TEXT.decode()
+    else:
+        records[1]["requestParameters"] = dict(records[1]["requestParameters"],
+                                               size=int(_BIG))
+    placeholder, raw = _RAW_VALUES[kind]
+    return _shapes(records, placeholder, raw)
+
+
+@pytest.mark.parametrize("kind", sorted(_RAW_VALUES))
+def test_raw_values_read_alike_in_every_shape(kind):
+    bodies = _with_raw_value(kind)
+    documents = {shape: read_document(body, f"f.{shape}") for shape, body in bodies.items()}
+    expected = documents["records"]
+    assert expected.events, "the records file keeps the other image events"
+    for shape, document in documents.items():
+        assert document.records == expected.records, shape
+        assert [(p.index, p.field) for p in document.problems] == [
+            (p.index, p.field) for p in expected.problems], shape
+        assert [e.key for e in document.events] == [e.key for e in expected.events], shape
+
+
+def test_number_beyond_a_double_line_is_read():
+    body = _with_raw_value("beyond-a-double")["lines"]
+    document = read_document(body, "big.jsonl")
+    assert document.problems == []
+    assert document.records == len(RECORDS)
+    assert "json-lines" in document.shapes
+    assert any(e.event_id == RECORDS[1]["eventID"] for e in document.events)
+
+
+def test_bytes_not_utf8_lose_only_their_line():
+    body = _with_raw_value("not-utf8")["lines"]
+    document = read_document(body, "utf8.jsonl")
+    (problem,) = document.problems
+    assert (problem.index, problem.field) == (1, "userAgent")
+    assert problem.detail == "line 2: bytes that are not UTF-8"
+    assert document.records == len(RECORDS) - 1
+
+
+def test_lookup_event_beyond_a_double_is_read():
+    body = _with_raw_value("beyond-a-double")["lookup"]
+    document = read_document(body, "big-lookup.json")
+    assert document.problems == []
+    assert document.records == len(RECORDS)
+    assert any(e.event_id == RECORDS[1]["eventID"] for e in document.events)
+
+
+def test_lookup_bytes_not_utf8_lose_only_their_item():
+    body = _with_raw_value("not-utf8")["lookup"]
+    document = read_document(body, "utf8-lookup.json")
+    (problem,) = document.problems
+    assert (problem.index, problem.field) == (1, "userAgent")
+    assert problem.detail == "bytes that are not UTF-8"
+    assert document.records == len(RECORDS) - 1
+    assert document.shapes == {"lookup-events"}
+
+
+def test_lookup_event_not_json_still_reported():
+    item = {"EventId": "x", "CloudTrailEvent": "{not json"}
+    document = read_document(json.dumps({"Events": [item, {
+        "EventId": "y", "CloudTrailEvent": json.dumps(RECORDS[0])}]}).encode(), "l.json")
+    (problem,) = document.problems
+    assert (problem.index, problem.field) == (0, "CloudTrailEvent")
+    assert problem.detail.startswith("not valid JSON: ")
+    assert document.records == 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from imageprov.errors import SourceError
@@ -45,3 +47,31 @@ def test_fifo_and_device_links_are_not_listed(tmp_path):
     os.mkfifo(tmp_path / "pipe.json")
     (tmp_path / "zero.json").symlink_to("/dev/zero")
     assert [o.location for o in LocalTrail(tmp_path).objects()] == [str(tmp_path / "good.json")]
+
+
+def _bad_paths(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "pipe.json")
+    (tmp_path / "zero.json").symlink_to("/dev/zero")
+    return [(tmp_path / "missing.json", "no such file or folder"),
+            (tmp_path / "missing" / "below.json", "no such file or folder"),
+            (tmp_path / "pipe.json", "not a regular file or folder"),
+            (tmp_path / "zero.json", "not a regular file or folder"),
+            (Path("/dev/zero"), "not a regular file or folder")]
+
+
+def test_bad_path_raises_with_reason(tmp_path):
+    for path, reason in _bad_paths(tmp_path):
+        with pytest.raises(SourceError) as raised:
+            list(LocalTrail(path).objects())
+        assert str(raised.value) == f"file:{path}: {reason}"
+
+
+def test_bad_path_quarantined_when_asked(tmp_path):
+    for path, reason in _bad_paths(tmp_path):
+        objects = list(LocalTrail(path, quarantine_bad_path=True).objects())
+        assert [o.location for o in objects] == [str(path)]
+        with pytest.raises(SourceError) as raised:
+            objects[0].load()
+        assert str(raised.value) == f"{path}: {reason}"

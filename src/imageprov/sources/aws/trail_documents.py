@@ -231,23 +231,48 @@ def _read_tolerantly(text: bytes, reader: _Reader) -> bool:
         document = json.loads(text.decode("utf-8", "surrogateescape"))
     except (ValueError, RecursionError):
         return False
-    if _undecodable(document) is None:
-        reader.document(document, top=True)
-        return True
-    records = document.get("Records") if isinstance(document, dict) else None
-    if not isinstance(records, list):
-        where = _undecodable(document)
-        reader.result.problems.append(RecordProblem(
-            reader.result.location, -1, where or "(file)", "bytes that are not UTF-8"))
-        return True
-    reader.result.shapes.add("cloudtrail-log-file")
-    for record in records:
-        where = _undecodable(record)
-        if where is None:
-            reader.record(record, reader.fallback_account)
-        else:
-            reader.error(where, "bytes that are not UTF-8")
+    _read_decoded(document, reader, top=True)
     return True
+
+
+def _read_decoded(document: Any, reader: _Reader, top: bool) -> None:
+    """Read a document that the standard library parsed, as `_Reader.document` does.
+
+    A record that contains bytes that are not UTF-8 is quarantined with the field,
+    and the other records of a log file, an array or a LookupEvents response are
+    read. Any other document that contains such bytes is quarantined whole: the file
+    when it is `top`, else the record at the current index.
+    """
+    where = _undecodable(document)
+    if where is None:
+        reader.document(document, top=top)
+        return
+    value = document if isinstance(document, dict) else {}
+    if isinstance(document, list):
+        if top:
+            reader.result.shapes.add("json-array")
+        for item in document:
+            _read_decoded(item, reader, top=False)
+    elif isinstance(value.get("Records"), list):
+        reader.result.shapes.add("cloudtrail-log-file")
+        for record in value["Records"]:
+            where = _undecodable(record)
+            if where is None:
+                reader.record(record, reader.fallback_account)
+            else:
+                reader.error(where, "bytes that are not UTF-8")
+    elif isinstance(value.get("Events"), list):
+        reader.result.shapes.add("lookup-events")
+        for item in value["Events"]:
+            reader.decoded_lookup_item(item)
+    elif isinstance(value.get("CloudTrailEvent"), str):
+        reader.result.shapes.add("lookup-events")
+        reader.decoded_lookup_item(value)
+    elif top:
+        reader.result.problems.append(RecordProblem(
+            reader.result.location, -1, where, "bytes that are not UTF-8"))
+    else:
+        reader.error(where, "bytes that are not UTF-8")
 
 
 def _undecodable(value: Any, path: str = "") -> str | None:
@@ -285,8 +310,16 @@ def _read_lines(text: bytes, reader: _Reader, whole_error: Exception) -> None:
         try:
             document = orjson.loads(line)
         except orjson.JSONDecodeError as error:
-            bad.append(RecordProblem(reader.result.location, number - 1, "(json)",
-                                   f"line {number} is not valid JSON: {error}"))
+            # The fallback of `_read_tolerantly`, for one line.
+            try:
+                document = json.loads(line.decode("utf-8", "surrogateescape"))
+            except (ValueError, RecursionError):
+                bad.append(RecordProblem(reader.result.location, number - 1, "(json)",
+                                         f"line {number} is not valid JSON: {error}"))
+                continue
+            parsed_any = True
+            reader.line = number
+            _read_decoded(document, reader, top=False)
             continue
         parsed_any = True
         reader.line = number
@@ -437,13 +470,42 @@ class _Reader:
             try:
                 record = orjson.loads(item["CloudTrailEvent"])
             except orjson.JSONDecodeError as error:
-                self._error("CloudTrailEvent", f"not valid JSON: {error}")
+                self._lookup_record_tolerantly(item["CloudTrailEvent"], error)
                 return
             self.record(record, self.fallback_account)
         elif isinstance(item, dict) and item.get("eventType") == "AwsCloudTrailInsight":
             self._notice("cloudtrail-insights", "CloudTrail Insights event, not an API call")
         else:
             self.record(item, self.fallback_account)
+
+    def _lookup_record_tolerantly(self, text: str, error: Exception) -> None:
+        """Read a `CloudTrailEvent` string that orjson rejected, as `_read_tolerantly`
+        reads a whole file."""
+        try:
+            record = json.loads(text)
+        except (ValueError, RecursionError):
+            self._error("CloudTrailEvent", f"not valid JSON: {error}")
+            return
+        where = _undecodable(record)
+        if where is not None:
+            self._error(where, "bytes that are not UTF-8")
+            return
+        self.record(record, self.fallback_account)
+
+    def decoded_lookup_item(self, item: Any) -> None:
+        """Read a LookupEvents item that the standard library parsed.
+
+        Only `CloudTrailEvent` is read from an item that has one, and its string
+        is checked for bytes that are not UTF-8 when it is parsed.
+        """
+        if isinstance(item, dict) and isinstance(item.get("CloudTrailEvent"), str):
+            self._lookup_item(item)
+            return
+        where = _undecodable(item)
+        if where is None:
+            self._lookup_item(item)
+        else:
+            self._error(where, "bytes that are not UTF-8")
 
     def _notice(self, shape: str, text: str) -> None:
         self.result.shapes.add(shape)

@@ -38,8 +38,9 @@ class LocalTrail(LocalFolder):
     """Every CloudTrail file under a folder, or one file, in name order; the account
     in an `AWSLogs/...` path names the account of records that name none."""
 
-    def __init__(self, path: str | Path, format: str | None = SOURCE) -> None:
-        super().__init__(path, account_from_key, format)
+    def __init__(self, path: str | Path, format: str | None = SOURCE,
+                 quarantine_bad_path: bool = False) -> None:
+        super().__init__(path, account_from_key, format, quarantine_bad_path)
 
 
 class S3Trail:
