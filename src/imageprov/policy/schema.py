@@ -83,6 +83,11 @@ def _expiry(value: Any) -> Any:
                              "give an earlier date") from None
     if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
         return _expiry(date.fromisoformat(value))
+    if not isinstance(value, (str, datetime)):
+        # pydantic would read a number as seconds since 1970, which no one writes
+        # for an expiry.
+        raise ValueError(f"expected a date such as 2027-03-31 or a time such as "
+                         f"2027-03-31T18:00:00Z, got {value!r}")
     return value
 
 

@@ -86,6 +86,12 @@ def test_valid_policy_loads_with_hash():
         ({"exceptions": [{"image": "ami-1", "reason": "x", "expires": "9999-12-31"}]},
          "exceptions[0] (ami-1).expires: Value error, the end of 9999-12-31 in UTC is "
          "later than 9999-12-31T23:59:59Z"),
+        ({"exceptions": [{"image": "ami-1", "reason": "x", "expires": 1}]},
+         "exceptions[0] (ami-1).expires: Value error, expected a date such as "
+         "2027-03-31"),
+        ({"exceptions": [{"image": "ami-1", "reason": "x", "expires": True}]},
+         "exceptions[0] (ami-1).expires: Value error, expected a date such as "
+         "2027-03-31"),
         ({"exceptions": [{"image": "ami-1", "reason": "x", "expires": "2027-02-30"}]},
          "exceptions[0] (ami-1).expires: Value error, day is out of range for month "
          "(got '2027-02-30')"),
