@@ -102,6 +102,20 @@ def test_explain_shows_event_and_tag_history(example):
     assert "verdict history" in result.stdout
 
 
+def test_explain_classes_address_by_the_judging_policy(example, tmp_path):
+    config, database = example
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(policy.read_text().replace(
+        "internal_networks:\n  - 192.0.2.0/24",
+        "internal_networks:\n  - 192.0.2.0/24\n  - 172.64.1.0/24"))
+    run_cli("scan", "--config", str(config), "--database", database, "--no-show")
+    result = run_cli("explain", f"sha256:{'b2' * 32}", "--database", database,
+                     env={"COLUMNS": "400"})
+    assert result.returncode == 0, result.stderr
+    assert "172.64.1.1 [internal]" in result.stdout
+    assert "external-network" not in result.stdout
+
+
 def test_explain_unknown_image_fails(example):
     config, database = example
     assert run_cli("scan", "--config", str(config), "--database", database).returncode == 0

@@ -8,8 +8,23 @@ from rich.table import Table
 from imageprov.cli.render import safe
 from imageprov.correlate import Correlator
 from imageprov.model import DISPLACED_TAG, FAMILY_TAG, HEADS_FAMILY_TAG, Image
-from imageprov.policy.network import classify
+from imageprov.errors import ImageprovError
+from imageprov.policy.network import Network, classify
+from imageprov.policy.schema import parse_policy
 from imageprov.store import Store
+
+
+def _internal_networks(store: Store, policy_hash: str) -> list[Network]:
+    """Return the extra internal networks of the policy that gave the verdict, so that
+    addresses are classed as that judgement classed them."""
+    text = store.policy_text(policy_hash)
+    if text is None:
+        return []
+    try:
+        return parse_policy(text, f"policy {policy_hash[:12]}").internal_networks
+    except ImageprovError:
+        # A policy stored by an older release that this one no longer accepts.
+        return []
 
 
 def show(console: Console, store: Store, image: Image) -> None:
@@ -41,13 +56,14 @@ def show(console: Console, store: Store, image: Image) -> None:
     if image.source_image:
         console.print(safe(f"inventory names the source image {image.source_image} in "
                              f"{image.source_region or image.region}"), highlight=False)
+    internal = _internal_networks(store, current.policy_hash)
     if events:
         table = Table(title="events naming this image")
         for name in ("time", "action", "actor", "issuer", "address", "user agent",
                      "result", "record", "digest"):
             table.add_column(name, overflow="fold")
         for event in events:
-            caller = classify(event.source_ip)
+            caller = classify(event.source_ip, internal)
             mark = " (decided)" if event.event_id == current.event_id else ""
             cells = [event.time.isoformat(), event.action + mark, event.principal.id,
                      event.principal.issuer or "-",
