@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -85,3 +86,47 @@ def is_utc_second(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def undecodable_path(value: Any, path: str = "") -> str | None:
+    """Return the path of the first key or string that holds bytes that are not
+    UTF-8, or None.
+
+    The standard library's parser, given text decoded with `surrogateescape`, keeps
+    such bytes as lone surrogates, which cannot be written back as UTF-8.
+    """
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path or "(value)"
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = path + "." + key if path else key
+            if undecodable_path(key) is not None:
+                return where
+            found = undecodable_path(item, where)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for number, item in enumerate(value):
+            found = undecodable_path(item, f"{path}[{number}]")
+            if found is not None:
+                return found
+    return None
+
+
+def loads_tolerantly(text: bytes) -> Any:
+    """Parse JSON that orjson rejected, with the standard library.
+
+    A number beyond a double becomes infinity, and bytes that are not UTF-8 become
+    lone surrogates that `undecodable_path` finds.
+
+    Raises:
+        ValueError: the text is not JSON.
+    """
+    try:
+        return json.loads(text.decode("utf-8", "surrogateescape"))
+    except RecursionError:
+        raise ValueError("nested too deeply") from None

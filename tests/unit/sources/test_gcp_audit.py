@@ -245,3 +245,20 @@ def test_put_manifest_without_image_quarantined():
     document = _read(_put_manifest("projects/p/locations/us/repositories/r"))
     assert [(p.index, p.field) for p in document.problems] == [
         (0, "protoPayload.resourceName")]
+
+
+@pytest.mark.parametrize("lines", [True, False])
+def test_number_beyond_double_and_bad_bytes_lose_only_their_entry(lines):
+    entries = [_entry(insertId="a1"),
+               _entry(insertId="a2", labels={"size": 12345678987654321}),
+               _entry(insertId="a3", labels={"note": "PLACEHOLDER"})]
+    if lines:
+        text = "".join(json.dumps(entry) + "\n" for entry in entries).encode()
+    else:
+        text = json.dumps(entries).encode()
+    text = text.replace(b"12345678987654321", b"1e400").replace(b"PLACEHOLDER", b"\xff\xfe")
+    document = read_document(text, "odd.jsonl")
+    assert [(p.index, p.field) for p in document.problems] == [(2, "labels.note")]
+    assert document.problems[0].detail == "bytes that are not UTF-8"
+    assert document.records == 2
+    assert len(document.events) == 2

@@ -45,7 +45,7 @@ from imageprov.sources.aws.cloudtrail import (
     events_from_record,
     parse_time,
 )
-from imageprov.sources.fields import error_text, is_utc_second, json_type
+from imageprov.sources.fields import error_text, is_utc_second, json_type, undecodable_path
 from imageprov.sources.aws.event_table import EVENT_NAMES
 
 _CLOUDTRAIL_DETAIL_TYPES = frozenset(
@@ -243,7 +243,7 @@ def _read_decoded(document: Any, reader: _Reader, top: bool) -> None:
     read. Any other document that contains such bytes is quarantined whole: the file
     when it is `top`, else the record at the current index.
     """
-    where = _undecodable(document)
+    where = undecodable_path(document)
     if where is None:
         reader.document(document, top=top)
         return
@@ -256,7 +256,7 @@ def _read_decoded(document: Any, reader: _Reader, top: bool) -> None:
     elif isinstance(value.get("Records"), list):
         reader.result.shapes.add("cloudtrail-log-file")
         for record in value["Records"]:
-            where = _undecodable(record)
+            where = undecodable_path(record)
             if where is None:
                 reader.record(record, reader.fallback_account)
             else:
@@ -273,31 +273,6 @@ def _read_decoded(document: Any, reader: _Reader, top: bool) -> None:
             reader.result.location, -1, where, "bytes that are not UTF-8"))
     else:
         reader.error(where, "bytes that are not UTF-8")
-
-
-def _undecodable(value: Any, path: str = "") -> str | None:
-    """Return the path of the first key or string that holds bytes that are not
-    UTF-8, or None."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return path or "(value)"
-        return None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            where = path + "." + key if path else key
-            if _undecodable(key) is not None:
-                return where
-            found = _undecodable(item, where)
-            if found is not None:
-                return found
-    elif isinstance(value, list):
-        for number, item in enumerate(value):
-            found = _undecodable(item, f"{path}[{number}]")
-            if found is not None:
-                return found
-    return None
 
 
 def _read_lines(text: bytes, reader: _Reader, whole_error: Exception) -> None:
@@ -486,7 +461,7 @@ class _Reader:
         except (ValueError, RecursionError):
             self._error("CloudTrailEvent", f"not valid JSON: {error}")
             return
-        where = _undecodable(record)
+        where = undecodable_path(record)
         if where is not None:
             self._error(where, "bytes that are not UTF-8")
             return
@@ -501,7 +476,7 @@ class _Reader:
         if isinstance(item, dict) and isinstance(item.get("CloudTrailEvent"), str):
             self._lookup_item(item)
             return
-        where = _undecodable(item)
+        where = undecodable_path(item)
         if where is None:
             self._lookup_item(item)
         else:

@@ -25,7 +25,12 @@ from typing import Any
 import orjson
 
 from imageprov.errors import RecordError
-from imageprov.sources.fields import error_text, is_utc_second
+from imageprov.sources.fields import (
+    error_text,
+    is_utc_second,
+    loads_tolerantly,
+    undecodable_path,
+)
 from imageprov.model import LogDocument, RecordOrigin, RecordProblem
 from imageprov.sources import LogFormat
 from imageprov.sources.compression import document_text
@@ -56,7 +61,15 @@ def read_document(data: bytes, location: str,
     try:
         document = orjson.loads(text)
     except orjson.JSONDecodeError as whole_error:
-        reader.lines(text, whole_error)
+        # orjson rejects a number beyond a double and bytes that are not UTF-8,
+        # which lose only the entry holding them.
+        try:
+            document = loads_tolerantly(text)
+        except ValueError:
+            reader.lines(text, whole_error)
+        else:
+            reader.tolerant = True
+            reader.document(document, top=True)
     else:
         reader.document(document, top=True)
     reader.finish()
@@ -78,6 +91,9 @@ class _Reader:
         self.seen: set[tuple[str, str]] = set()
         self.valid_seconds: set[str] = set()
         self.duplicates = 0
+        # Set when the standard library parsed the document, which keeps bytes that
+        # are not UTF-8 as lone surrogates to be found in each entry.
+        self.tolerant = False
 
     def lines(self, text: bytes, whole_error: Exception) -> None:
         parsed_any = False
@@ -88,10 +104,14 @@ class _Reader:
             try:
                 value = orjson.loads(line)
             except orjson.JSONDecodeError as error:
-                bad.append(RecordProblem(self.result.location, self.index, "(json)",
-                                         f"line {number} is not valid JSON: {error}"))
-                self.index += 1
-                continue
+                try:
+                    value = loads_tolerantly(line)
+                    self.tolerant = True
+                except ValueError:
+                    bad.append(RecordProblem(self.result.location, self.index, "(json)",
+                                             f"line {number} is not valid JSON: {error}"))
+                    self.index += 1
+                    continue
             parsed_any = True
             self.document(value, top=False, shape="json-lines")
         if not parsed_any:
@@ -145,6 +165,11 @@ class _Reader:
         index = self.index
         self.index += 1
         location = self.result.location
+        if self.tolerant:
+            where = undecodable_path(entry)
+            if where is not None:
+                self._problem(where, "bytes that are not UTF-8", index)
+                return
         stamp = self._stamp(entry.get("timestamp"))
         if stamp is None:
             try:
