@@ -195,3 +195,19 @@ def test_keys_create_keeps_existing_key(scanned):
     assert f"{scanned['key']} exists" in result.stderr
     assert scanned["key"].read_bytes() == before
     assert oct(scanned["key"].stat().st_mode & 0o777) == "0o600"
+
+
+@pytest.mark.parametrize("mangle", [
+    lambda b: b.update(images=7),
+    lambda b: b["chain"][0].update(seq="first"),
+    lambda b: b["chain"].__setitem__(0, "not an entry"),
+    lambda b: b.update(head=[]),
+    lambda b: b.update(verdicts={"x": [{"no": "id"}]}),
+    lambda b: b.pop("chain"),
+])
+def test_badly_shaped_bundle_fails_without_traceback(bundle, mangle):
+    mangle(bundle)
+    report = verify_bundle(bundle)
+    assert not report.ok
+    assert report.problems[-1].where == "bundle"
+    assert report.problems[-1].detail.startswith("malformed (")

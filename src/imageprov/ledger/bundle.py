@@ -137,14 +137,29 @@ def verify_bundle(bundle: dict[str, Any],
     The checks: the head signature; the chain from the first entry to the head;
     each whole entry's content against its hash; each verdict of the history
     against its entry and each entry against the history; the raw events against
-    the evidence hashes; the policy texts against their hashes.
+    the evidence hashes; the policy texts against their hashes. A bundle whose
+    fields have the wrong shape fails with a problem, never an exception: anyone
+    can write one.
     """
-    report = BundleReport(images=list(bundle["images"]))
+    report = BundleReport()
+    try:
+        _verify(bundle, pinned, report)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
+        detail = f"{type(error).__name__}: {error}"[:300]
+        report.problems.append(Problem("bundle", f"malformed ({detail})"))
+    return report
+
+
+def _verify(bundle: dict[str, Any], pinned: Ed25519PublicKey | None,
+            report: BundleReport) -> None:
+    if not isinstance(bundle, dict):
+        raise TypeError(f"expected a JSON object, got {type(bundle).__name__}")
+    report.images = [str(image) for image in bundle["images"]]
     try:
         key = parse_public_key(bundle["public_key"], "the bundle")
     except LedgerKeyError as error:
         report.problems.append(Problem("public key", str(error)))
-        return report
+        return
     report.key_id = key_id(key)
     if pinned is not None and key_id(pinned) != report.key_id:
         report.problems.append(Problem(
@@ -153,7 +168,7 @@ def verify_bundle(bundle: dict[str, Any],
     chain_entries = bundle["chain"]
     if not chain_entries:
         report.problems.append(Problem("chain", "the bundle holds no ledger entries"))
-        return report
+        return
     first = chain_entries[0]
     chain = check_chain(chain_entries, first_seq=int(first.get("seq", 1)),
                         first_previous=first.get("previous_hash") or GENESIS)
@@ -170,7 +185,6 @@ def verify_bundle(bundle: dict[str, Any],
     report.entries = len(whole)
     report.problems.extend(_check_history(bundle, chain, whole))
     report.problems.extend(_check_evidence(bundle, whole))
-    return report
 
 
 def _check_history(bundle: dict[str, Any], chain: Any,
