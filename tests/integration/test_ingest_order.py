@@ -246,3 +246,17 @@ def test_duplicated_event_same_however_the_path_is_typed(tmp_path, new_database,
     (event,) = store.events()
     assert event.origin.location == str(paths["a-real"])
     assert event.principal.id == BUILD["arn"]
+
+
+def test_conflicting_copy_of_an_event_is_logged(tmp_path, new_database, caplog):
+    paths = _duplicated_event_files(tmp_path / "logs")
+    store = Store.open(new_database())
+    ingest(store, LocalTrail(paths["z-copy"]).objects())
+    ingest(store, LocalTrail(paths["a-real"]).objects())
+    # The same record again is an ordinary duplicate delivery.
+    assert "conflicting copies" not in caplog.text
+    ingest(store, LocalTrail(paths["m-forged"]).objects())
+    (line,) = [r.getMessage() for r in caplog.records if "conflicting copies" in r.getMessage()]
+    assert str(paths["m-forged"]) in line
+    assert str(paths["a-real"]) in line
+    assert "principal_id, source_ip" in line

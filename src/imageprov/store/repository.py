@@ -382,6 +382,7 @@ class Store:
     def _write_event_values(self, session: Session, values: list[dict[str, Any]]) -> int:
         if not values:
             return 0
+        self._warn_of_conflicts(session, values)
         module = postgresql if self.engine.dialect.name == "postgresql" else sqlite
         statement = module.insert(EventRow)
         new = statement.excluded
@@ -414,6 +415,33 @@ class Store:
 
         connection = session.connection()
         return sum(len(connection.execute(statement, part).all()) for part in rounds)
+
+    @staticmethod
+    def _warn_of_conflicts(session: Session, values: list[dict[str, Any]]) -> None:
+        """Log each event whose new copy names another actor, address, agent, target,
+        time or result than the stored one: a duplicate delivery repeats a record,
+        so a differing copy was edited or forged."""
+        by_key: dict[str, list[dict[str, Any]]] = {}
+        for value in values:
+            by_key.setdefault(value["key"], []).append(value)
+        keys = list(by_key)
+        for start in range(0, len(keys), 500):
+            rows = session.execute(
+                select(EventRow.key, *(getattr(EventRow, name) for name in _COMPARED),
+                       EventRow.origin_location, EventRow.origin_index)
+                .where(EventRow.key.in_(keys[start:start + 500])))
+            for row in rows:
+                stored = tuple(getattr(row, name) for name in _COMPARED)
+                for value in by_key[row.key]:
+                    if _compared(value) != stored:
+                        logger.warning(
+                            "conflicting copies of event %s: %s #%d differs from %s #%d "
+                            "in %s; the copy whose location sorts first is kept",
+                            row.key, value["origin_location"], value["origin_index"],
+                            row.origin_location, row.origin_index,
+                            ", ".join(name for name, old, new in
+                                      zip(_COMPARED, stored, _compared(value))
+                                      if old != new))
 
     def _insert_problems(
         self, session: Session, source: str, problems: Sequence[RecordProblem],
@@ -1113,6 +1141,15 @@ def _image_of(row: Any) -> Image:
         state=row.state, public=row.public, source_image=row.source_image,
         source_region=row.source_region, inventory_source=row.inventory_source,
     )
+
+
+# The fields of an event that say who did what, from where and with what result.
+_COMPARED = ("principal_id", "source_ip", "user_agent", "target", "action", "error_code",
+             "time")
+
+
+def _compared(value: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(value[name] for name in _COMPARED)
 
 
 def _unread(document: LogDocument) -> bool:
