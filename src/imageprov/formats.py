@@ -61,7 +61,6 @@ def read(data: bytes, location: str, fallback_account: str | None = None,
 
 # PostgreSQL text cannot hold this character, so a value with it cannot be stored.
 _NUL = "\x00"
-_NUL_ESCAPED = b"\\u0000"
 
 
 def storable(document: LogDocument) -> LogDocument:
@@ -73,19 +72,17 @@ def storable(document: LogDocument) -> LogDocument:
     """
     kept: list[CreationEvent] = []
     for event in document.events:
+        # Every field is checked, not only the raw record: an event also takes
+        # values from an envelope or from an earlier record of its operation.
         raw = document.raw.get(event.key)
-        # The record's JSON writes a NUL as an escape, so a record without one has
-        # no NUL in any field taken from it.
-        if raw is not None and _NUL_ESCAPED not in raw:
-            kept.append(event)
-            continue
         value = _nul_field(event.model_dump(mode="json"))
         if value is None:
             kept.append(event)
             continue
         # The record's own field name is the one its reader knows; the event's
         # field is named in the detail.
-        field = _nul_field(orjson.loads(raw)) if raw is not None else None
+        field = (_nul_field(orjson.loads(raw))
+                 if raw is not None and b"\\u0000" in raw else None)
         document.raw.pop(event.key, None)
         document.problems.append(RecordProblem(
             document.location, event.origin.index, field or value,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -51,5 +52,31 @@ def test_nul_characters_quarantine_their_record_only(database_url: str, tmp_path
                                ip="10.20.0.5")]))
         again = ingest(store, LocalFolder(path.parent).objects())
         assert (again.skipped, again.new_events) == (1, 1)
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_nul_from_an_envelope_quarantines_the_event(database_url: str, tmp_path: Path):
+    detail = trail.create_image(BUILD, T0, "ami-0000000000000b004", ip="10.20.0.5")
+    del detail["recipientAccountId"]
+    detail["userIdentity"].pop("accountId", None)
+    envelope = {"version": "0", "id": "e-1", "detail-type": "AWS API Call via CloudTrail",
+                "source": "aws.ec2", "account": f"{trail.ACCOUNT}\x00", "time": detail["eventTime"],
+                "region": "us-east-1", "resources": [], "detail": detail}
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    (folder / "a-good.json").write_bytes(trail.log_file([
+        trail.create_image(BUILD, T0, "ami-0000000000000b005", ip="10.20.0.5")]))
+    (folder / "b-envelope.json").write_text(json.dumps(envelope))
+    store = Store.open(database_url)
+    try:
+        summary = ingest(store, LocalFolder(folder).objects())
+        assert summary.new_events == 1
+        assert [event.target for event in store.events()] == ["ami-0000000000000b005"]
+        (problem,) = store.quarantined()
+        assert problem.location.endswith("b-envelope.json")
+        assert "contains a NUL character" in problem.error
+        assert store.log_file_count() == 2
     finally:
         store.close()

@@ -50,7 +50,7 @@ def shown(value: str) -> str:
 
 
 def parse_log_time(value: Any, location: str, index: int, field: str,
-                   standard: str = "ISO 8601") -> datetime:
+                   standard: str = "an ISO 8601") -> datetime:
     """Parse an event time into UTC; text without an offset is UTC.
 
     Fractions of a second past microseconds are dropped.
@@ -62,10 +62,10 @@ def parse_log_time(value: Any, location: str, index: int, field: str,
     if not isinstance(value, str):
         raise RecordError(location, index, field,
                           f"expected a time string, got {json_type(value)}")
-    match = _TIME.fullmatch(value.strip())
+    match = _TIME.fullmatch(value)
     if match is None:
         raise RecordError(location, index, field,
-                          f"invalid time {shown(value)}, expected a {standard} "
+                          f"invalid time {shown(value)}, expected {standard} "
                           "date and time")
     date, clock, fraction, offset = match.groups()
     offset = "+00:00" if offset is None or offset in "Zz" else offset
@@ -78,8 +78,14 @@ def parse_log_time(value: Any, location: str, index: int, field: str,
 
 
 def is_utc_second(text: str) -> bool:
-    """Say whether `text` starts with a real time written `YYYY-MM-DDTHH:MM:SS`."""
+    """Say whether `text` is a real UTC time written `YYYY-MM-DDTHH:MM:SS`, with an
+    optional fraction of ASCII digits and a final `Z`, or without both."""
     if _SECOND.match(text) is None:
+        return False
+    rest = text[19:]
+    if rest not in ("", "Z") and not (
+            rest[0] == "." and rest[-1] == "Z" and len(rest) > 2
+            and rest[1:-1].isascii() and rest[1:-1].isdigit()):
         return False
     try:
         datetime.fromisoformat(text[:19])

@@ -25,7 +25,8 @@ def test_log_time_spellings_read_as_utc(text, expected):
 @pytest.mark.parametrize("text", [
     "2026-11-30", "2026-W48-1", "2026-W48-1T06:00:00Z", "20261130T060000Z",
     "2026-11-03T06:00:00\x00Z", "2026-11-03\x0006:00:00Z", "2026-13-03T06:00:00Z",
-    "yesterday", "",
+    "yesterday", "", " 2026-11-03T06:00:00Z", "2026-11-03T06:00:00Z\n",
+    "2026-11-03T06:00:00Z\u3000",
 ])
 def test_log_time_without_date_and_time_rejected(text):
     with pytest.raises(RecordError) as caught:
@@ -53,6 +54,9 @@ def test_utc_second_needs_calendar_date_and_clock():
     assert not is_utc_second("2026-W48-1T06:00:00Z")
     assert not is_utc_second("2026-02-30T06:00:00Z")
     assert not is_utc_second("2026-11-03T06:00\x0000Z")
+    assert is_utc_second("2026-11-03T06:00:00.123Z")
+    for tail in ("\x00Z", " is not a timeZ", "+05:00Z", ".\u0663Z", ".Z", "Z\n"):
+        assert not is_utc_second("2026-11-03T06:00:00" + tail), tail
 
 
 def test_week_date_record_quarantined_and_span_kept():

@@ -213,7 +213,8 @@ class _Reader:
         """
         if (not isinstance(value, str) or len(value) < 20 or value[-1] != "Z"
                 or value[10] != "T" or value[19] not in ".Z"
-                or not (len(value) == 20 or value[20:-1].isdigit())):
+                or not (len(value) == 20
+                        or (value[20:-1].isascii() and value[20:-1].isdigit()))):
             return None
         second = value[:19]
         if second not in self.valid_seconds:

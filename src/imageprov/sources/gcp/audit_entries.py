@@ -106,7 +106,7 @@ def parse_time(value: Any, location: str, index: int, field: str) -> datetime:
     Raises:
         RecordError: the value is not a time.
     """
-    return parse_log_time(value, location, index, field, "RFC 3339")
+    return parse_log_time(value, location, index, field, "an RFC 3339")
 
 
 def project_of(entry: dict[str, Any]) -> str | None:
