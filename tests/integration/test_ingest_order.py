@@ -7,7 +7,10 @@ import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from imageprov import cycle
+from imageprov.errors import SourceError
 from imageprov.ingest import ingest
 from imageprov.model import Image, ImageKind, Platform, ami_arn
 from imageprov.policy.schema import load_policy
@@ -260,3 +263,26 @@ def test_conflicting_copy_of_an_event_is_logged(tmp_path, new_database, caplog):
     assert str(paths["m-forged"]) in line
     assert str(paths["a-real"]) in line
     assert "principal_id, source_ip" in line
+
+
+def test_duplicated_event_same_through_links_and_dots(tmp_path, new_database, monkeypatch):
+    paths = _duplicated_event_files(tmp_path / "logs")
+    (tmp_path / "linked").symlink_to(tmp_path / "logs")
+    (tmp_path / "logs" / "sub").mkdir()
+    monkeypatch.chdir(tmp_path)
+    store = Store.open(new_database())
+    for typed in ("linked/z-copy.json", "logs/sub/../m-forged.json",
+                  f"/{tmp_path}/logs//a-real.json"):
+        ingest(store, LocalTrail(typed).objects())
+    (event,) = store.events()
+    assert event.origin.location == str(paths["a-real"].resolve())
+    assert event.principal.id == BUILD["arn"]
+    assert store.log_file_count() == 2
+
+
+def test_empty_path_is_not_the_current_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _write_files(tmp_path / "logs")
+    with pytest.raises(SourceError) as caught:
+        list(LocalTrail("").objects())
+    assert "empty path" in str(caught.value)

@@ -92,13 +92,23 @@ def _inflate_member(data: bytes, room: int) -> tuple[bytes, bytes]:
 
 def head(data: bytes, size: int = 4096) -> bytes:
     """Return up to `size` leading bytes of the uncompressed document, stripped of a
-    byte-order mark and leading whitespace; a broken stream gives what inflated."""
+    byte-order mark and leading whitespace; a broken stream gives what inflated.
+
+    Concatenated gzip members are followed, so an empty first member does not hide
+    the document.
+    """
     if data[:2] == _GZIP_MAGIC:
-        inflater = zlib.decompressobj(_GZIP_WBITS)
-        try:
-            text = inflater.decompress(data[: 64 * 1024], size * 4)
-        except zlib.error:
-            text = b""
+        text = b""
+        rest = data[: 64 * 1024]
+        while rest[:2] == _GZIP_MAGIC and len(text) < size * 4:
+            inflater = zlib.decompressobj(_GZIP_WBITS)
+            try:
+                text += inflater.decompress(rest, size * 4 - len(text))
+            except zlib.error:
+                break
+            if not inflater.eof:
+                break
+            rest = inflater.unused_data
     else:
         text = data[: size * 4]
     if text.startswith(b"\xef\xbb\xbf"):

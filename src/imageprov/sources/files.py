@@ -60,16 +60,23 @@ class LocalFolder:
     def __init__(self, path: str | Path,
                  account_of: Callable[[str], str | None] | None = None,
                  format: str | None = None, quarantine_bad_path: bool = False) -> None:
-        # Locations are absolute, so that a file has one name however the path was
-        # typed: the copy of a duplicated record that is kept goes by location.
-        self.path = Path(path).absolute()
-        self.name = f"file:{self.path}"
+        # Locations are absolute, with links and `..` resolved, so that a file has
+        # one name however the path was typed: the copy of a duplicated record that
+        # is kept goes by location.
+        self.empty = not str(path).strip()
+        try:
+            self.path = Path(path).resolve()
+        except (OSError, RuntimeError):
+            # A loop of links: reading it reports the error.
+            self.path = Path(path).absolute()
+        self.name = f"file:{path}" if self.empty else f"file:{self.path}"
         self.account_of = account_of or (lambda _: None)
         self.format = format
         self.quarantine_bad_path = quarantine_bad_path
 
     def objects(self) -> Iterator[LogObject]:
-        mode, problem = _path_problem(self.path)
+        # An empty path would otherwise name the current folder.
+        mode, problem = (0, "empty path") if self.empty else _path_problem(self.path)
         if problem is not None:
             if not self.quarantine_bad_path:
                 raise SourceError(self.name, problem)

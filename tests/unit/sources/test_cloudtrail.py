@@ -560,3 +560,17 @@ def test_lookup_event_not_json_still_reported():
     assert (problem.index, problem.field) == (0, "CloudTrailEvent")
     assert problem.detail.startswith("not valid JSON: ")
     assert document.records == 1
+
+
+def test_records_null_quarantines_the_file():
+    document = read_document(b'{"Records": null}', "null.json")
+    assert [(p.index, p.field) for p in document.problems] == [(-1, "Records")]
+    assert document.problems[0].detail == "expected an array of records, got null"
+
+
+def test_line_whose_records_are_not_an_array_loses_only_that_line():
+    lines = [json.dumps(RECORDS[0]), '{"Records": "nope"}', json.dumps(RECORDS[1])]
+    document = read_document("\n".join(lines).encode(), "mixed.jsonl")
+    assert [(p.index, p.field) for p in document.problems] == [(1, "Records")]
+    assert "line 2" in document.problems[0].detail
+    assert document.records == 2

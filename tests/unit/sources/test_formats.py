@@ -117,3 +117,9 @@ def test_gzip_padding_kept_and_trailing_bytes_rejected():
         assert "are not a gzip member" in str(error)
     else:
         raise AssertionError("trailing bytes were accepted")
+
+
+def test_head_follows_gzip_members():
+    body = json.dumps({"Records": [RECORD]}).encode()
+    assert head(gzip.compress(b"") + gzip.compress(body)).startswith(b'{"Records"')
+    assert head(gzip.compress(body[:1]) + gzip.compress(body[1:])).startswith(b'{"Records"')

@@ -330,18 +330,21 @@ class _Reader:
         if not isinstance(value, dict):
             self._error("(document)", f"expected a JSON object, got {type(value).__name__}")
             return
-        self._object(value)
+        self._object(value, top)
 
-    def _object(self, value: dict[str, Any]) -> None:
+    def _object(self, value: dict[str, Any], top: bool) -> None:
         records = value.get("Records")
         if isinstance(records, list):
             self._records_wrapper(value, records)
-        elif records is not None and _RECORD_KEYS.isdisjoint(value):
+        elif "Records" in value and _RECORD_KEYS.isdisjoint(value):
             # S3, SNS and CloudTrail all deliver a list here; anything else is a log
-            # file that lost its records.
-            self.result.problems.append(RecordProblem(
-                self.result.location, -1, "Records",
-                f"expected an array of records, got {json_type(records)}"))
+            # file that lost its records, or one such line of a file.
+            detail = f"expected an array of records, got {json_type(records)}"
+            if top:
+                self.result.problems.append(RecordProblem(
+                    self.result.location, -1, "Records", detail))
+            else:
+                self._error("Records", detail)
         elif "detail-type" in value and "detail" in value:
             self._eventbridge(value)
         elif isinstance(value.get("Events"), list):
