@@ -574,3 +574,48 @@ def test_line_whose_records_are_not_an_array_loses_only_that_line():
     assert [(p.index, p.field) for p in document.problems] == [(1, "Records")]
     assert "line 2" in document.problems[0].detail
     assert document.records == 2
+
+
+def _share(params):
+    record = json.loads(json.dumps(RECORDS[5]))
+    assert record["eventName"] == "ModifyImageAttribute"
+    record["requestParameters"].update(params)
+    return read_document(json.dumps({"Records": [record]}).encode(), "share.json")
+
+
+def test_single_grant_without_its_list_still_shares():
+    document = _share({"launchPermission": {"add": {"items": {"group": "all"}}}})
+    (event,) = document.events
+    assert event.shared_with == ("all",)
+
+
+@pytest.mark.parametrize(("params", "field"), [
+    ({"launchPermission": "all"}, "requestParameters.launchPermission"),
+    ({"launchPermission": {"add": {"items": "all"}}},
+     "requestParameters.launchPermission.add.items"),
+])
+def test_share_of_wrong_shape_quarantined(params, field):
+    document = _share(params)
+    assert document.events == []
+    assert [p.field for p in document.problems] == [field]
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"sessionContext": "x"}, "userIdentity.sessionContext"),
+    ({"sessionContext": {"sessionIssuer": ["x"]}}, "userIdentity.sessionContext.sessionIssuer"),
+    ({"sessionContext": {"sourceIdentity": {"a": 1}}},
+     "userIdentity.sessionContext.sourceIdentity"),
+])
+def test_session_context_of_wrong_shape_quarantined(change, field):
+    bad = json.loads(json.dumps(RECORDS[0]))
+    bad["userIdentity"].update(change)
+    document = read_document(json.dumps({"Records": [bad]}).encode(), "ctx.json")
+    assert [p.field for p in document.problems] == [field]
+
+
+def test_numeric_event_id_named():
+    bad = json.loads(json.dumps(RECORDS[0]))
+    bad["eventID"] = 12
+    document = read_document(json.dumps({"Records": [bad]}).encode(), "id.json")
+    assert [(p.field, p.detail) for p in document.problems] == [
+        ("eventID", "expected a string, got number")]

@@ -51,6 +51,13 @@ def event_time_of(record: dict[str, Any]) -> Any:
     return when
 
 
+# Containers of `userIdentity` whose fields name the caller or its role; another
+# type would hide the role that issued a session.
+_IDENTITY_SHAPES = (("userIdentity.sessionContext", dict),
+                    ("userIdentity.sessionContext.sessionIssuer", dict),
+                    ("userIdentity.sessionContext.sourceIdentity", str),
+                    ("userIdentity.sessionContext.webIdFederationData", dict))
+_JSON_NAMES = {dict: "an object", str: "a string"}
 # Fields of `userIdentity` that name the caller, always strings in CloudTrail.
 _IDENTITY_TEXT = ("userIdentity.type", "userIdentity.arn", "userIdentity.accountId",
                   "userIdentity.principalId", "userIdentity.userName",
@@ -122,11 +129,19 @@ def _launch_permission_changes(params: dict[str, Any]) -> tuple[list[str], list[
     added: list[str] = []
     removed: list[str] = []
     permission = params.get("launchPermission")
+    if permission is not None and not isinstance(permission, dict):
+        raise _Shape("requestParameters.launchPermission", "an object", permission)
     if isinstance(permission, dict):
         for verb, bucket in (("add", added), ("remove", removed)):
             block = permission.get(verb)
             items = block.get("items") if isinstance(block, dict) else block
-            for item in items if isinstance(items, list) else []:
+            if isinstance(items, dict):
+                # One grant written without its list still grants.
+                items = [items]
+            if items is not None and not isinstance(items, list):
+                raise _Shape(f"requestParameters.launchPermission.{verb}.items",
+                             "an array", items)
+            for item in items or []:
                 bucket.extend(_grantees(item))
     # The CLI short form sends OperationType with UserId.N and UserGroup.N.
     operation = params.get("operationType")
@@ -135,6 +150,14 @@ def _launch_permission_changes(params: dict[str, Any]) -> tuple[list[str], list[
         bucket.extend(_grantees({"userId": params.get("userId")}))
         bucket.extend(_grantees({"group": params.get("userGroup")}))
     return added, removed
+
+
+class _Shape(Exception):
+    """A field of a record has a type that its reader cannot use."""
+
+    def __init__(self, field: str, expected: str, value: Any) -> None:
+        super().__init__(f"expected {expected}, got {json_type(value)}")
+        self.field = field
 
 
 def _grantees(item: Any) -> list[str]:
@@ -205,7 +228,10 @@ def events_from_record(
         return []
     location, index = origin.location, origin.index
     event_id = record.get("eventID")
-    if not isinstance(event_id, str) or not event_id:
+    if event_id is not None and not isinstance(event_id, str):
+        raise RecordError(location, index, "eventID",
+                          f"expected a string, got {json_type(event_id)}")
+    if not event_id:
         raise RecordError(location, index, "eventID", "missing on an image event")
     time = parse_time(event_time_of(record), location, index, "eventTime")
     account = record_account(record) or fallback_account
@@ -224,6 +250,11 @@ def events_from_record(
         if value is not None and not isinstance(value, str):
             raise RecordError(location, index, field,
                               f"expected a string, got {json_type(value)}")
+    for field, expected in _IDENTITY_SHAPES:
+        value = value_at(record, field)
+        if value is not None and not isinstance(value, expected):
+            raise RecordError(location, index, field,
+                              f"expected {_JSON_NAMES[expected]}, got {json_type(value)}")
 
     error_code = record.get("errorCode")
     if error_code is not None and not isinstance(error_code, str):
@@ -236,7 +267,11 @@ def events_from_record(
     unshared: tuple[str, ...] = ()
     if row.event_name == "ModifyImageAttribute":
         params = record.get("requestParameters")
-        added, removed = _launch_permission_changes(params if isinstance(params, dict) else {})
+        try:
+            added, removed = _launch_permission_changes(
+                params if isinstance(params, dict) else {})
+        except _Shape as error:
+            raise RecordError(location, index, error.field, str(error)) from None
         shared, unshared = tuple(added), tuple(removed)
         if shared:
             effect = EventEffect.SHARE
