@@ -15,7 +15,9 @@ from rich.table import Table
 from imageprov.model import Image, Verdict
 from imageprov.report.formats import csv_row
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Control characters, and the format characters that reorder or break lines of text
+# (bidirectional overrides and isolates, line and paragraph separators).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 def plain(text: str) -> str:

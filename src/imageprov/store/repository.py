@@ -750,6 +750,8 @@ class Store:
 
     def save_policy(self, policy_hash: str, path: str, text: str) -> None:
         with self.session() as session, session.begin():
+            # Two cycles that load the same new policy at once store it once.
+            lock_for_write(session, _lock_key("imageprov:save-policy"))
             if session.get(PolicyRow, policy_hash) is None:
                 session.add(PolicyRow(hash=policy_hash, path=path, text=text,
                                       loaded_at=_now()))

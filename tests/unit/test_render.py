@@ -1,0 +1,19 @@
+"""Text from records, made safe for a terminal."""
+
+from __future__ import annotations
+
+import pytest
+
+from imageprov.cli.render import safe
+
+
+@pytest.mark.parametrize("character", ["\x1b", "\x00", "\x9b", "\u202e", "\u2066",
+                                       "\u2028", "\u2029", "\u200f"])
+def test_control_and_reordering_characters_replaced(character):
+    assert safe(f"ami{character}1") == "ami\N{REPLACEMENT CHARACTER}1"
+
+
+def test_markup_escaped_and_plain_text_kept():
+    assert safe("[red]x[/]") == "\\[red]x\\[/]"
+    assert safe("arn:aws:iam::111122223333:role/Build é") == (
+        "arn:aws:iam::111122223333:role/Build é")
