@@ -96,3 +96,18 @@ def test_same_exception_recorded_at_once_appended_once(database_url):
     assert _count(stores[0], LedgerEntryRow.seq) == 1
     for store in stores:
         store.close()
+
+
+def test_same_policy_saved_at_once_stored_once(database_url):
+    from imageprov.store.tables import PolicyRow
+
+    Store.open(database_url).close()
+    stores = [Store.open(database_url) for _ in range(WRITERS)]
+    try:
+        outcomes = _at_once(stores, lambda store: store.save_policy(
+            "f" * 64, "policy.yaml", "builders: []\n"))
+        assert outcomes == [None] * WRITERS
+        assert _count(stores[0], PolicyRow.hash) == 1
+    finally:
+        for store in stores:
+            store.close()
