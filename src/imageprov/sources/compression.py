@@ -34,11 +34,15 @@ def decompress(data: bytes, limit: int | None = None) -> bytes:
     gigabytes is rejected before it fills memory.
 
     Raises:
-        EOFError: the gzip stream is invalid, truncated or larger than the limit.
+        EOFError: the gzip stream is invalid or truncated, or the document is larger
+            than the limit.
     """
-    if data[:2] != _GZIP_MAGIC:
-        return data
     limit = MAX_DOCUMENT_BYTES if limit is None else limit
+    if data[:2] != _GZIP_MAGIC:
+        if len(data) > limit:
+            raise DocumentTooLarge(f"the document is {len(data):,} bytes, more than "
+                                   f"{limit:,}, the most imageprov reads from one file")
+        return data
     parts: list[bytes] = []
     size = 0
     rest = data
@@ -48,8 +52,8 @@ def decompress(data: bytes, limit: int | None = None) -> bytes:
         except (zlib.error, _InflateError) as error:
             raise EOFError(f"invalid gzip stream: {error}") from None
         except _TooLarge:
-            raise EOFError(f"the document inflates to more than {limit:,} bytes, the "
-                           "most imageprov reads from one file") from None
+            raise DocumentTooLarge(f"the document inflates to more than {limit:,} "
+                                   "bytes, the most imageprov reads from one file") from None
         parts.append(member)
         size += len(member)
         if not rest.strip(b"\0"):
@@ -58,6 +62,10 @@ def decompress(data: bytes, limit: int | None = None) -> bytes:
             raise EOFError(f"invalid gzip stream: {len(rest):,} bytes after the last "
                            "member are not a gzip member")
     return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+class DocumentTooLarge(EOFError):
+    """A document is larger than the most imageprov reads from one file."""
 
 
 class _TooLarge(Exception):
@@ -124,6 +132,9 @@ def document_text(data: bytes, result: LogDocument) -> bytes | None:
     """
     try:
         text = decompress(data)
+    except DocumentTooLarge as error:
+        result.problems.append(RecordProblem(result.location, -1, "(file)", str(error)))
+        return None
     except EOFError as error:
         result.problems.append(
             RecordProblem(result.location, -1, "(file)", f"invalid gzip: {error}"))

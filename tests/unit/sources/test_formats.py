@@ -123,3 +123,17 @@ def test_head_follows_gzip_members():
     body = json.dumps({"Records": [RECORD]}).encode()
     assert head(gzip.compress(b"") + gzip.compress(body)).startswith(b'{"Records"')
     assert head(gzip.compress(body[:1]) + gzip.compress(body[1:])).startswith(b'{"Records"')
+
+
+def test_plain_document_over_the_limit_quarantined(monkeypatch):
+    from imageprov.sources import compression
+
+    monkeypatch.setattr(compression, "MAX_DOCUMENT_BYTES", 1000)
+    body = json.dumps({"Records": [RECORD] * 20}).encode()
+    for data in (body, gzip.compress(body)):
+        document = formats.read(data, "big.json")
+        assert document.records == 0
+        (problem,) = document.problems
+        assert problem.index == -1
+        assert "more than 1,000" in problem.detail
+        assert not problem.detail.startswith("invalid gzip")
