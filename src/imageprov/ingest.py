@@ -109,7 +109,12 @@ def _hashed(objects: Iterable[LogObject]) -> Iterator[tuple[LogObject, bytes | N
     for item in objects:
         try:
             data = item.load()
-        except (OSError, SourceError) as error:
+        except SourceError as error:
+            # The quarantine row names the location, so the detail alone is kept.
+            named = error.source in (item.location, f"file:{item.location}")
+            yield item, None, error.detail if named else str(error)
+            continue
+        except OSError as error:
             yield item, None, str(error)
             continue
         yield item, data, hashlib.sha256(data).hexdigest()

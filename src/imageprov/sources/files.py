@@ -46,6 +46,17 @@ def _path_problem(path: Path) -> tuple[int, str | None]:
     return mode, "not a regular file or folder"
 
 
+def _canonical(path: Path) -> Path:
+    """Return `path` absolute, with `..` and links resolved, except that a file keeps
+    its own name, so that a link to a file is reported as the name given."""
+    try:
+        full = path.resolve()
+        return full if full.is_dir() else path.parent.resolve() / path.name
+    except (OSError, RuntimeError):
+        # A loop of links: reading it reports the error.
+        return path.absolute()
+
+
 class LocalFolder:
     """Every log file under a folder, or one file, in name order.
 
@@ -64,11 +75,7 @@ class LocalFolder:
         # one name however the path was typed: the copy of a duplicated record that
         # is kept goes by location.
         self.empty = not str(path).strip()
-        try:
-            self.path = Path(path).resolve()
-        except (OSError, RuntimeError):
-            # A loop of links: reading it reports the error.
-            self.path = Path(path).absolute()
+        self.path = _canonical(Path(path))
         self.name = f"file:{path}" if self.empty else f"file:{self.path}"
         self.account_of = account_of or (lambda _: None)
         self.format = format
