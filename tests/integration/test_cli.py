@@ -470,3 +470,23 @@ def test_unknown_platform_is_rejected(example):
     result = run_cli("verdicts", "--platform", "nope", "--database", database)
     assert result.returncode == 2
     assert "unknown platform 'nope'" in result.stderr
+
+
+def test_ingest_reads_past_a_bucket_that_cannot_be_listed(tmp_path, moto):
+    from tests.helpers import trail
+
+    moment = trail.datetime(2026, 11, 30, 8, tzinfo=trail.UTC)
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"Records": [
+        trail.create_image(trail.user_identity("bob"), moment, "ami-0b0b000000000002")]}))
+    database = f"sqlite:///{tmp_path / 'bucket.db'}"
+    env = {"AWS_ENDPOINT_URL": moto.url, "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+           "COLUMNS": "400"}
+    result = run_cli("ingest", "s3://no-such-bucket/", str(good), "--database", database,
+                     env=env)
+    assert result.returncode == 1, result.stderr
+    assert f"{good}: files 1 read" in result.stderr
+    assert "no-such-bucket" in result.stderr
+    listing = run_cli("quarantine", "list", "--format", "json", "--database", database)
+    assert [row["location"] for row in json.loads(listing.stdout)] == ["s3://no-such-bucket/"]

@@ -24,11 +24,11 @@ from imageprov.report.formats import csv_row
 from imageprov.cli._common import _database, _fail, _open_store, _quoted, err
 from imageprov.cli.evidence import evidence_app, keys_app, ledger_app
 from imageprov.config import database_url, load_config
-from imageprov.errors import ImageprovError
+from imageprov.errors import ImageprovError, SourceError
 from imageprov.ingest import IngestSummary
 from imageprov.ingest import ingest as ingest_objects
 from imageprov.ledger.keys import load_private_key
-from imageprov.model import Platform, VerdictStatus
+from imageprov.model import LogDocument, Platform, RecordProblem, VerdictStatus
 from imageprov.policy import load_policy
 from imageprov.policy.schema import policy_warnings
 from imageprov.sources.aws.trail_locations import LocalTrail, S3Trail
@@ -237,8 +237,15 @@ def ingest(
                 # others are still read and the exit code reports the loss.
                 source = _trail(path, log_format, quarantine_bad_path=True)
                 task = progress.add_task(f"reading {safe(path)}", total=None)
-                result = ingest_objects(store, source.objects(), workers,
-                                        lambda _: progress.advance(task))
+                try:
+                    result = ingest_objects(store, source.objects(), workers,
+                                            lambda _: progress.advance(task))
+                except SourceError as error:
+                    # A bucket that cannot be listed loses its files, not the
+                    # other paths; files stored before the failure stay stored.
+                    _quarantine_path(store, path, str(error))
+                    failed += 1
+                    continue
                 _print_ingested(path, result)
                 failed += result.files_failed
     except ImageprovError as error:
@@ -251,6 +258,13 @@ def ingest(
         err.print(f"[red]{failed} file(s) could not be read at all[/]; see "
                   "`imageprov quarantine list`", highlight=False)
         raise typer.Exit(code=1)
+
+
+def _quarantine_path(store: Store, path: str, detail: str) -> None:
+    err.print(f"[red]error:[/] {safe(detail)}", highlight=False)
+    document = LogDocument(location=path, source="cloudtrail", platform="aws")
+    document.problems.append(RecordProblem(path, -1, "(file)", detail))
+    store.record_problems(document)
 
 
 def _print_ingested(path: str, result: IngestSummary) -> None:
