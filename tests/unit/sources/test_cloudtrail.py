@@ -410,7 +410,7 @@ def test_caller_address_of_another_type_is_quarantined():
     bad = dict(RECORDS[0], sourceIPAddress=12)
     document = read_document(json.dumps({"Records": [bad, RECORDS[1]]}).encode(), "ip.json")
     assert [(p.index, p.field) for p in document.problems] == [(0, "sourceIPAddress")]
-    assert "expected a string, got int" in document.problems[0].detail
+    assert "expected a string, got number" in document.problems[0].detail
 
 
 def _image_record(**changes):

@@ -323,7 +323,7 @@ def events_from_record(
         # network check could hold against it.
         if value is not None and not isinstance(value, str):
             raise RecordError(origin.location, origin.index, field,
-                              f"expected a string, got {type(value).__name__}")
+                              f"expected a string, got {json_type(value)}")
 
     events = []
     for position, target in enumerate(targets):

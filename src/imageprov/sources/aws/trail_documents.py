@@ -328,7 +328,7 @@ class _Reader:
                 self.document(item, top=False)
             return
         if not isinstance(value, dict):
-            self._error("(document)", f"expected a JSON object, got {type(value).__name__}")
+            self._error("(document)", f"expected a JSON object, got {json_type(value)}")
             return
         self._object(value, top)
 
@@ -514,7 +514,7 @@ class _Reader:
     def record(self, record: Any, fallback_account: str | None) -> None:
         """Count one CloudTrail record, note its time span and extract image events."""
         if not isinstance(record, dict):
-            self._error("(record)", f"expected a JSON object, got {type(record).__name__}")
+            self._error("(record)", f"expected a JSON object, got {json_type(record)}")
             return
         name = record.get("eventName")
         source = record.get("eventSource")
@@ -536,7 +536,7 @@ class _Reader:
         for field_name in ("recipientAccountId", "awsRegion"):
             value = record.get(field_name)
             if value is not None and not isinstance(value, str):
-                self._error(field_name, f"expected a string, got {type(value).__name__}")
+                self._error(field_name, f"expected a string, got {json_type(value)}")
                 return
 
         index = self.index
