@@ -64,7 +64,7 @@ _NUL = "\x00"
 
 
 def storable(document: LogDocument) -> LogDocument:
-    """Quarantine the events of `document` that hold a NUL character, in place.
+    """Quarantine the events of `document` that contain a NUL character, in place.
 
     Such a value fails the whole batch on PostgreSQL. The record is kept out, with
     the field named, and the rest of the file is stored. A NUL in the account or
@@ -79,8 +79,7 @@ def storable(document: LogDocument) -> LogDocument:
         if value is None:
             kept.append(event)
             continue
-        # The record's own field name is the one its reader knows; the event's
-        # field is named in the detail.
+        # The field is named as in the record, and the event's field in the detail.
         field = (_nul_field(orjson.loads(raw))
                  if raw is not None and b"\\u0000" in raw else None)
         document.raw.pop(event.key, None)
@@ -97,7 +96,7 @@ def storable(document: LogDocument) -> LogDocument:
 
 
 def _nul_field(value: Any, path: str = "") -> str | None:
-    """Return the path of the first string under `value` that holds a NUL, or None."""
+    """Return the path of the first string under `value` that contains a NUL, or None."""
     if isinstance(value, str):
         return (path or "(value)") if _NUL in value else None
     if isinstance(value, dict):
