@@ -18,8 +18,8 @@ _GZIP_WBITS = 47
 # claims more is false and only a bounded buffer is reserved for it.
 _MAX_RATIO = 1032
 _MAX_HINT = 2**28
-# The maximum number of bytes one log file may be or inflate to. A worker holds a whole document and
-# what it parses from it at once, so this bounds a worker's memory.
+# The maximum number of bytes one log file may be or inflate to. A worker holds a
+# whole document and what it parses from it at once, so this bounds its memory.
 # NOTE: the figure is an estimate of what one exported log file reaches; a real
 # file larger than this is quarantined whole.
 MAX_DOCUMENT_BYTES = 512 * 2**20
