@@ -619,3 +619,9 @@ def test_numeric_event_id_named():
     document = read_document(json.dumps({"Records": [bad]}).encode(), "id.json")
     assert [(p.field, p.detail) for p in document.problems] == [
         ("eventID", "expected a string, got number")]
+
+
+@pytest.mark.parametrize("body", [b"null", b"42", b'"text"'])
+def test_document_that_is_not_an_object_fails_the_file(body):
+    document = read_document(body, "scalar.json")
+    assert [(p.index, p.field) for p in document.problems] == [(-1, "(document)")]

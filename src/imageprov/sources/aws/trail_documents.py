@@ -328,7 +328,13 @@ class _Reader:
                 self.document(item, top=False)
             return
         if not isinstance(value, dict):
-            self._error("(document)", f"expected a JSON object, got {json_type(value)}")
+            detail = f"expected a JSON object, got {json_type(value)}"
+            if top:
+                # Nothing of the file is a record, so the file is what failed.
+                self.result.problems.append(RecordProblem(
+                    self.result.location, -1, "(document)", detail))
+            else:
+                self._error("(document)", detail)
             return
         self._object(value, top)
 
