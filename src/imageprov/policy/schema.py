@@ -385,16 +385,22 @@ def policy_warnings(policy: Policy) -> list[str]:
     """
     warnings = []
     for index, network in enumerate(policy.internal_networks):
+        family = f"IPv{network.version}"
         if network.prefixlen == 0:
-            family = f"IPv{network.version}"
             warnings.append(f"internal_networks[{index}]: {network} makes every "
                             f"{family} address internal, so no {family} caller is "
                             "flagged external-network")
+        elif network.prefixlen <= 4:
+            # Split halves such as 0.0.0.0/1 and 128.0.0.0/1 cover everything too.
+            share = 2 ** -network.prefixlen
+            warnings.append(f"internal_networks[{index}]: {network} makes "
+                            f"{share:.0%} of {family} addresses internal")
     for index, builder in enumerate(policy.builders):
         for field, noun in (("principals", "principal"), ("roles", "role"),
                             ("services", "service")):
             for position, pattern in enumerate(getattr(builder, field)):
-                if set(pattern) == {"*"}:
+                # `?` needs one character, which every name has.
+                if "*" in pattern and set(pattern) <= {"*", "?"}:
                     warnings.append(
                         f"builders[{index}] ({builder.name}).{field}[{position}]: "
                         f"pattern {pattern!r} matches every {noun}, so the builder "

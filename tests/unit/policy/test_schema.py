@@ -227,3 +227,17 @@ def test_policy_warnings_name_field():
 
 def test_narrow_policy_has_no_warnings():
     assert policy_warnings(parse_policy(yaml.safe_dump(VALID), "p")) == []
+
+
+def test_policy_warnings_for_halves_and_single_character_wildcards():
+    text = _with(
+        internal_networks=["0.0.0.0/1", "128.0.0.0/1", "8000::/1", "10.0.0.0/8"],
+        builders=[{"name": "anyone", "principals": ["?*"]}])
+    warnings = policy_warnings(parse_policy(text, "p"))
+    assert warnings[:3] == [
+        "internal_networks[0]: 0.0.0.0/1 makes 50% of IPv4 addresses internal",
+        "internal_networks[1]: 128.0.0.0/1 makes 50% of IPv4 addresses internal",
+        "internal_networks[2]: 8000::/1 makes 50% of IPv6 addresses internal",
+    ]
+    assert warnings[3].startswith("builders[0] (anyone).principals[0]: pattern '?*'")
+    assert len(warnings) == 4
