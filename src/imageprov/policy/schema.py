@@ -181,6 +181,13 @@ class ImageException(_Strict):
     reason: str = Field(min_length=1)
     expires: Expiry
 
+    @field_validator("image")
+    @classmethod
+    def _azure_ids_in_lower_case(cls, value: str) -> str:
+        # Azure resource ids are stored lower-cased, since Azure compares them
+        # without case; an exception in any case must meet them.
+        return value.lower() if value.lower().startswith("/subscriptions/") else value
+
 
 class SigningKey(_Strict):
     """A public key whose signatures and attestations count as evidence.

@@ -241,3 +241,22 @@ def test_policy_warnings_for_halves_and_single_character_wildcards():
     ]
     assert warnings[3].startswith("builders[0] (anyone).principals[0]: pattern '?*'")
     assert len(warnings) == 4
+
+
+def test_azure_exception_in_any_case_meets_the_stored_id():
+    image = ("/subscriptions/0000-AAAA/resourceGroups/Images/providers/"
+             "Microsoft.Compute/images/Golden")
+    text = _with(exceptions=[{"image": image, "reason": "vendor", "expires": "2099-01-01"}])
+    (exception,) = parse_policy(text, "p").exceptions
+    assert exception.image == image.lower()
+
+
+def test_azure_exceptions_differing_in_case_are_duplicates():
+    image = "/subscriptions/0000/resourceGroups/Images/providers/Microsoft.Compute/images/g"
+    text = _with(exceptions=[
+        {"image": image, "reason": "a", "expires": "2099-01-01"},
+        {"image": image.upper().replace("/SUBSCRIPTIONS/", "/subscriptions/"),
+         "reason": "b", "expires": "2099-01-01"}])
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(text, "p")
+    assert "name the same image" in str(caught.value)
