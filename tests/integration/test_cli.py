@@ -145,6 +145,15 @@ def test_reading_commands_refuse_missing_database(tmp_path, command):
     assert not mistyped.exists()
 
 
+def test_reading_command_refuses_empty_file(tmp_path):
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
+    result = run_cli("verdicts", "--database", f"sqlite:///{empty}")
+    assert result.returncode == 2
+    assert "no database at" in result.stderr
+    assert empty.stat().st_size == 0
+
+
 def test_policy_check_valid(tmp_path):
     result = run_cli("policy", "check", str(ROOT / "policies" / "example.yaml"))
     assert result.returncode == 0

@@ -78,7 +78,8 @@ def _open_store(url: str, existing: bool = False) -> Store:
 
 
 def _missing_sqlite_file(url: str) -> Path | None:
-    """Return the path of an SQLite database file that does not exist, or None."""
+    """Return the path of an SQLite database file that does not exist or is empty,
+    or None."""
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -89,4 +90,8 @@ def _missing_sqlite_file(url: str) -> Path | None:
         # A URI filename names its file in another syntax; SQLite reports it.
         return None
     path = Path(parsed.database)
-    return None if path.exists() else path
+    try:
+        # An empty file is no database yet: opening it would write the schema.
+        return None if path.stat().st_size > 0 else path
+    except OSError:
+        return path
