@@ -76,6 +76,17 @@ def test_verdicts_json_fields_and_names(example):
     assert vendor["status"] == "excepted"
 
 
+def test_scan_with_a_lost_log_file_exits_1_every_time(example):
+    config, database = example
+    (config.parent / "cloudtrail" / "broken.json.gz").write_bytes(b"\x1f\x8b\x08 truncated")
+    for _ in range(2):
+        result = run_cli("scan", "--config", str(config), "--database", database)
+        assert result.returncode == 1, result.stderr
+        assert "1 log file(s) could not be read at all" in result.stderr
+    # Everything else was read and judged.
+    assert len(_verdicts(database)) == 8
+
+
 def test_verdicts_csv_and_filter(example):
     config, database = example
     run_cli("scan", "--config", str(config), "--database", database, "--no-show")

@@ -148,9 +148,12 @@ def scan(
     if summary.sources_failed:
         err.print(f"[red]sources failed:[/] {safe(', '.join(summary.sources_failed))}",
                   highlight=False)
+    if logs.files_failed:
+        err.print(f"[red]{logs.files_failed} log file(s) could not be read at all[/]; "
+                  "see `imageprov quarantine list`", highlight=False)
     # A failed digest check is evidence that the trail was changed, so the scan
-    # fails as loudly as a source that could not be read.
-    if summary.sources_failed or summary.digest_problems:
+    # fails as loudly as a source that could not be read, or a lost log file.
+    if summary.sources_failed or summary.digest_problems or logs.files_failed:
         raise typer.Exit(code=1)
 
 
