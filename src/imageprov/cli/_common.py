@@ -37,13 +37,6 @@ def _ledger_key(config: Path | None) -> Path | None:
         raise _fail(error) from error
 
 
-def _quoted(text: str, limit: int = 120) -> str:
-    """Return `text` quoted for a message, cut to `limit` characters with its length."""
-    if len(text) <= limit:
-        return repr(text)
-    return f"{text[:limit]!r}... ({len(text):,} characters)"
-
-
 def _fail(error: Exception) -> typer.Exit:
     # Messages embed paths, command-line values and record text, any of which may
     # look like rich markup.

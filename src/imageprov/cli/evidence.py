@@ -9,12 +9,13 @@ import typer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from rich.console import Console
 
-from imageprov.cli._common import _database, _fail, _ledger_key, _open_store, _quoted
+from imageprov.cli._common import _database, _fail, _ledger_key, _open_store
 from imageprov.cli.render import safe
 from imageprov.errors import ImageprovError
 from imageprov.ledger import Problem, verify_ledger
 from imageprov.ledger.bundle import export_bundle, read_bundle, verify_bundle
 from imageprov.ledger.keys import create_key, key_id, load_public_key, parse_public_key
+from imageprov.sources.fields import shown
 from imageprov.store import Store
 
 keys_app = typer.Typer(no_args_is_help=True, help="Keys that sign the verdict ledger.")
@@ -129,7 +130,7 @@ def evidence_export(
         for text in images:
             found = store.find_images(text)
             if not found:
-                raise ImageprovError(f"no image {_quoted(text)} in {store.display_url}")
+                raise ImageprovError(f"no image {shown(text, 120)} in {store.display_url}")
             refs.extend(image.ref for image in found)
         counts = export_bundle(store, refs, bundle)
     except ImageprovError as error:

@@ -4,25 +4,30 @@ from __future__ import annotations
 
 import logging
 import os
-from datetime import UTC, datetime
 import sys
 from collections import Counter
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from imageprov import cycle, formats
 from imageprov.cli import explain as explain_view
 from imageprov.cli import gate as gate_commands
 from imageprov.cli import render
-from imageprov.cli.render import safe
-from imageprov.report.formats import csv_row
-from imageprov.cli._common import _database, _fail, _open_store, _quoted, err
+from imageprov.cli._common import _database, _fail, _open_store, err
 from imageprov.cli.evidence import evidence_app, keys_app, ledger_app
+from imageprov.cli.render import safe
 from imageprov.config import database_url, load_config
 from imageprov.errors import ImageprovError, SourceError
 from imageprov.ingest import IngestSummary
@@ -31,7 +36,9 @@ from imageprov.ledger.keys import load_private_key
 from imageprov.model import LogDocument, Platform, RecordProblem, VerdictStatus
 from imageprov.policy import load_policy
 from imageprov.policy.schema import policy_warnings
+from imageprov.report.formats import csv_row
 from imageprov.sources.aws.trail_locations import LocalTrail, S3Trail
+from imageprov.sources.fields import shown
 from imageprov.store import Store, redact_url, scrub_url_secrets
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -346,7 +353,7 @@ def explain(
             # Azure resource ids are stored lower-cased and compared without case.
             found = store.find_images(image.strip().rstrip("/").lower())
         if not found:
-            raise _fail(ImageprovError(f"no image {_quoted(image)} in {store.display_url}"))
+            raise _fail(ImageprovError(f"no image {shown(image, 120)} in {store.display_url}"))
         for one in found:
             explain_view.show(out, store, one)
     finally:

@@ -42,11 +42,11 @@ def json_type(value: Any) -> str:
     return _JSON_TYPES.get(type(value), type(value).__name__)
 
 
-def shown(value: str) -> str:
-    """Return `value` quoted for a message, cut to a readable length."""
-    if len(value) <= _SHOWN:
+def shown(value: str, limit: int = _SHOWN) -> str:
+    """Return `value` quoted for a message, cut to `limit` characters with its length."""
+    if len(value) <= limit:
         return repr(value)
-    return f"{value[:_SHOWN]!r}... ({len(value):,} characters)"
+    return f"{value[:limit]!r}... ({len(value):,} characters)"
 
 
 def parse_log_time(value: Any, location: str, index: int, field: str,
