@@ -44,6 +44,14 @@ def choose(data: bytes, name: str | None = None) -> LogFormat:
     return FALLBACK
 
 
+def threaded(data: bytes, name: str | None = None) -> bool:
+    """Say whether the format of a document reads it mostly outside the GIL."""
+    try:
+        return choose(data, name).threaded
+    except KeyError:
+        return False
+
+
 def read(data: bytes, location: str, fallback_account: str | None = None,
          name: str | None = None) -> LogDocument:
     """Read one document with its format; an unknown format name is a problem of

@@ -13,7 +13,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from imageprov.errors import SourceError
@@ -270,6 +270,7 @@ def _quarantine_unloadable(store: Store, item: LogObject, detail: str) -> None:
 
 
 _EXECUTORS: dict[int, ProcessPoolExecutor] = {}
+_THREADS: dict[int, ThreadPoolExecutor] = {}
 
 
 def _executor(workers: int) -> ProcessPoolExecutor:
@@ -282,6 +283,15 @@ def _executor(workers: int) -> ProcessPoolExecutor:
                    if "forkserver" in multiprocessing.get_all_start_methods() else None)
         executor = ProcessPoolExecutor(max_workers=workers, mp_context=context)
         _EXECUTORS[workers] = executor
+    return executor
+
+
+def _threads(workers: int) -> ThreadPoolExecutor:
+    executor = _THREADS.get(workers)
+    if executor is None:
+        executor = ThreadPoolExecutor(max_workers=workers,
+                                      thread_name_prefix="imageprov-reader")
+        _THREADS[workers] = executor
     return executor
 
 
@@ -302,10 +312,14 @@ def _ready(seconds: float) -> None:
 
 
 def close_workers() -> None:
-    """Shut down the worker processes that parallel ingest runs keep between calls."""
+    """Shut down the worker processes and threads that parallel ingest runs keep
+    between calls."""
     while _EXECUTORS:
         _, executor = _EXECUTORS.popitem()
         executor.shutdown()
+    while _THREADS:
+        _, threads = _THREADS.popitem()
+        threads.shutdown()
 
 
 def _parse_parallel(
@@ -316,27 +330,43 @@ def _parse_parallel(
     # Results are taken in submission order so that a run is repeatable. Files are
     # submitted as they arrive, across lookup chunks and stored batches, so the
     # workers do not wait for this process between chunks.
-    executor = _executor(workers)
+    #
+    # A document whose format reads it in native code goes to a thread of this
+    # process, which needs neither pickling nor a pipe; any other goes to a worker
+    # process, since Python code holds the GIL. Files are grouped only with
+    # neighbours of the same kind, so the order of documents stays the order of
+    # files.
     pending: deque[tuple[Future[list[LogDocument]], list[str], int]] = deque()
     held_bytes = 0
     limit = workers * IN_FLIGHT_PER_WORKER
     group: list[_Task] = []
     digests: list[str] = []
     group_bytes = 0
+    group_threaded = False
+
+    def submit() -> None:
+        nonlocal group, digests, group_bytes, held_bytes
+        executor = _threads(workers) if group_threaded else _executor(workers)
+        pending.append((executor.submit(_parse_group, group), digests, group_bytes))
+        held_bytes += group_bytes
+        group, digests, group_bytes = [], [], 0
+
     for item, data, sha256 in files:
+        threaded = formats.threaded(data, item.format)
+        if group and threaded != group_threaded:
+            submit()
+        group_threaded = threaded
         group.append((item.location, data, item.fallback_account, item.format,
                       item.content_hash))
         digests.append(sha256)
         group_bytes += len(data)
         if len(group) < TASK_FILES and group_bytes < TASK_BYTES:
             continue
-        pending.append((executor.submit(_parse_group, group), digests, group_bytes))
-        held_bytes += group_bytes
-        group, digests, group_bytes = [], [], 0
+        submit()
         while len(pending) >= limit or held_bytes >= IN_FLIGHT_BYTES:
             held_bytes -= _take_oldest(pending, take)
     if group:
-        pending.append((executor.submit(_parse_group, group), digests, group_bytes))
+        submit()
     while pending:
         _take_oldest(pending, take)
 

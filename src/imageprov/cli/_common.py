@@ -14,7 +14,9 @@ from imageprov.config import database_url, load_config
 from imageprov.errors import ImageprovError
 from imageprov.store import Store, redact_url, scrub_url_secrets
 
-err = Console(stderr=True)
+# Messages are not wrapped: a path cut across two lines cannot be copied whole, and
+# the terminal wraps long lines itself.
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _database(database: str | None, config: Path | None) -> str:

@@ -24,7 +24,7 @@ evidence_app = typer.Typer(no_args_is_help=True,
                            help="Evidence bundles that can be checked offline.")
 
 out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 PublicKeyOption = Annotated[
     Path | None,

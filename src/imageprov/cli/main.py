@@ -371,7 +371,7 @@ def policy_check(
         raise _fail(error) from error
     out.print(f"{safe(str(path))}: valid, {len(policy.builders)} builder(s), "
               f"{len(policy.exceptions)} exception(s), sha256 {policy.hash}",
-              highlight=False)
+              highlight=False, soft_wrap=True)
     now = datetime.now(UTC)
     for exception in policy.exceptions:
         if exception.expires <= now:
@@ -398,7 +398,7 @@ def db_upgrade(
         raise _fail(ImageprovError(f"migration of {redact_url(url)} failed: "
                                    f"{type(error).__name__}: {detail}")) from error
     out.print(f"{safe(store.display_url)}: at revision {safe(revision)}",
-              highlight=False)
+              highlight=False, soft_wrap=True)
     store.close()
 
 

@@ -54,10 +54,13 @@ class LogFormat:
 
     `recognises` takes the first bytes of a document, uncompressed and with leading
     whitespace removed, and returns whether this format reads it. `read` never
-    raises for bad content: problems go into the document it returns.
+    raises for bad content: problems go into the document it returns. `threaded`
+    says that `read` spends most of its time in native code that releases the GIL,
+    so that threads of one process read such documents in parallel.
     """
 
     name: str
     platform: str
     recognises: Callable[[bytes], bool]
     read: Callable[[bytes, str, str | None], LogDocument]
+    threaded: bool = False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
@@ -198,10 +199,33 @@ def test_raw_record_kept_for_evidence():
     assert orjson.loads(document.raw[event.key])["eventID"] == RECORDS[0]["eventID"]
 
 
-def _general_reader(monkeypatch):
+# The readers of `{"Records": [...]}` log files: the native module, pysimdjson, and
+# the general reader that every other shape goes through.
+READERS = ["native", "simdjson"]
+
+
+@contextmanager
+def _reader(kind):
+    """Read with one reader for the duration of the block."""
     from imageprov.sources.aws import trail_documents
 
-    monkeypatch.setattr(trail_documents, "simdjson", None)
+    saved = trail_documents._trailscan, trail_documents.simdjson
+    if kind == "native" and saved[0] is None:
+        pytest.fail("the native CloudTrail reader was not built: install a C++ compiler "
+                    "and libsimdjson-dev, then install imageprov again")
+    if kind != "native":
+        trail_documents._trailscan = None
+    if kind == "general":
+        trail_documents.simdjson = None
+    try:
+        yield
+    finally:
+        trail_documents._trailscan, trail_documents.simdjson = saved
+
+
+def _read_with(kind, body, location, fallback=None):
+    with _reader(kind):
+        return read_document(body, location, fallback)
 
 
 def _same_documents(a, b):
@@ -215,8 +239,9 @@ def _same_documents(a, b):
         k: orjson.loads(v) for k, v in b.raw.items()}
 
 
+@pytest.mark.parametrize("kind", READERS)
 @pytest.mark.parametrize("variant", ["clean", "broken", "mixed-accounts", "other-times"])
-def test_fast_reader_matches_general_reader(variant, monkeypatch):
+def test_fast_reader_matches_general_reader(variant, kind):
     records = json.loads(json.dumps(RECORDS))
     if variant == "broken":
         del records[2]["eventTime"]
@@ -231,17 +256,18 @@ def test_fast_reader_matches_general_reader(variant, monkeypatch):
     elif variant == "other-times":
         records[0]["eventTime"] = "2026-11-02T09:00:00.123Z"
         records[2]["eventTime"] = "2026-11-02 08:00:00"
-    body = json.dumps({"Records": records}).encode()
-    fast = read_document(gzip.compress(body), "f.json.gz", "111122223333")
-    _general_reader(monkeypatch)
-    general = read_document(gzip.compress(body), "f.json.gz", "111122223333")
+    body = gzip.compress(json.dumps({"Records": records}).encode())
+    fast = _read_with(kind, body, "f.json.gz", "111122223333")
+    general = _read_with("general", body, "f.json.gz", "111122223333")
     _same_documents(fast, general)
+    assert fast.records > 0
 
 
-def test_fast_reader_leaves_notices_to_general(monkeypatch):
+@pytest.mark.parametrize("kind", READERS)
+def test_fast_reader_leaves_notices_to_general(kind):
     notice = {"Records": [{"eventVersion": "2.1", "eventSource": "aws:s3",
                            "eventName": "ObjectCreated:Put"}]}
-    document = read_document(json.dumps(notice).encode(), "n.json")
+    document = _read_with(kind, json.dumps(notice).encode(), "n.json")
     assert document.shapes == {"s3-notification"}
     assert document.records == 0
 
@@ -252,11 +278,12 @@ def test_fast_reader_reads_while_an_earlier_parse_is_still_held():
     from imageprov.sources.aws import trail_documents
 
     body = json.dumps({"Records": RECORDS}).encode()
-    first = read_document(body, "a.json")
-    # The thread's parser keeps its buffers between files; an object of its last
-    # document that is still alive must make the reader take another parser.
-    held = trail_documents._parser().parse(body)["Records"][0]
-    second = read_document(body, "b.json")
+    with _reader("simdjson"):
+        first = read_document(body, "a.json")
+        # The thread's parser keeps its buffers between files; an object of its last
+        # document that is still alive must make the reader take another parser.
+        held = trail_documents._parser().parse(body)["Records"][0]
+        second = read_document(body, "b.json")
     assert held.get("eventID") == RECORDS[0]["eventID"]
     assert isinstance(held, simdjson.Object)
     assert (second.records, len(second.events)) == (first.records, len(first.events))
@@ -267,9 +294,16 @@ _VALUES = st.one_of(st.none(), st.integers(), st.text(max_size=5), st.booleans()
                     st.lists(st.integers(), max_size=2), st.dictionaries(
                         st.sampled_from(["accountId", "type"]), st.text(max_size=3),
                         max_size=2))
-_TIMES = st.one_of(st.sampled_from(["2026-11-02T09:00:00Z", "2026-11-02T10:30:00Z",
-                                    "2026-11-02 11:00:00", "2026-11-02T09:00:00.5Z",
-                                    "yesterday", ""]), _VALUES)
+# Times of the form the readers count themselves, with any digits: real and
+# impossible dates and clocks (month 13, 24:00:00, a leap second, 29 February).
+_SECONDS = st.from_regex(
+    r"(0000|0001|1900|2000|2024|2026|2100|9999|[0-9]{4})-(0[0-9]|1[0-3]|[0-9]{2})"
+    r"-(0[0-9]|[12][0-9]|3[0-2])T([01][0-9]|2[0-5]):[0-6][0-9]:[0-6][0-9]Z",
+    fullmatch=True)
+_TIMES = st.one_of(_SECONDS, st.sampled_from([
+    "2026-11-02T09:00:00Z", "2026-11-02T10:30:00Z", "2026-11-02 11:00:00",
+    "2026-11-02T09:00:00.5Z", "2026-11-02T09:00:00z", "2026-11-02T09:00:00Z ",
+    "2026-11-02t09:00:00Z", "\uff12026-11-02T09:00:00Z", "yesterday", ""]), _VALUES)
 
 
 @settings(max_examples=150, deadline=None)
@@ -284,18 +318,12 @@ _TIMES = st.one_of(st.sampled_from(["2026-11-02T09:00:00Z", "2026-11-02T10:30:00
     "recipientAccountId": st.one_of(st.sampled_from(["111122223333", ""]), _VALUES),
     "userIdentity": _VALUES,
     "responseElements": st.one_of(st.just({"imageId": "ami-1"}), _VALUES),
-}), max_size=12))
-def test_fast_reader_agrees_on_any_records(records):
-    from imageprov.sources.aws import trail_documents
-
+}), max_size=12), st.sampled_from(["444455556666", "", None]),
+    st.sampled_from(READERS))
+def test_fast_reader_agrees_on_any_records(records, fallback, kind):
     body = json.dumps({"Records": records}).encode()
-    fast = read_document(body, "h.json", "444455556666")
-    saved = trail_documents.simdjson
-    trail_documents.simdjson = None
-    try:
-        general = read_document(body, "h.json", "444455556666")
-    finally:
-        trail_documents.simdjson = saved
+    fast = _read_with(kind, body, "h.json", fallback)
+    general = _read_with("general", body, "h.json", fallback)
     _same_documents(fast, general)
 
 

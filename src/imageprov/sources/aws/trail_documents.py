@@ -34,6 +34,12 @@ try:
     import simdjson
 except ImportError:  # pragma: no cover - exercised only where the wheel is missing
     simdjson = None
+try:
+    # The same reading of log files in native code, built where simdjson's library
+    # was found at install time (see setup.py).
+    from imageprov.sources.aws import _trailscan
+except ImportError:  # pragma: no cover - exercised only where it was not built
+    _trailscan = None
 
 from imageprov.errors import RecordError
 from imageprov.model import LogDocument, RecordOrigin, RecordProblem
@@ -78,8 +84,11 @@ def read_document(
         return result
     reader = _Reader(result, fallback_account)
     with _collector_paused():
-        if simdjson is not None and text[:32].lstrip().startswith(b'{"Records"'):
-            if _read_log_file_lazily(text, reader):
+        if text[:32].lstrip().startswith(b'{"Records"'):
+            if _trailscan is not None:
+                if _read_log_file_natively(text, reader):
+                    return result
+            elif simdjson is not None and _read_log_file_lazily(text, reader):
                 return result
         try:
             document = orjson.loads(text)
@@ -121,6 +130,36 @@ def _notification_shape(first: Any) -> str | None:
         if isinstance(value, str) and value in _NOTIFICATION_SOURCES:
             return _NOTIFICATION_SOURCES[value]
     return None
+
+
+def _read_log_file_natively(text: bytes, reader: _Reader) -> bool:
+    """Read a `{"Records": [...]}` log file with the native module.
+
+    The module counts the records that name no image and widens their spans, as
+    `_read_parsed_log_file` does, and returns every other record as JSON, which is
+    read here like any record. Returns False, having read nothing, when the file is
+    not valid JSON, not a file of CloudTrail records, or a notice.
+    """
+    scanned = _trailscan.scan(text, reader.fallback_account, EVENT_NAMES)
+    if scanned is None:
+        return False
+    records, spans, others = scanned
+    result = reader.result
+    result.shapes.add("cloudtrail-log-file")
+    result.records += records - len(others)
+    for scope, (first, last) in spans.items():
+        span = result.spans.get(scope)
+        if span is None:
+            result.spans[scope] = [first, last]
+        else:
+            span[0] = min(span[0], first)
+            span[1] = max(span[1], last)
+    start = reader.index
+    for position, json_text in others:
+        reader.index = start + position
+        reader.record(orjson.loads(json_text), reader.fallback_account)
+    reader.index = start + records
+    return True
 
 
 def _read_log_file_lazily(text: bytes, reader: _Reader) -> bool:
@@ -596,4 +635,5 @@ def recognises(head: bytes) -> bool:
     return any(marker in head for marker in _MARKERS)
 
 
-FORMAT = LogFormat("cloudtrail", "aws", recognises, read_document)
+FORMAT = LogFormat("cloudtrail", "aws", recognises, read_document,
+                   threaded=_trailscan is not None)

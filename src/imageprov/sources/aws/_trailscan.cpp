@@ -1,0 +1,346 @@
+// Count the records of a CloudTrail log file in native code.
+//
+// A log file as S3 delivers it is `{"Records": [...]}`, and almost none of its
+// records name an image. For those, a reader needs only the event time, the event
+// name and source, the account and the region, to count the record and widen the
+// time span of its (account, region). This module parses the whole file with
+// simdjson's DOM parser, which validates every byte, reads those five fields of
+// each record, and hands back the records it does not count itself (image events
+// and any record with a missing or odd field) as minified JSON, for the Python
+// reader to read as it reads any other record.
+//
+// The rules are those of `trail_documents._read_parsed_log_file`, which reads the
+// same files where this module is not built; a test compares the two on generated
+// and malformed files. The GIL is released while the file is parsed and walked, so
+// several threads can read files at once.
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <simdjson.h>
+
+#include <map>
+#include <memory>
+#include <new>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace {
+
+using simdjson::dom::element;
+using simdjson::dom::object;
+
+// A parser keeps its buffers between files, which saves allocating them again for
+// every file. One that grew for a very large file is let go, so that a thread does
+// not hold that memory for good.
+constexpr size_t kKeptCapacity = 64u << 20;
+thread_local std::unique_ptr<simdjson::dom::parser> t_parser;
+
+enum class Field { kAbsent, kString, kOther };
+
+// Read a member of `record`. A missing member and a JSON null are both absent, as
+// for `dict.get` in the Python reader.
+Field member(object record, std::string_view key, std::string_view &out) {
+  element value;
+  if (record.at_key(key).get(value) || value.is_null()) {
+    return Field::kAbsent;
+  }
+  return value.get_string().get(out) ? Field::kOther : Field::kString;
+}
+
+bool digits(std::string_view text, size_t start, size_t count) {
+  for (size_t i = start; i < start + count; i++) {
+    if (text[i] < '0' || text[i] > '9') {
+      return false;
+    }
+  }
+  return true;
+}
+
+int number(std::string_view text, size_t start, size_t count) {
+  int value = 0;
+  for (size_t i = start; i < start + count; i++) {
+    value = value * 10 + (text[i] - '0');
+  }
+  return value;
+}
+
+// Whether `text` is a real UTC time written `YYYY-MM-DDTHH:MM:SSZ`: the test of
+// `_Reader.valid_time`, which takes years 1 to 9999 and no leap second.
+bool utc_second(std::string_view text) {
+  if (text.size() != 20 || text[19] != 'Z' || !digits(text, 0, 4) || text[4] != '-' ||
+      !digits(text, 5, 2) || text[7] != '-' || !digits(text, 8, 2) || text[10] != 'T' ||
+      !digits(text, 11, 2) || text[13] != ':' || !digits(text, 14, 2) ||
+      text[16] != ':' || !digits(text, 17, 2)) {
+    return false;
+  }
+  const int year = number(text, 0, 4), month = number(text, 5, 2);
+  const int day = number(text, 8, 2);
+  if (year < 1 || month < 1 || month > 12 || day < 1 || number(text, 11, 2) > 23 ||
+      number(text, 14, 2) > 59 || number(text, 17, 2) > 59) {
+    return false;
+  }
+  static const int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  const bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+  return day <= kDays[month - 1] + (month == 2 && leap ? 1 : 0);
+}
+
+// Whether the first record marks the file as an S3, SNS or SQS notice or as
+// CloudTrail Insights events, which the Python reader reports as such.
+bool notice(object first) {
+  std::string_view value;
+  for (const char *key : {"eventSource", "EventSource"}) {
+    if (member(first, key, value) == Field::kString &&
+        (value == "aws:s3" || value == "aws:sns" || value == "aws:sqs")) {
+      return true;
+    }
+  }
+  return member(first, "eventType", value) == Field::kString &&
+         value == "AwsCloudTrailInsight";
+}
+
+struct Span {
+  std::string first;
+  std::string last;
+};
+
+struct Scan {
+  // Whether the text is a log file this module reads; when not, nothing is read.
+  bool read = false;
+  size_t records = 0;
+  std::map<std::pair<std::string, std::string>, Span> spans;
+  // The position and minified JSON of each record left to the Python reader.
+  std::vector<std::pair<size_t, std::string>> others;
+};
+
+struct Options {
+  std::string fallback_account;
+  std::vector<std::string> event_names;
+};
+
+bool names_image(const Options &options, std::string_view name) {
+  for (const std::string &image_name : options.event_names) {
+    if (image_name == name) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// Count `record` into `scan` when it is an ordinary record; return false to leave
+// it to the Python reader.
+bool count(object record, const Options &options, Scan &scan) {
+  std::string_view when, source, name, account, region;
+  if (member(record, "eventTime", when) != Field::kString || !utc_second(when) ||
+      member(record, "eventSource", source) != Field::kString || source.empty() ||
+      member(record, "eventName", name) != Field::kString || name.empty() ||
+      names_image(options, name)) {
+    return false;
+  }
+  const Field account_field = member(record, "recipientAccountId", account);
+  const Field region_field = member(record, "awsRegion", region);
+  if (account_field == Field::kOther || region_field == Field::kOther) {
+    return false;
+  }
+
+  std::string scope_account;
+  if (!account.empty()) {
+    scope_account = account;
+  } else if (!options.fallback_account.empty()) {
+    scope_account = options.fallback_account;
+  } else {
+    object identity;
+    std::string_view identity_account;
+    if (!record.at_key("userIdentity").get_object().get(identity) &&
+        member(identity, "accountId", identity_account) == Field::kString &&
+        !identity_account.empty()) {
+      scope_account = identity_account;
+    } else {
+      scope_account = "unknown";
+    }
+  }
+  std::string scope_region = region.empty() ? "unknown" : std::string(region);
+
+  auto key = std::make_pair(std::move(scope_account), std::move(scope_region));
+  auto found = scan.spans.find(key);
+  if (found == scan.spans.end()) {
+    scan.spans.emplace(std::move(key), Span{std::string(when), std::string(when)});
+  } else if (when < found->second.first) {
+    found->second.first = when;
+  } else if (when > found->second.last) {
+    found->second.last = when;
+  }
+  return true;
+}
+
+// Parse `text` and walk its records. Runs without the GIL: it touches no Python
+// object.
+void walk(const char *text, size_t length, const Options &options, Scan &scan) {
+  if (!t_parser) {
+    t_parser = std::make_unique<simdjson::dom::parser>();
+  }
+  element document;
+  simdjson::dom::array records;
+  if (t_parser->parse(text, length, true).get(document) ||
+      document.at_key("Records").get_array().get(records)) {
+    return;
+  }
+  object first;
+  if (records.size() > 0 && !records.at(0).get_object().get(first) && notice(first)) {
+    return;
+  }
+  scan.read = true;
+  size_t position = 0;
+  for (element record : records) {
+    object fields;
+    if (record.get_object().get(fields) || !count(fields, options, scan)) {
+      scan.others.emplace_back(position, simdjson::minify(record));
+    }
+    position++;
+  }
+  scan.records = position;
+  if (t_parser->capacity() > kKeptCapacity) {
+    t_parser.reset();
+  }
+}
+
+bool text_of(PyObject *value, std::string &out) {
+  Py_ssize_t size = 0;
+  const char *data = PyUnicode_AsUTF8AndSize(value, &size);
+  if (data == nullptr) {
+    return false;
+  }
+  out.assign(data, static_cast<size_t>(size));
+  return true;
+}
+
+bool read_options(PyObject *fallback, PyObject *names, Options &options) {
+  if (fallback != Py_None && !text_of(fallback, options.fallback_account)) {
+    return false;
+  }
+  PyObject *iterator = PyObject_GetIter(names);
+  if (iterator == nullptr) {
+    return false;
+  }
+  PyObject *item;
+  while ((item = PyIter_Next(iterator)) != nullptr) {
+    std::string name;
+    const bool ok = text_of(item, name);
+    Py_DECREF(item);
+    if (!ok) {
+      Py_DECREF(iterator);
+      return false;
+    }
+    options.event_names.push_back(std::move(name));
+  }
+  Py_DECREF(iterator);
+  return !PyErr_Occurred();
+}
+
+PyObject *text_object(const std::string &text) {
+  return PyUnicode_DecodeUTF8(text.data(), static_cast<Py_ssize_t>(text.size()),
+                              "strict");
+}
+
+PyObject *spans_object(const Scan &scan) {
+  PyObject *spans = PyDict_New();
+  if (spans == nullptr) {
+    return nullptr;
+  }
+  for (const auto &[scope, span] : scan.spans) {
+    PyObject *key = Py_BuildValue("(NN)", text_object(scope.first),
+                                  text_object(scope.second));
+    PyObject *value = Py_BuildValue("[NN]", text_object(span.first),
+                                    text_object(span.last));
+    const int failed = key == nullptr || value == nullptr ||
+                       PyDict_SetItem(spans, key, value) < 0;
+    Py_XDECREF(key);
+    Py_XDECREF(value);
+    if (failed) {
+      Py_DECREF(spans);
+      return nullptr;
+    }
+  }
+  return spans;
+}
+
+PyObject *others_object(const Scan &scan) {
+  PyObject *others = PyList_New(static_cast<Py_ssize_t>(scan.others.size()));
+  if (others == nullptr) {
+    return nullptr;
+  }
+  for (size_t i = 0; i < scan.others.size(); i++) {
+    const auto &[position, json] = scan.others[i];
+    PyObject *item = Py_BuildValue("(ny#)", static_cast<Py_ssize_t>(position),
+                                   json.data(), static_cast<Py_ssize_t>(json.size()));
+    if (item == nullptr) {
+      Py_DECREF(others);
+      return nullptr;
+    }
+    PyList_SET_ITEM(others, static_cast<Py_ssize_t>(i), item);
+  }
+  return others;
+}
+
+PyObject *scan_log_file(PyObject *, PyObject *args) {
+  Py_buffer text;
+  PyObject *fallback;
+  PyObject *names;
+  if (!PyArg_ParseTuple(args, "y*OO:scan", &text, &fallback, &names)) {
+    return nullptr;
+  }
+  Options options;
+  if (!read_options(fallback, names, options)) {
+    PyBuffer_Release(&text);
+    return nullptr;
+  }
+  Scan scan;
+  bool out_of_memory = false;
+  Py_BEGIN_ALLOW_THREADS
+  try {
+    walk(static_cast<const char *>(text.buf), static_cast<size_t>(text.len), options,
+         scan);
+  } catch (const std::bad_alloc &) {
+    out_of_memory = true;
+  }
+  Py_END_ALLOW_THREADS
+  PyBuffer_Release(&text);
+  if (out_of_memory) {
+    return PyErr_NoMemory();
+  }
+  if (!scan.read) {
+    Py_RETURN_NONE;
+  }
+  PyObject *spans = spans_object(scan);
+  if (spans == nullptr) {
+    return nullptr;
+  }
+  PyObject *others = others_object(scan);
+  if (others == nullptr) {
+    Py_DECREF(spans);
+    return nullptr;
+  }
+  return Py_BuildValue("(nNN)", static_cast<Py_ssize_t>(scan.records), spans, others);
+}
+
+PyMethodDef kMethods[] = {
+    {"scan", scan_log_file, METH_VARARGS,
+     "scan(text, fallback_account, event_names)\n--\n\n"
+     "Read a CloudTrail log file and return (records, spans, others), or None\n"
+     "when the text is not valid JSON of the shape {\"Records\": [...]} or is a\n"
+     "notice. `spans` maps (account, region) to [first, last] event times of the\n"
+     "records counted here; `others` lists (position, minified JSON) of the\n"
+     "records left to the caller: image events and records with a missing or\n"
+     "odd field. Raises MemoryError when the file does not fit in memory."},
+    {nullptr, nullptr, 0, nullptr}};
+
+PyModuleDef kModule = {
+    PyModuleDef_HEAD_INIT, "_trailscan",
+    "Count the records of CloudTrail log files with simdjson, without the GIL.", -1,
+    kMethods};
+
+}  // namespace
+
+PyMODINIT_FUNC PyInit__trailscan(void) { return PyModule_Create(&kModule); }
