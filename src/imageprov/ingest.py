@@ -352,11 +352,14 @@ def _parse_parallel(
         group, digests, group_bytes = [], [], 0
 
     for item, data, sha256 in files:
-        threaded = formats.threaded(data, item.format)
+        # The format is recognised here once, and named in the task.
+        chosen = formats.chosen(data, item.format)
+        threaded = chosen is not None and chosen.threaded
         if group and threaded != group_threaded:
             submit()
         group_threaded = threaded
-        group.append((item.location, data, item.fallback_account, item.format,
+        group.append((item.location, data, item.fallback_account,
+                      chosen.name if chosen is not None else item.format,
                       item.content_hash))
         digests.append(sha256)
         group_bytes += len(data)

@@ -105,23 +105,37 @@ def head(data: bytes, size: int = 4096) -> bytes:
     Concatenated gzip members are followed, so an empty first member does not hide
     the document.
     """
-    if data[:2] == _GZIP_MAGIC:
-        text = b""
-        rest = data[: 64 * 1024]
-        while rest[:2] == _GZIP_MAGIC and len(text) < size * 4:
-            inflater = zlib.decompressobj(_GZIP_WBITS)
-            try:
-                text += inflater.decompress(rest, size * 4 - len(text))
-            except zlib.error:
-                break
-            if not inflater.eof:
-                break
-            rest = inflater.unused_data
-    else:
-        text = data[: size * 4]
+    # Most documents start at once, so `size` bytes and room for a byte-order mark
+    # are inflated first; up to four times `size` only where whitespace came first.
+    text = _leading(data, size + 3)
+    start = _without_blank_start(text)
+    if len(start) < size and len(text) == size + 3:
+        start = _without_blank_start(_leading(data, size * 4))
+    return start[:size]
+
+
+def _leading(data: bytes, size: int) -> bytes:
+    """Return up to `size` leading bytes of the document, inflated where gzip."""
+    if data[:2] != _GZIP_MAGIC:
+        return data[:size]
+    text = b""
+    rest = data[: 64 * 1024]
+    while rest[:2] == _GZIP_MAGIC and len(text) < size:
+        inflater = zlib.decompressobj(_GZIP_WBITS)
+        try:
+            text += inflater.decompress(rest, size - len(text))
+        except zlib.error:
+            break
+        if not inflater.eof:
+            break
+        rest = inflater.unused_data
+    return text
+
+
+def _without_blank_start(text: bytes) -> bytes:
     if text.startswith(b"\xef\xbb\xbf"):
         text = text[3:]
-    return text.lstrip()[:size]
+    return text.lstrip()
 
 
 def document_text(data: bytes, result: LogDocument) -> bytes | None:

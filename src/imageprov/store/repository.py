@@ -321,14 +321,15 @@ class Store:
                 self._move_to_first_copy(session, copies, copy_hashes)
                 return written
 
-            statement = insert(LogFileRow).returning(
-                LogFileRow.id, sort_by_parameter_order=True
-            )
-            ids = connection.execute(statement, file_values).scalars().all()
+            # One statement for the batch: on SQLite, RETURNING in parameter order
+            # would run one statement per file. The hash is unique, so the new ids
+            # are read back by hash.
+            connection.execute(insert(LogFileRow), file_values)
+            ids = self._file_ids(session, [value["sha256"] for value in file_values])
             coverage = [
-                {"log_file_id": file_id, "platform": document.platform,
+                {"log_file_id": ids[value["sha256"]], "platform": document.platform,
                  "account": account, "region": region, "first": first, "last": last}
-                for document, file_id in zip(fresh, ids, strict=True)
+                for document, value in zip(fresh, file_values, strict=True)
                 for account, region, first, last in document.span_times()
             ]
             if coverage:
@@ -362,6 +363,15 @@ class Store:
                 .where(LogFileRow.sha256 == sha256,
                        LogFileRow.location > document.location)
                 .values(location=document.location))
+
+    @staticmethod
+    def _file_ids(session: Session, hashes: Sequence[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for start in range(0, len(hashes), 500):
+            rows = session.execute(select(LogFileRow.sha256, LogFileRow.id).where(
+                LogFileRow.sha256.in_(hashes[start:start + 500])))
+            found.update((sha256, file_id) for sha256, file_id in rows)
+        return found
 
     def _stored_hashes(self, session: Session, hashes: Sequence[str]) -> set[str]:
         wanted = list(set(hashes))

@@ -300,13 +300,14 @@ def events_from_record(
         else:
             raise RecordError(location, index, row.target, "missing on a successful call")
 
+    principal = principal_of(identity)
     _check_lengths(record, location, index, {
         "eventID": event_id, "recipientAccountId": account, "awsRegion": region,
         "errorCode": error_code, "sourceIPAddress": record.get("sourceIPAddress"),
         row.target: next(iter(targets), None), row.repository or "repository":
         value_at(record, row.repository), row.tag or "tag": value_at(record, row.tag),
         row.source_image or "sourceImageId": value_at(record, row.source_image),
-        "userIdentity.arn": principal_of(record.get("userIdentity")).id,
+        "userIdentity.arn": principal.id,
     })
     base_key = f"{SOURCE}:{account}:{event_id}"
     registry = repository = None
@@ -315,7 +316,6 @@ def events_from_record(
         repository = value_at(record, row.repository)
     repositories = values_at(record, row.repository) if row.repository else []
     tag = value_at(record, row.tag)
-    principal = principal_of(record.get("userIdentity"))
     user_agent = record.get("userAgent")
     source_ip = record.get("sourceIPAddress")
     for field, value in (("sourceIPAddress", source_ip), ("userAgent", user_agent)):

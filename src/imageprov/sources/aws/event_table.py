@@ -8,6 +8,7 @@ with lists wrapped as `{"items": [...]}`; ECR records use the JSON API member na
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,9 +122,7 @@ def values_at(record: Any, path: str | None) -> list[Any]:
     if path is None:
         return []
     nodes = [record]
-    for part in path.split("."):
-        walk_list = part.endswith("[]")
-        key = part[:-2] if walk_list else part
+    for key, walk_list in _steps(path)[0]:
         found = []
         for node in nodes:
             if not isinstance(node, dict):
@@ -140,5 +139,25 @@ def values_at(record: Any, path: str | None) -> list[Any]:
 
 def value_at(record: Any, path: str | None) -> Any:
     """Return the first value at a dotted path, or None."""
-    values = values_at(record, path)
-    return values[0] if values else None
+    if path is None:
+        return None
+    steps, walks_lists = _steps(path)
+    if walks_lists:
+        values = values_at(record, path)
+        return values[0] if values else None
+    # Without a list on the way there is at most one value: follow the keys.
+    node = record
+    for key, _ in steps:
+        if not isinstance(node, dict):
+            return None
+        node = node.get(key)
+    return node
+
+
+@functools.cache
+def _steps(path: str) -> tuple[tuple[tuple[str, bool], ...], bool]:
+    """Split a dotted path into (key, whether to walk a list there) steps, and say
+    whether any step walks a list."""
+    steps = tuple((part[:-2], True) if part.endswith("[]") else (part, False)
+                  for part in path.split("."))
+    return steps, any(walk_list for _, walk_list in steps)
