@@ -332,10 +332,9 @@ def _parse_parallel(
     # workers do not wait for this process between chunks.
     #
     # A document whose format reads it in native code goes to a thread of this
-    # process, which needs neither pickling nor a pipe; any other goes to a worker
-    # process, since Python code holds the GIL. Files are grouped only with
-    # neighbours of the same kind, so the order of documents stays the order of
-    # files.
+    # process, which needs neither pickling nor a pipe. Any other goes to a worker
+    # process, because Python code holds the GIL. Files are grouped only with
+    # neighbours of the same kind, so documents arrive in the order of their files.
     pending: deque[tuple[Future[list[LogDocument]], list[str], int]] = deque()
     held_bytes = 0
     limit = workers * IN_FLIGHT_PER_WORKER

@@ -55,8 +55,8 @@ class LogFormat:
     `recognises` takes the first bytes of a document, uncompressed and with leading
     whitespace removed, and returns whether this format reads it. `read` never
     raises for bad content: problems go into the document it returns. `threaded`
-    says that `read` spends most of its time in native code that releases the GIL,
-    so that threads of one process read such documents in parallel.
+    marks a format whose `read` spends most of its time in native code that
+    releases the GIL, so that threads of one process read its documents in parallel.
     """
 
     name: str

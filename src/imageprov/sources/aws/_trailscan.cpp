@@ -4,10 +4,10 @@
 // records name an image. For those, a reader needs only the event time, the event
 // name and source, the account and the region, to count the record and widen the
 // time span of its (account, region). This module parses the whole file with
-// simdjson's DOM parser, which validates every byte, reads those five fields of
-// each record, and hands back the records it does not count itself (image events
-// and any record with a missing or odd field) as minified JSON, for the Python
-// reader to read as it reads any other record.
+// simdjson's DOM parser, which validates every byte, and reads those five fields of
+// each record. It returns the records it does not count itself as minified JSON:
+// image events, and any record with a missing field or a field of another type.
+// The Python reader reads those as it reads any other record.
 //
 // The rules are those of `trail_documents._read_parsed_log_file`, which reads the
 // same files where this module is not built; a test compares the two on generated
@@ -129,8 +129,8 @@ bool names_image(const Options &options, std::string_view name) {
   return false;
 }
 
-// Count `record` into `scan` when it is an ordinary record; return false to leave
-// it to the Python reader.
+// Count `record` into `scan` when it names no image and its fields have the
+// expected types. Returns false to leave the record to the Python reader.
 bool count(object record, const Options &options, Scan &scan) {
   std::string_view when, source, name, account, region;
   if (member(record, "eventTime", when) != Field::kString || !utc_second(when) ||
@@ -298,17 +298,25 @@ PyObject *scan_log_file(PyObject *, PyObject *args) {
   }
   Scan scan;
   bool out_of_memory = false;
+  bool failed = false;
   Py_BEGIN_ALLOW_THREADS
   try {
     walk(static_cast<const char *>(text.buf), static_cast<size_t>(text.len), options,
          scan);
   } catch (const std::bad_alloc &) {
     out_of_memory = true;
+  } catch (...) {
+    // No exception may leave a function that Python calls.
+    failed = true;
   }
   Py_END_ALLOW_THREADS
   PyBuffer_Release(&text);
   if (out_of_memory) {
     return PyErr_NoMemory();
+  }
+  if (failed) {
+    PyErr_SetString(PyExc_RuntimeError, "reading the log file failed in native code");
+    return nullptr;
   }
   if (!scan.read) {
     Py_RETURN_NONE;
@@ -332,8 +340,9 @@ PyMethodDef kMethods[] = {
      "when the text is not valid JSON of the shape {\"Records\": [...]} or is a\n"
      "notice. `spans` maps (account, region) to [first, last] event times of the\n"
      "records counted here; `others` lists (position, minified JSON) of the\n"
-     "records left to the caller: image events and records with a missing or\n"
-     "odd field. Raises MemoryError when the file does not fit in memory."},
+     "records left to the caller: image events and records with a missing field\n"
+     "or a field of another type. Raises MemoryError when the file does not fit\n"
+     "in memory."},
     {nullptr, nullptr, 0, nullptr}};
 
 PyModuleDef kModule = {

@@ -1,0 +1,124 @@
+"""Reading with several workers stores what reading with one stores.
+
+CloudTrail log files go to threads, which the native reader lets run outside the
+GIL, and documents of other formats to worker processes. Files are grouped only
+with neighbours of the same kind, so documents reach the store in file order.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from imageprov import formats, ingest as ingest_module
+from imageprov.ingest import ingest
+from imageprov.sources import LogObject
+from imageprov.sources.files import LocalFolder
+from imageprov.store import Store
+from imageprov.store.tables import CoverageRow, LogFileRow, QuarantineRow
+from tests.helpers import trail
+
+DATA = Path(__file__).parents[1] / "data"
+T0 = datetime(2026, 11, 4, 8, 0, tzinfo=UTC)
+BUILD = trail.role_identity("ImageBuild", "packer-2", path="/build/")
+
+
+def _mixed_folder(root: Path) -> Path:
+    """Write CloudTrail log files in several shapes between Azure and GCP exports,
+    with a broken file among them."""
+    folder = root / "mixed"
+    for number in range(6):
+        when = T0 + timedelta(minutes=5 * number)
+        records = trail.noise(when, 20) + [trail.create_image(
+            BUILD, when, f"ami-0000000000000b{number:03d}", ip="10.0.0.7")]
+        path = folder / "a" / trail.log_key(when, suffix=f"Mixed{number:02d}Abcdefghij")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(trail.log_file(records))
+    lines = [json.dumps(record) for record in trail.noise(T0, 3)]
+    (folder / "b-lines.json").write_text("\n".join(lines) + "\n")
+    (folder / "c-broken.json.gz").write_bytes(b"\x1f\x8b not gzip")
+    shutil.copytree(DATA / "azure" / "activity", folder / "d-azure")
+    shutil.copytree(DATA / "gcp" / "audit-logs", folder / "e-gcp")
+    for number in range(3):
+        when = T0 + timedelta(hours=2, minutes=number)
+        path = folder / "f" / trail.log_key(when, suffix=f"Late{number:02d}Abcdefghijk")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(trail.log_file(trail.noise(when, 10)))
+    return folder
+
+
+def _objects(folder: Path) -> list[LogObject]:
+    # Each object carries a checkpoint position, as an S3 trail's objects do, so
+    # that the stored checkpoint shows the order documents were stored in.
+    return [LogObject(item.location, item.fallback_account, item.loader, "mixed",
+                      f"{number:04d}")
+            for number, item in enumerate(LocalFolder(folder).objects())]
+
+
+def _stored(store: Store) -> dict[str, object]:
+    with store.engine.connect() as connection:
+        files = sorted(connection.execute(select(
+            LogFileRow.location, LogFileRow.sha256, LogFileRow.shape, LogFileRow.records,
+            LogFileRow.image_events, LogFileRow.errors)).all())
+        coverage = sorted(
+            (str(row.account), str(row.region), row.first, row.last)
+            for row in connection.execute(select(CoverageRow)))
+        quarantine = sorted(connection.execute(select(
+            QuarantineRow.location, QuarantineRow.record_index, QuarantineRow.field,
+            QuarantineRow.error)).all())
+    events = sorted((event.key, event.model_dump_json()) for event in store.events())
+    return {"files": files, "coverage": coverage, "quarantine": quarantine,
+            "events": events, "checkpoint": store.checkpoint("mixed")}
+
+
+def test_parallel_ingest_stores_what_one_worker_stores(tmp_path, new_database,
+                                                       monkeypatch):
+    folder = _mixed_folder(tmp_path)
+    objects = _objects(folder)
+    serial_store = Store.open(new_database())
+    serial = ingest(serial_store, objects, workers=1, batch_files=4)
+
+    # One file a task, so that thread and process tasks alternate.
+    monkeypatch.setattr(ingest_module, "TASK_FILES", 1)
+    kinds: list[str] = []
+    threads, processes = ingest_module._threads, ingest_module._executor
+    monkeypatch.setattr(ingest_module, "_threads",
+                        lambda workers: kinds.append("thread") or threads(workers))
+    monkeypatch.setattr(ingest_module, "_executor",
+                        lambda workers: kinds.append("process") or processes(workers))
+    parallel_store = Store.open(new_database())
+    try:
+        parallel = ingest(parallel_store, objects, workers=2, batch_files=4)
+    finally:
+        ingest_module.close_workers()
+
+    assert formats.FALLBACK.threaded, "the native CloudTrail reader was not built"
+    assert "thread" in kinds and "process" in kinds
+    expected = _stored(serial_store)
+    assert _stored(parallel_store) == expected
+    assert expected["checkpoint"] == f"{len(objects) - 1:04d}"
+    assert sum(key.startswith("cloudtrail:") for key, _ in expected["events"]) == 6
+    assert len(expected["events"]) > 6
+    assert (parallel.records, parallel.events, parallel.files_failed) == (
+        serial.records, serial.events, 1)
+    assert serial.records >= 6 * 21 + 3 + 30
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_parallel_ingest_skips_content_read_before(tmp_path, new_database, workers):
+    objects = _objects(_mixed_folder(tmp_path))
+    store = Store.open(new_database())
+    try:
+        first = ingest(store, objects, workers=workers)
+        second = ingest(store, objects, workers=workers)
+    finally:
+        ingest_module.close_workers()
+    assert first.files == len(objects)
+    # The broken file is read again each time; everything else is known.
+    assert (second.files, second.skipped) == (1, len(objects) - 1)
+    assert second.new_events == 0
