@@ -3,7 +3,8 @@
 Each measurement runs in its own child process, so memory figures do not mix:
 
 1. imageprov reads the folder into a new SQLite database through `imageprov.ingest`
-   with `--workers` worker processes. This is the whole job: read, hash, decompress,
+   with `--workers` workers: threads where the native CloudTrail reader is built,
+   parser processes otherwise. This is the whole job: read, hash, decompress,
    parse, count every record, keep the event-time spans, extract image events and
    store them.
 2. DuckDB reads the same files and counts the records and the records whose
@@ -383,7 +384,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--files-of", type=int, default=1000, dest="per_file",
                         help="records per log file (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=2,
-                        help="imageprov worker processes and DuckDB threads (default: 2)")
+                        help="imageprov workers (threads or processes) and DuckDB threads "
+                             "(default: 2)")
     parser.add_argument("--data", type=Path, default=generate.DEFAULT_FOLDER,
                         help="folder that contains the generated data sets (default: %(default)s)")
     parser.add_argument("--skip-read-json", action="store_true",
