@@ -44,14 +44,6 @@ def choose(data: bytes, name: str | None = None) -> LogFormat:
     return FALLBACK
 
 
-def chosen(data: bytes, name: str | None = None) -> LogFormat | None:
-    """Return the format `choose` gives, or None for an unknown format name."""
-    try:
-        return choose(data, name)
-    except KeyError:
-        return None
-
-
 def read(data: bytes, location: str, fallback_account: str | None = None,
          name: str | None = None) -> LogDocument:
     """Read one document with its format; an unknown format name is a problem of

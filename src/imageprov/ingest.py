@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from imageprov.errors import SourceError
 from imageprov.model import LogDocument, RecordProblem
 from imageprov import formats
-from imageprov.sources import LogObject
+from imageprov.sources import LogFormat, LogObject
 from imageprov.sources.compression import decompress
 from imageprov.store import Store
 
@@ -351,8 +351,12 @@ def _parse_parallel(
         group, digests, group_bytes = [], [], 0
 
     for item, data, sha256 in files:
-        # The format is recognised here once, and named in the task.
-        chosen = formats.chosen(data, item.format)
+        # The format is recognised here once, and named in the task. An unknown
+        # format name goes on to `formats.read`, which quarantines the file.
+        try:
+            chosen: LogFormat | None = formats.choose(data, item.format)
+        except KeyError:
+            chosen = None
         threaded = chosen is not None and chosen.threaded
         if group and threaded != group_threaded:
             submit()
