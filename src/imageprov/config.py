@@ -382,7 +382,8 @@ class Serve(_Strict):
 class Config(_Strict):
     database: str | None = None
     policy: Path
-    workers: int = Field(default=2, ge=1, le=64)
+    # Strict, so that `workers: true` is an error rather than one worker.
+    workers: int = Field(default=2, ge=1, le=64, strict=True)
     # Log files stored per transaction: larger is faster, smaller loses less work
     # when the process is killed.
     batch_files: int = Field(default=200, ge=1, le=10_000)

@@ -12,7 +12,13 @@ from typing import Any
 
 import orjson
 
-from imageprov.model import CreationEvent, LogDocument, RecordProblem
+from imageprov.model import (
+    MAX_SPAN_ACCOUNT,
+    MAX_SPAN_REGION,
+    CreationEvent,
+    LogDocument,
+    RecordProblem,
+)
 from imageprov.sources import LogFormat
 from imageprov.sources.aws import trail_documents
 from imageprov.sources.azure import acr_documents, activity_documents
@@ -68,7 +74,8 @@ def storable(document: LogDocument) -> LogDocument:
 
     Such a value fails the whole batch on PostgreSQL. The record is kept out, with
     the field named, and the rest of the file is stored. A NUL in the account or
-    region of a time span becomes U+FFFD, since spans record no record index.
+    region of a time span becomes U+FFFD, and a value longer than its column is
+    cut, since spans record no record index.
     """
     kept: list[CreationEvent] = []
     for event in document.events:
@@ -91,11 +98,29 @@ def storable(document: LogDocument) -> LogDocument:
             f"the event's {value} contains a NUL character (U+0000), which the "
             "database cannot store"))
     document.events = kept
-    if any(_NUL in account or _NUL in region for account, region in document.spans):
-        document.spans = {
-            (account.replace(_NUL, "\ufffd"), region.replace(_NUL, "\ufffd")): span
-            for (account, region), span in document.spans.items()}
+    if any(_storable_scope(scope) != scope for scope in document.spans):
+        document.spans = _storable_spans(document.spans)
     return document
+
+
+def _storable_scope(scope: tuple[str, str]) -> tuple[str, str]:
+    """Return an (account, region) key the store can hold: a NUL becomes U+FFFD and
+    a value too long for its column is cut. Readers quarantine the records whose
+    values are too long where they can name them, and this covers every format."""
+    account, region = scope
+    return (account.replace(_NUL, "\ufffd")[:MAX_SPAN_ACCOUNT],
+            region.replace(_NUL, "\ufffd")[:MAX_SPAN_REGION])
+
+
+def _storable_spans(spans: dict[tuple[str, str], list[str]]
+                    ) -> dict[tuple[str, str], list[str]]:
+    """Key `spans` by storable scopes, joining spans whose keys become equal."""
+    joined: dict[tuple[str, str], list[str]] = {}
+    for scope, (first, last) in spans.items():
+        span = joined.setdefault(_storable_scope(scope), [first, last])
+        span[0] = min(span[0], first)
+        span[1] = max(span[1], last)
+    return joined
 
 
 def _nul_field(value: Any, path: str = "") -> str | None:

@@ -15,6 +15,7 @@ from imageprov.ingest import ingest
 from imageprov.model import Image, ImageKind, Platform, ami_arn
 from imageprov.policy.schema import load_policy
 from imageprov.sources.aws.trail_locations import LocalTrail, LogObject
+from imageprov.sources.files import LocalFolder
 from imageprov.store import Store
 from tests.helpers import trail
 
@@ -286,3 +287,25 @@ def test_empty_path_is_not_the_current_folder(tmp_path, monkeypatch):
     with pytest.raises(SourceError) as caught:
         list(LocalTrail("").objects())
     assert "empty path" in str(caught.value)
+
+
+def test_quarantine_follows_the_kept_copy(tmp_path, new_database):
+    records = trail.noise(T0, 3)
+    del records[1]["eventTime"]
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    for name in ("z.json", "a.json"):
+        (folder / name).write_bytes(trail.log_file(records))
+    results = []
+    for order in (["z.json", "a.json"], ["a.json", "z.json"]):
+        store = Store.open(new_database())
+        for name in order:
+            ingest(store, LocalFolder(folder / name).objects())
+        with store.engine.connect() as connection:
+            files = connection.exec_driver_sql("SELECT location FROM log_files").all()
+        quarantined = [(Path(row.location).name, row.record_index, row.field)
+                       for row in store.quarantined()]
+        results.append(([Path(location).name for (location,) in files], quarantined))
+        store.close()
+    assert results[0] == results[1]
+    assert results[0] == (["a.json"], [("a.json", 1, "eventTime")])

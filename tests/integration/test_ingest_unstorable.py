@@ -80,3 +80,58 @@ def test_nul_from_an_envelope_quarantines_the_event(database_url: str, tmp_path:
         assert store.log_file_count() == 2
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+@pytest.mark.parametrize(("field", "limit"), [("awsRegion", 64),
+                                              ("recipientAccountId", 128)])
+def test_overlong_scope_quarantines_its_record(database_url: str, tmp_path: Path,
+                                               field: str, limit: int):
+    good = trail.create_image(BUILD, T0, "ami-0000000000000b011", ip="10.20.0.5")
+    long = trail.noise(T0 + timedelta(minutes=1), 2)
+    long[0][field] = "r" * (limit + 1)
+    long[1][field] = "r" * limit if field == "awsRegion" else "1" * limit
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    (folder / "a-good.json").write_bytes(trail.log_file([good]))
+    (folder / "b-long.json").write_bytes(trail.log_file(long))
+
+    store = Store.open(database_url)
+    try:
+        summary = ingest(store, LocalFolder(folder).objects(), batch_files=10)
+        assert summary.files_failed == 0
+        assert summary.records == 2
+        assert [event.target for event in store.events()] == ["ami-0000000000000b011"]
+        problems = [(row.record_index, row.field, row.error) for row in store.quarantined()]
+        assert problems == [(0, field, f"value of {limit + 1} characters is longer than "
+                                       f"{limit}, the most the store keeps")]
+        assert store.log_file_count() == 2
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_event_times_at_the_ends_of_the_calendar_merge(database_url: str,
+                                                       tmp_path: Path):
+    records = trail.noise(T0, 4)
+    records[1]["eventTime"] = "9999-12-31T23:59:58Z"
+    records[2]["eventTime"] = "9999-12-31T23:59:59Z"
+    records[3]["eventTime"] = "0001-01-01T00:00:00Z"
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    (folder / "a.json").write_bytes(trail.log_file(records[:2]))
+    (folder / "b.json").write_bytes(trail.log_file(records[2:3]))
+    (folder / "c.json").write_bytes(trail.log_file(records[3:]))
+
+    store = Store.open(database_url)
+    try:
+        summary = ingest(store, LocalFolder(folder).objects())
+        assert summary.records == 4
+        # The span of b.json starts a second after that of a.json ends, so the two
+        # join, and joining them must not step past the end of year 9999.
+        spans = store.coverage()[(trail.ACCOUNT, trail.REGION)]
+        assert [(first.year, last.year) for first, last in spans] == [
+            (1, 1), (2026, 9999)]
+        assert spans[-1][1] == datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+    finally:
+        store.close()

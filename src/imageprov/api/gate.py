@@ -99,6 +99,15 @@ def _stamp(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat() if moment else None
 
 
+def _later(moment: datetime, delay: timedelta) -> datetime:
+    """Return `moment + delay`, or the last representable time when the sum passes
+    the end of year 9999 (an image's creation time comes from its source)."""
+    try:
+        return moment + delay
+    except OverflowError:
+        return datetime.max.replace(tzinfo=UTC)
+
+
 def token_hash(token: str) -> str:
     """Return the SHA-256 of a token's text, the form in which tokens are stored.
 
@@ -320,7 +329,7 @@ class Gate:
             if exception.image in names and checked < exception.expires <= now:
                 return True
         if verdict.status is VerdictStatus.PENDING and image.created is not None:
-            return image.created + policy.delivery_window <= now
+            return now - image.created >= policy.delivery_window
         return False
 
     # Resolution --------------------------------------------------------------
@@ -424,7 +433,7 @@ class Gate:
             until = min(until, self._next_expiry)
         if (verdict.status is VerdictStatus.PENDING and image is not None
                 and image.created is not None):
-            until = min(until, image.created + self.policy.delivery_window)
+            until = min(until, _later(image.created, self.policy.delivery_window))
         if tag is not None:
             until = min(until, now + self.settings.refresh)
         return Answer(text, ref, allowed, verdict.status.value, reason, orjson.dumps(body),

@@ -20,7 +20,12 @@ from imageprov.model.images import (
     compute_image_ref,
     container_ref,
 )
-from imageprov.model.logs import LogDocument, RecordProblem
+from imageprov.model.logs import (
+    MAX_SPAN_ACCOUNT,
+    MAX_SPAN_REGION,
+    LogDocument,
+    RecordProblem,
+)
 from imageprov.model.verdicts import Flag, Verdict, VerdictStatus
 
 __all__ = [
@@ -28,6 +33,8 @@ __all__ = [
     "FAMILY_TAG",
     "HEADS_FAMILY_TAG",
     "INCOMPLETE_OPERATION",
+    "MAX_SPAN_ACCOUNT",
+    "MAX_SPAN_REGION",
     "CreationEvent",
     "EventEffect",
     "Flag",

@@ -27,6 +27,12 @@ class RecordProblem:
         return f"{self.location} {where} field {self.field!r}: {self.detail}"
 
 
+# The maximum lengths of the account and the region a span of event time is
+# stored under.
+MAX_SPAN_ACCOUNT = 128
+MAX_SPAN_REGION = 64
+
+
 @dataclass
 class LogDocument:
     """The records, image events and problems found in one file or object.

@@ -94,6 +94,11 @@ def is_utc_second(text: str) -> bool:
     return True
 
 
+# The problem of a value that `undecodable_path` finds. The standard library keeps
+# invalid bytes and a `\\ud800` escape without its pair alike, as lone surrogates.
+NOT_UTF8 = "text that is not UTF-8: invalid bytes or an unpaired surrogate escape"
+
+
 def undecodable_path(value: Any, path: str = "") -> str | None:
     """Return the path of the first key or string that holds bytes that are not
     UTF-8, or None.

@@ -18,6 +18,7 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    exists,
     func,
     insert,
     select,
@@ -26,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy import text as sql_text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from imageprov.model import (
     CreationEvent,
@@ -356,13 +357,26 @@ class Store:
     @staticmethod
     def _move_to_first_copy(session: Session, copies: Sequence[LogDocument],
                             hashes: Sequence[str]) -> None:
-        """Give each stored file the location of its copy that sorts first."""
+        """Give each stored file, and the records of it in quarantine, the location of
+        its copy that sorts first."""
         for document, sha256 in zip(copies, hashes, strict=True):
-            session.execute(
-                update(LogFileRow)
-                .where(LogFileRow.sha256 == sha256,
-                       LogFileRow.location > document.location)
-                .values(location=document.location))
+            stored = session.scalar(select(LogFileRow.location).where(
+                LogFileRow.sha256 == sha256, LogFileRow.location > document.location))
+            if stored is None:
+                continue
+            session.execute(update(LogFileRow).where(LogFileRow.sha256 == sha256)
+                            .values(location=document.location))
+            # A row already kept under the new location for the same record and
+            # field wins, since the pair is unique.
+            kept = aliased(QuarantineRow)
+            session.execute(delete(QuarantineRow).where(
+                QuarantineRow.location == stored,
+                exists().where(kept.location == document.location,
+                               kept.record_index == QuarantineRow.record_index,
+                               kept.field == QuarantineRow.field)))
+            session.execute(update(QuarantineRow)
+                            .where(QuarantineRow.location == stored)
+                            .values(location=document.location))
 
     @staticmethod
     def _file_ids(session: Session, hashes: Sequence[str]) -> dict[str, int]:
@@ -732,7 +746,9 @@ class Store:
                 if scopes is not None and (account, region) not in scopes:
                     continue
                 merged = spans.setdefault((account, region), [])
-                if merged and first <= merged[-1][1] + join_within:
+                # A difference of two times cannot overflow, where a sum near the
+                # end of year 9999 would.
+                if merged and first - merged[-1][1] <= join_within:
                     merged[-1] = (merged[-1][0], max(merged[-1][1], last))
                 else:
                     merged.append((first, last))

@@ -21,6 +21,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from imageprov.model import MAX_SPAN_ACCOUNT, MAX_SPAN_REGION
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -157,8 +159,8 @@ class CoverageRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     log_file_id: Mapped[int] = mapped_column(ForeignKey("log_files.id", ondelete="CASCADE"))
     platform: Mapped[str] = mapped_column(String(16))
-    account: Mapped[str] = mapped_column(String(128))
-    region: Mapped[str] = mapped_column(String(64))
+    account: Mapped[str] = mapped_column(String(MAX_SPAN_ACCOUNT))
+    region: Mapped[str] = mapped_column(String(MAX_SPAN_REGION))
     first: Mapped[datetime] = mapped_column(UtcDateTime)
     last: Mapped[datetime] = mapped_column(UtcDateTime)
 

@@ -12,6 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 import pytest
 
+from imageprov.sources.fields import NOT_UTF8
+from imageprov import formats
 from imageprov.model import EventEffect, PrincipalKind
 from imageprov.sources.aws.trail_documents import read_document
 
@@ -558,7 +560,7 @@ def test_bytes_not_utf8_lose_only_their_line():
     document = read_document(body, "utf8.jsonl")
     (problem,) = document.problems
     assert (problem.index, problem.field) == (1, "userAgent")
-    assert problem.detail == "line 2: bytes that are not UTF-8"
+    assert problem.detail == f"line 2: {NOT_UTF8}"
     assert document.records == len(RECORDS) - 1
 
 
@@ -575,7 +577,7 @@ def test_lookup_bytes_not_utf8_lose_only_their_item():
     document = read_document(body, "utf8-lookup.json")
     (problem,) = document.problems
     assert (problem.index, problem.field) == (1, "userAgent")
-    assert problem.detail == "bytes that are not UTF-8"
+    assert problem.detail == NOT_UTF8
     assert document.records == len(RECORDS) - 1
     assert document.shapes == {"lookup-events"}
 
@@ -653,3 +655,89 @@ def test_numeric_event_id_named():
 def test_document_that_is_not_an_object_fails_the_file(body):
     document = read_document(body, "scalar.json")
     assert [(p.index, p.field) for p in document.problems] == [(-1, "(document)")]
+
+
+def _record_text(**changes: str) -> str:
+    """Return the JSON text of a record that names no image, with fields replaced by
+    raw JSON text, so that a key can be written twice."""
+    fields = {"eventVersion": '"1.09"', "eventTime": '"2026-11-02T09:00:00Z"',
+              "eventSource": '"ec2.amazonaws.com"', "eventName": '"DescribeImages"',
+              "awsRegion": '"us-east-1"', "recipientAccountId": '"111122223333"',
+              "eventID": '"8e0c6f0e-0000-4000-8000-000000000001"'}
+    fields.update(changes)
+    return "{" + ",".join(f'"{key.split("#")[0]}":{value}'
+                          for key, value in fields.items()) + "}"
+
+
+_CREATE = ('{"eventVersion":"1.09","userIdentity":{"type":"Root","accountId":'
+           '"111122223333","arn":"arn:aws:iam::111122223333:root"},'
+           '"eventTime":"2026-11-02T09:05:00Z","eventSource":"ec2.amazonaws.com",'
+           '"eventName":"DescribeImages","eventName":"CreateImage",'
+           '"awsRegion":"us-east-1","sourceIPAddress":"172.64.1.1",'
+           '"responseElements":{"imageId":"ami-0a1b2c3d4e5f60099"},'
+           '"eventID":"dup-1","recipientAccountId":"111122223333"}')
+# Each case: the file's text, and what every reader must find in it. A repeated key
+# counts with its last value, as in orjson and the standard library.
+_REPEATED_KEYS = {
+    "event name": ('{"Records":[' + _CREATE + "]}", 1, ["ami-0a1b2c3d4e5f60099"],
+                   {("111122223333", "us-east-1"):
+                    ["2026-11-02T09:05:00Z", "2026-11-02T09:05:00Z"]}),
+    "event time": ('{"Records":[' + _record_text(**{
+        "eventTime#2": '"2026-11-02T11:00:00Z"'}) + "," + _record_text() + "]}", 2, [],
+        {("111122223333", "us-east-1"):
+         ["2026-11-02T09:00:00Z", "2026-11-02T11:00:00Z"]}),
+    "region": ('{"Records":[' + _record_text(**{"awsRegion#2": '"eu-west-1"'}) + "]}",
+               1, [], {("111122223333", "eu-west-1"):
+                       ["2026-11-02T09:00:00Z", "2026-11-02T09:00:00Z"]}),
+    "identity account": ('{"Records":[' + _record_text(
+        recipientAccountId="null",
+        userIdentity='{"accountId":"111122223333","accountId":"444455556666"}')
+        + "]}", 1, [], {("444455556666", "us-east-1"):
+                        ["2026-11-02T09:00:00Z", "2026-11-02T09:00:00Z"]}),
+    "records": ('{"Records":[' + _record_text() + '],"Records":[' + _record_text(
+        awsRegion='"ap-south-1"') + "," + _record_text(awsRegion='"ap-south-1"')
+        + "]}", 2, [], {("111122223333", "ap-south-1"):
+                        ["2026-11-02T09:00:00Z", "2026-11-02T09:00:00Z"]}),
+    "notice source": ('{"Records":[' + _record_text(**{
+        "eventSource#2": '"aws:s3"'}) + "]}", 0, [], {}),
+}
+
+
+@pytest.mark.parametrize("kind", [*READERS, "general"])
+@pytest.mark.parametrize("case", list(_REPEATED_KEYS))
+def test_repeated_key_read_with_last_value(case, kind):
+    text, records, targets, spans = _REPEATED_KEYS[case]
+    document = _read_with(kind, text.encode(), "repeated.json")
+    assert document.records == records
+    assert [event.target for event in document.events] == targets
+    assert document.spans == spans
+    assert document.problems == []
+
+
+@pytest.mark.parametrize("kind", [*READERS, "general"])
+@pytest.mark.parametrize(("changes", "field", "length", "limit"), [
+    ({"awsRegion": '"' + "r" * 65 + '"'}, "awsRegion", 65, 64),
+    ({"awsRegion": '"' + "\u00e9" * 40 + '"'}, None, 0, 0),
+    ({"recipientAccountId": '"' + "1" * 129 + '"'}, "recipientAccountId", 129, 128),
+    ({"recipientAccountId": '""', "userIdentity": '{"accountId":"' + "2" * 200 + '"}'},
+     "userIdentity.accountId", 200, 128),
+])
+def test_overlong_scope_quarantined_alike(changes, field, length, limit, kind):
+    # Forty two-byte characters are 80 bytes but 40 characters, which fit.
+    text = '{"Records":[' + _record_text() + "," + _record_text(**changes) + "]}"
+    document = _read_with(kind, text.encode(), "long.json")
+    if field is None:
+        assert document.records == 2
+        assert document.problems == []
+        return
+    assert document.records == 1
+    assert [(p.index, p.field) for p in document.problems] == [(1, field)]
+    assert document.problems[0].detail == (
+        f"value of {length} characters is longer than {limit}, the most the store keeps")
+
+
+def test_overlong_location_account_cut_to_fit():
+    text = '{"Records":[' + _record_text(recipientAccountId="null") + "]}"
+    document = formats.read(text.encode(), "cut.json", "9" * 300)
+    assert document.problems == []
+    assert list(document.spans) == [("9" * 128, "us-east-1")]

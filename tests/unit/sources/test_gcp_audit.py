@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from imageprov.sources.fields import NOT_UTF8
 from imageprov import formats
 from imageprov.model import EventEffect, PrincipalKind
 from imageprov.policy.network import AddressClass, classify
@@ -259,6 +260,6 @@ def test_number_beyond_double_and_bad_bytes_lose_only_their_entry(lines):
     text = text.replace(b"12345678987654321", b"1e400").replace(b"PLACEHOLDER", b"\xff\xfe")
     document = read_document(text, "odd.jsonl")
     assert [(p.index, p.field) for p in document.problems] == [(2, "labels.note")]
-    assert document.problems[0].detail == "bytes that are not UTF-8"
+    assert document.problems[0].detail == NOT_UTF8
     assert document.records == 2
     assert len(document.events) == 2

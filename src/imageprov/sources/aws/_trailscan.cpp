@@ -10,7 +10,7 @@
 // The Python reader reads those as it reads any other record.
 //
 // The rules are those of `trail_documents._read_parsed_log_file`, which reads the
-// same files where this module is not built; a test compares the two on generated
+// same files where this module is not built. A test compares the two on generated
 // and malformed files. The GIL is released while the file is parsed and walked, so
 // several threads can read files at once.
 
@@ -19,6 +19,7 @@
 
 #include <simdjson.h>
 
+#include <array>
 #include <map>
 #include <memory>
 #include <new>
@@ -38,17 +39,53 @@ using simdjson::dom::object;
 constexpr size_t kKeptCapacity = 64u << 20;
 thread_local std::unique_ptr<simdjson::dom::parser> t_parser;
 
+// The maximum length of an account and of a region that the store keeps, as the
+// Python reader checks them. These count bytes and the Python reader counts characters, so a
+// value between the two is left to the Python reader to decide.
+constexpr size_t kMaxAccount = 128;
+constexpr size_t kMaxRegion = 64;
+
 enum class Field { kAbsent, kString, kOther };
 
-// Read a member of `record`. A missing member and a JSON null are both absent, as
-// for `dict.get` in the Python reader.
-Field member(object record, std::string_view key, std::string_view &out) {
-  element value;
-  if (record.at_key(key).get(value) || value.is_null()) {
+// Read a member's value. A missing member and a JSON null are both absent, as for
+// `dict.get` in the Python reader.
+Field text_value(bool present, element value, std::string_view &out) {
+  if (!present || value.is_null()) {
     return Field::kAbsent;
   }
   return value.get_string().get(out) ? Field::kOther : Field::kString;
 }
+
+// Look up several members of an object in one pass over its keys. A JSON object
+// may repeat a key, and parsers disagree on which value wins: simdjson's lookup
+// takes the first and the Python reader's orjson the last. `repeated` marks an
+// object that repeats any of the keys, which is then left to the Python reader.
+template <size_t N>
+struct Members {
+  std::array<std::string_view, N> keys;
+  std::array<element, N> values{};
+  std::array<bool, N> present{};
+  bool repeated = false;
+
+  explicit Members(std::array<std::string_view, N> names) : keys(names) {}
+
+  void read(object fields) {
+    for (const auto pair : fields) {
+      for (size_t i = 0; i < N; i++) {
+        if (pair.key == keys[i]) {
+          repeated = repeated || present[i];
+          present[i] = true;
+          values[i] = pair.value;
+          break;
+        }
+      }
+    }
+  }
+
+  Field text(size_t i, std::string_view &out) const {
+    return text_value(present[i], values[i], out);
+  }
+};
 
 bool digits(std::string_view text, size_t start, size_t count) {
   for (size_t i = start; i < start + count; i++) {
@@ -88,17 +125,22 @@ bool utc_second(std::string_view text) {
 }
 
 // Whether the first record marks the file as an S3, SNS or SQS notice or as
-// CloudTrail Insights events, which the Python reader reports as such.
+// CloudTrail Insights events, which the Python reader reports as such. A first
+// record that repeats one of these keys is left to the Python reader too.
 bool notice(object first) {
+  Members<3> members({"eventSource", "EventSource", "eventType"});
+  members.read(first);
+  if (members.repeated) {
+    return true;
+  }
   std::string_view value;
-  for (const char *key : {"eventSource", "EventSource"}) {
-    if (member(first, key, value) == Field::kString &&
+  for (size_t i = 0; i < 2; i++) {
+    if (members.text(i, value) == Field::kString &&
         (value == "aws:s3" || value == "aws:sns" || value == "aws:sqs")) {
       return true;
     }
   }
-  return member(first, "eventType", value) == Field::kString &&
-         value == "AwsCloudTrailInsight";
+  return members.text(2, value) == Field::kString && value == "AwsCloudTrailInsight";
 }
 
 struct Span {
@@ -132,38 +174,49 @@ bool names_image(const Options &options, std::string_view name) {
 // Count `record` into `scan` when it names no image and its fields have the
 // expected types. Returns false to leave the record to the Python reader.
 bool count(object record, const Options &options, Scan &scan) {
+  enum { kTime, kSource, kName, kAccount, kRegion, kIdentity };
+  Members<6> members({"eventTime", "eventSource", "eventName", "recipientAccountId",
+                      "awsRegion", "userIdentity"});
+  members.read(record);
   std::string_view when, source, name, account, region;
-  if (member(record, "eventTime", when) != Field::kString || !utc_second(when) ||
-      member(record, "eventSource", source) != Field::kString || source.empty() ||
-      member(record, "eventName", name) != Field::kString || name.empty() ||
+  if (members.repeated || members.text(kTime, when) != Field::kString ||
+      !utc_second(when) || members.text(kSource, source) != Field::kString ||
+      source.empty() || members.text(kName, name) != Field::kString || name.empty() ||
       names_image(options, name)) {
     return false;
   }
-  const Field account_field = member(record, "recipientAccountId", account);
-  const Field region_field = member(record, "awsRegion", region);
-  if (account_field == Field::kOther || region_field == Field::kOther) {
+  if (members.text(kAccount, account) == Field::kOther ||
+      members.text(kRegion, region) == Field::kOther || region.size() > kMaxRegion) {
     return false;
   }
 
-  std::string scope_account;
+  std::string_view scope_account = "unknown";
   if (!account.empty()) {
     scope_account = account;
   } else if (!options.fallback_account.empty()) {
     scope_account = options.fallback_account;
   } else {
     object identity;
-    std::string_view identity_account;
-    if (!record.at_key("userIdentity").get_object().get(identity) &&
-        member(identity, "accountId", identity_account) == Field::kString &&
-        !identity_account.empty()) {
-      scope_account = identity_account;
-    } else {
-      scope_account = "unknown";
+    if (members.present[kIdentity] &&
+        !members.values[kIdentity].get_object().get(identity)) {
+      Members<1> identity_members({"accountId"});
+      identity_members.read(identity);
+      std::string_view identity_account;
+      if (identity_members.repeated) {
+        return false;
+      }
+      if (identity_members.text(0, identity_account) == Field::kString &&
+          !identity_account.empty()) {
+        scope_account = identity_account;
+      }
     }
+  }
+  if (scope_account.size() > kMaxAccount) {
+    return false;
   }
   std::string scope_region = region.empty() ? "unknown" : std::string(region);
 
-  auto key = std::make_pair(std::move(scope_account), std::move(scope_region));
+  auto key = std::make_pair(std::string(scope_account), std::move(scope_region));
   auto found = scan.spans.find(key);
   if (found == scan.spans.end()) {
     scan.spans.emplace(std::move(key), Span{std::string(when), std::string(when)});
@@ -175,16 +228,18 @@ bool count(object record, const Options &options, Scan &scan) {
   return true;
 }
 
-// Parse `text` and walk its records. Runs without the GIL: it touches no Python
-// object.
-void walk(const char *text, size_t length, const Options &options, Scan &scan) {
-  if (!t_parser) {
-    t_parser = std::make_unique<simdjson::dom::parser>();
-  }
+// Parse `text` with `parser` and walk its records.
+void walk_with(simdjson::dom::parser &parser, const char *text, size_t length,
+               const Options &options, Scan &scan) {
   element document;
+  object root;
+  if (parser.parse(text, length, true).get(document) || document.get_object().get(root)) {
+    return;
+  }
+  Members<1> top({"Records"});
+  top.read(root);
   simdjson::dom::array records;
-  if (t_parser->parse(text, length, true).get(document) ||
-      document.at_key("Records").get_array().get(records)) {
+  if (top.repeated || !top.present[0] || top.values[0].get_array().get(records)) {
     return;
   }
   object first;
@@ -201,6 +256,22 @@ void walk(const char *text, size_t length, const Options &options, Scan &scan) {
     position++;
   }
   scan.records = position;
+}
+
+// Parse `text` and walk its records with this thread's parser. Runs without the
+// GIL: it touches no Python object.
+void walk(const char *text, size_t length, const Options &options, Scan &scan) {
+  if (!t_parser) {
+    t_parser = std::make_unique<simdjson::dom::parser>();
+  }
+  try {
+    walk_with(*t_parser, text, length, options, scan);
+  } catch (...) {
+    t_parser.reset();
+    throw;
+  }
+  // The parser grows to the largest file it has parsed, whether the parse
+  // succeeded or not.
   if (t_parser->capacity() > kKeptCapacity) {
     t_parser.reset();
   }
@@ -296,6 +367,7 @@ PyObject *scan_log_file(PyObject *, PyObject *args) {
     PyBuffer_Release(&text);
     return nullptr;
   }
+
   Scan scan;
   bool out_of_memory = false;
   bool failed = false;
@@ -311,6 +383,7 @@ PyObject *scan_log_file(PyObject *, PyObject *args) {
   }
   Py_END_ALLOW_THREADS
   PyBuffer_Release(&text);
+
   if (out_of_memory) {
     return PyErr_NoMemory();
   }
@@ -321,6 +394,7 @@ PyObject *scan_log_file(PyObject *, PyObject *args) {
   if (!scan.read) {
     Py_RETURN_NONE;
   }
+
   PyObject *spans = spans_object(scan);
   if (spans == nullptr) {
     return nullptr;
@@ -346,9 +420,15 @@ PyMethodDef kMethods[] = {
     {nullptr, nullptr, 0, nullptr}};
 
 PyModuleDef kModule = {
-    PyModuleDef_HEAD_INIT, "_trailscan",
-    "Count the records of CloudTrail log files with simdjson, without the GIL.", -1,
-    kMethods};
+    PyModuleDef_HEAD_INIT,
+    "_trailscan",
+    "Count the records of CloudTrail log files with simdjson, without the GIL.",
+    -1,
+    kMethods,
+    nullptr,
+    nullptr,
+    nullptr,
+    nullptr};
 
 }  // namespace
 

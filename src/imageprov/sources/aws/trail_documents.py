@@ -42,7 +42,13 @@ except ImportError:  # pragma: no cover - exercised only where it was not built
     _trailscan = None
 
 from imageprov.errors import RecordError
-from imageprov.model import LogDocument, RecordOrigin, RecordProblem
+from imageprov.model import (
+    MAX_SPAN_ACCOUNT,
+    MAX_SPAN_REGION,
+    LogDocument,
+    RecordOrigin,
+    RecordProblem,
+)
 from imageprov.sources import LogFormat
 from imageprov.sources.compression import document_text
 from imageprov.sources.aws.cloudtrail import (
@@ -51,7 +57,13 @@ from imageprov.sources.aws.cloudtrail import (
     events_from_record,
     parse_time,
 )
-from imageprov.sources.fields import error_text, is_utc_second, json_type, undecodable_path
+from imageprov.sources.fields import (
+    NOT_UTF8,
+    error_text,
+    is_utc_second,
+    json_type,
+    undecodable_path,
+)
 from imageprov.sources.aws.event_table import EVENT_NAMES
 
 _CLOUDTRAIL_DETAIL_TYPES = frozenset(
@@ -198,12 +210,15 @@ def _parser() -> Any:
 
 
 def _read_parsed_log_file(document: Any, reader: _Reader) -> bool:
-    records = document.get("Records") if isinstance(document, simdjson.Object) else None
+    if not isinstance(document, simdjson.Object) or _repeats_a_key(document):
+        return False
+    records = document.get("Records")
     if not isinstance(records, simdjson.Array):
         return False
     first = records[0] if len(records) and isinstance(records[0], simdjson.Object) else None
     if first is not None and (
-        _notification_shape(first) or first.get("eventType") == "AwsCloudTrailInsight"
+        _repeats_a_key(first) or _notification_shape(first)
+        or first.get("eventType") == "AwsCloudTrailInsight"
     ):
         return False
 
@@ -230,24 +245,20 @@ def _read_parsed_log_file(document: Any, reader: _Reader) -> bool:
                     and type(name) is str and name
                     and name not in EVENT_NAMES
                     and (account is None or type(account) is str)
-                    and (region is None or type(region) is str)):
-                index += 1
-                counted += 1
-                account = account or fallback_account
-                if not account:
-                    identity = record.get("userIdentity")
-                    account = (identity.get("accountId")
-                               if isinstance(identity, simdjson.Object) else None)
-                key = (account if type(account) is str and account else "unknown",
-                       region or "unknown")
-                span = spans.get(key)
-                if span is None:
-                    spans[key] = [when, when]
-                elif when < span[0]:
-                    span[0] = when
-                elif when > span[1]:
-                    span[1] = when
-                continue
+                    and (region is None or type(region) is str)
+                    and not _repeats_a_key(record)):
+                scope = _fast_scope(record, account or fallback_account, region)
+                if scope is not None:
+                    index += 1
+                    counted += 1
+                    span = spans.get(scope)
+                    if span is None:
+                        spans[scope] = [when, when]
+                    elif when < span[0]:
+                        span[0] = when
+                    elif when > span[1]:
+                        span[1] = when
+                    continue
             record = orjson.loads(record.mini)
         elif isinstance(record, simdjson.Array):
             record = record.as_list()
@@ -257,6 +268,44 @@ def _read_parsed_log_file(document: Any, reader: _Reader) -> bool:
     reader.index = index
     result.records += counted
     return True
+
+
+def _fast_scope(record: Any, account: str | None,
+                region: str | None) -> tuple[str, str] | None:
+    """Return the (account, region) a simdjson record's span goes under, or None to
+    leave the record to the general reader.
+
+    `account` is the record's own or the location's; without either it comes from
+    `userIdentity.accountId`, as in `_Reader.record`.
+    """
+    if not account:
+        identity = record.get("userIdentity")
+        if isinstance(identity, simdjson.Object):
+            if _repeats_a_key(identity):
+                return None
+            account = identity.get("accountId")
+        account = account if type(account) is str and account else "unknown"
+    if not _short_scope(account, region):
+        return None
+    return account, region or "unknown"
+
+
+def _short_scope(account: str | None, region: str | None) -> bool:
+    """Say whether an account and a region fit the store, as `_Reader.record`
+    requires."""
+    return ((account is None or len(account) <= MAX_SPAN_ACCOUNT)
+            and (region is None or len(region) <= MAX_SPAN_REGION))
+
+
+def _repeats_a_key(value: Any) -> bool:
+    """Say whether a simdjson object repeats a key.
+
+    simdjson's lookup returns a repeated key's first value, where orjson, which
+    reads every other shape, keeps the last. An object that repeats a key is read
+    by the general reader, so that every reader takes the last value.
+    """
+    keys = list(value.keys())
+    return len(keys) != len(set(keys))
 
 
 def _read_tolerantly(text: bytes, reader: _Reader) -> bool:
@@ -299,7 +348,7 @@ def _read_decoded(document: Any, reader: _Reader, top: bool) -> None:
             if where is None:
                 reader.record(record, reader.fallback_account)
             else:
-                reader.error(where, "bytes that are not UTF-8")
+                reader.error(where, NOT_UTF8)
     elif isinstance(value.get("Events"), list):
         reader.result.shapes.add("lookup-events")
         for item in value["Events"]:
@@ -309,9 +358,9 @@ def _read_decoded(document: Any, reader: _Reader, top: bool) -> None:
         reader.decoded_lookup_item(value)
     elif top:
         reader.result.problems.append(RecordProblem(
-            reader.result.location, -1, where, "bytes that are not UTF-8"))
+            reader.result.location, -1, where, NOT_UTF8))
     else:
-        reader.error(where, "bytes that are not UTF-8")
+        reader.error(where, NOT_UTF8)
 
 
 def _read_lines(text: bytes, reader: _Reader, whole_error: Exception) -> None:
@@ -457,7 +506,9 @@ class _Reader:
                         and isinstance(name, str) and name
                         and name not in EVENT_NAMES
                         and (account is None or isinstance(account, str))
-                        and (region is None or isinstance(region, str))):
+                        and (region is None or isinstance(region, str))
+                        and _short_scope(account or fallback_account
+                                         or _identity_account(record), region)):
                     index += 1
                     counted += 1
                     account = (account or fallback_account
@@ -511,7 +562,7 @@ class _Reader:
             return
         where = undecodable_path(record)
         if where is not None:
-            self._error(where, "bytes that are not UTF-8")
+            self._error(where, NOT_UTF8)
             return
         self.record(record, self.fallback_account)
 
@@ -528,7 +579,7 @@ class _Reader:
         if where is None:
             self._lookup_item(item)
         else:
-            self._error(where, "bytes that are not UTF-8")
+            self._error(where, NOT_UTF8)
 
     def _notice(self, shape: str, text: str) -> None:
         self.result.shapes.add(shape)
@@ -583,13 +634,26 @@ class _Reader:
             if value is not None and not isinstance(value, str):
                 self._error(field_name, f"expected a string, got {json_type(value)}")
                 return
+        region = record.get("awsRegion") or "unknown"
+        checked = [("awsRegion", region, MAX_SPAN_REGION)]
+        account = record.get("recipientAccountId")
+        if account:
+            checked.append(("recipientAccountId", account, MAX_SPAN_ACCOUNT))
+        elif fallback_account:
+            # The location's account; the store cuts it if it is too long.
+            account = fallback_account
+        else:
+            account = _identity_account(record) or "unknown"
+            checked.append(("userIdentity.accountId", account, MAX_SPAN_ACCOUNT))
+        for field_name, value, limit in checked:
+            if len(value) > limit:
+                self._error(field_name, f"value of {len(value)} characters is longer "
+                                        f"than {limit}, the most the store keeps")
+                return
 
         index = self.index
         self.index += 1
         self.result.records += 1
-        account = (record.get("recipientAccountId") or fallback_account
-                   or _identity_account(record) or "unknown")
-        region = record.get("awsRegion") or "unknown"
         span = self.result.spans.get((account, region))
         if span is None:
             self.result.spans[(account, region)] = [when, when]

@@ -43,7 +43,12 @@ def reread_from(folder: str, checkpoint: str | None, reread: timedelta) -> str |
     if match is None:
         return checkpoint
     year, month, day, hour = (int(part) for part in match.groups())
-    start = datetime(year, month, day, hour) - reread
+    try:
+        start = datetime(year, month, day, hour) - reread
+    except (ValueError, OverflowError):
+        # A blob name with an impossible hour, or one too early to step back
+        # from: every blob of the folder is listed again.
+        return None
     return f"{folder}/y={start:%Y}/m={start:%m}/d={start:%d}/h={start:%H}/"
 
 

@@ -26,6 +26,7 @@ import orjson
 
 from imageprov.errors import RecordError
 from imageprov.sources.fields import (
+    NOT_UTF8,
     error_text,
     is_utc_second,
     loads_tolerantly,
@@ -168,7 +169,7 @@ class _Reader:
         if self.tolerant:
             where = undecodable_path(entry)
             if where is not None:
-                self._problem(where, "bytes that are not UTF-8", index)
+                self._problem(where, NOT_UTF8, index)
                 return
         stamp = self._stamp(entry.get("timestamp"))
         if stamp is None:
