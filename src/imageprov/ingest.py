@@ -44,6 +44,10 @@ TASK_BYTES = 2**20
 # Tasks in flight per worker. Enough queued work keeps the workers busy while this
 # process stores a batch.
 IN_FLIGHT_PER_WORKER = 8
+# The smallest document, as stored, that goes to a thread when its format reads it
+# in native code. Reading a smaller one is mostly Python work per file, which holds
+# the GIL, so worker processes read such documents faster.
+THREADED_MIN_BYTES = 64 * 1024
 
 
 @dataclass
@@ -331,9 +335,9 @@ def _parse_parallel(
     # submitted as they arrive, across lookup chunks and stored batches, so the
     # workers do not wait for this process between chunks.
     #
-    # A document whose format reads it in native code goes to a thread of this
-    # process, which needs neither pickling nor a pipe. Any other goes to a worker
-    # process, because Python code holds the GIL. Files are grouped only with
+    # A document of `THREADED_MIN_BYTES` or more whose format reads it in native
+    # code goes to a thread of this process, which needs neither pickling nor a
+    # pipe. Any other goes to a worker process, because Python code holds the GIL. Files are grouped only with
     # neighbours of the same kind, so documents arrive in the order of their files.
     pending: deque[tuple[Future[list[LogDocument]], list[str], int]] = deque()
     held_bytes = 0
@@ -357,7 +361,8 @@ def _parse_parallel(
             chosen: LogFormat | None = formats.choose(data, item.format)
         except KeyError:
             chosen = None
-        threaded = chosen is not None and chosen.threaded
+        threaded = (chosen is not None and chosen.threaded
+                    and len(data) >= THREADED_MIN_BYTES)
         if group and threaded != group_threaded:
             submit()
         group_threaded = threaded

@@ -1,7 +1,7 @@
 """Reading with several workers stores what reading with one stores.
 
-CloudTrail log files go to threads, which the native reader lets run outside the
-GIL, and documents of other formats to worker processes. Files are grouped only
+CloudTrail log files of some size go to threads, which the native reader lets run
+outside the GIL, and other documents to worker processes. Files are grouped only
 with neighbours of the same kind, so documents reach the store in file order.
 """
 
@@ -76,15 +76,18 @@ def _stored(store: Store) -> dict[str, object]:
             "events": events, "checkpoint": store.checkpoint("mixed")}
 
 
+@pytest.mark.parametrize("threaded_min_bytes", [0, ingest_module.THREADED_MIN_BYTES])
 def test_parallel_ingest_stores_what_one_worker_stores(tmp_path, new_database,
-                                                       monkeypatch):
+                                                       monkeypatch, threaded_min_bytes):
     folder = _mixed_folder(tmp_path)
     objects = _objects(folder)
     serial_store = Store.open(new_database())
     serial = ingest(serial_store, objects, workers=1, batch_files=4)
 
-    # One file a task, so that thread and process tasks alternate.
+    # One file a task, so that thread and process tasks alternate. The log files
+    # here are small, so they go to threads only without a minimum size.
     monkeypatch.setattr(ingest_module, "TASK_FILES", 1)
+    monkeypatch.setattr(ingest_module, "THREADED_MIN_BYTES", threaded_min_bytes)
     kinds: list[str] = []
     threads, processes = ingest_module._threads, ingest_module._executor
     monkeypatch.setattr(ingest_module, "_threads",
@@ -98,7 +101,8 @@ def test_parallel_ingest_stores_what_one_worker_stores(tmp_path, new_database,
         ingest_module.close_workers()
 
     assert formats.FALLBACK.threaded, "the native CloudTrail reader was not built"
-    assert "thread" in kinds and "process" in kinds
+    assert ("thread" in kinds) is (threaded_min_bytes == 0)
+    assert "process" in kinds
     expected = _stored(serial_store)
     assert _stored(parallel_store) == expected
     assert expected["checkpoint"] == f"{len(objects) - 1:04d}"
