@@ -26,6 +26,7 @@ from imageprov import cycle
 from imageprov.config import Config, Trigger
 from imageprov.daemon.metrics import DaemonMetrics, MetricsServer
 from imageprov.errors import ImageprovError
+from imageprov.ingest import start_workers
 from imageprov.policy import load_policy
 from imageprov.store import Store
 
@@ -170,6 +171,7 @@ class Daemon:
             signal.signal(signal.SIGTERM, self.stop)
             signal.signal(signal.SIGINT, self.stop)
         self.start_metrics()
+        start_workers(self.config.workers)
         self.start_receiver()
         now = datetime.now(UTC)
         for order, name in enumerate(STEPS):
