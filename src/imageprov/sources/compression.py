@@ -106,7 +106,8 @@ def head(data: bytes, size: int = 4096) -> bytes:
     the document.
     """
     # Most documents start at once, so `size` bytes and room for a byte-order mark
-    # are inflated first; up to four times `size` only where whitespace came first.
+    # are inflated first. Up to four times `size` are inflated only where
+    # whitespace came first.
     text = _leading(data, size + 3)
     start = _without_blank_start(text)
     if len(start) < size and len(text) == size + 3:
