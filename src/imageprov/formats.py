@@ -18,6 +18,7 @@ from imageprov.model import (
     CreationEvent,
     LogDocument,
     RecordProblem,
+    widen_span,
 )
 from imageprov.sources import LogFormat
 from imageprov.sources.aws import trail_documents
@@ -117,9 +118,7 @@ def _storable_spans(spans: dict[tuple[str, str], list[str]]
     """Key `spans` by storable scopes, joining spans whose keys become equal."""
     joined: dict[tuple[str, str], list[str]] = {}
     for scope, (first, last) in spans.items():
-        span = joined.setdefault(_storable_scope(scope), [first, last])
-        span[0] = min(span[0], first)
-        span[1] = max(span[1], last)
+        widen_span(joined, _storable_scope(scope), first, last)
     return joined
 
 

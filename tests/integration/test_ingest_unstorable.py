@@ -111,8 +111,7 @@ def test_overlong_scope_quarantines_its_record(database_url: str, tmp_path: Path
 
 
 @pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
-def test_event_times_at_the_ends_of_the_calendar_merge(database_url: str,
-                                                       tmp_path: Path):
+def test_spans_at_calendar_ends_merge(database_url: str, tmp_path: Path):
     records = trail.noise(T0, 4)
     records[1]["eventTime"] = "9999-12-31T23:59:58Z"
     records[2]["eventTime"] = "9999-12-31T23:59:59Z"

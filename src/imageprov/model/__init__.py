@@ -25,6 +25,7 @@ from imageprov.model.logs import (
     MAX_SPAN_REGION,
     LogDocument,
     RecordProblem,
+    widen_span,
 )
 from imageprov.model.verdicts import Flag, Verdict, VerdictStatus
 
@@ -52,4 +53,5 @@ __all__ = [
     "ami_arn",
     "compute_image_ref",
     "container_ref",
+    "widen_span",
 ]

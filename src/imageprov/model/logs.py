@@ -33,6 +33,20 @@ MAX_SPAN_ACCOUNT = 128
 MAX_SPAN_REGION = 64
 
 
+def widen_span(spans: dict[tuple[str, str], list[str]], scope: tuple[str, str],
+               first: str, last: str) -> None:
+    """Widen the span of `scope` in `spans` to cover `first` to `last`, in place.
+
+    Times are `YYYY-MM-DDTHH:MM:SSZ` text, which sorts as the times do.
+    """
+    span = spans.get(scope)
+    if span is None:
+        spans[scope] = [first, last]
+        return
+    span[0] = min(span[0], first)
+    span[1] = max(span[1], last)
+
+
 @dataclass
 class LogDocument:
     """The records, image events and problems found in one file or object.

@@ -368,12 +368,12 @@ class Store:
                             .values(location=document.location))
             # A row already kept under the new location for the same record and
             # field wins, since the pair is unique.
-            kept = aliased(QuarantineRow)
+            existing = aliased(QuarantineRow)
             session.execute(delete(QuarantineRow).where(
                 QuarantineRow.location == stored,
-                exists().where(kept.location == document.location,
-                               kept.record_index == QuarantineRow.record_index,
-                               kept.field == QuarantineRow.field)))
+                exists().where(existing.location == document.location,
+                               existing.record_index == QuarantineRow.record_index,
+                               existing.field == QuarantineRow.field)))
             session.execute(update(QuarantineRow)
                             .where(QuarantineRow.location == stored)
                             .values(location=document.location))

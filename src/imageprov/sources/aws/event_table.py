@@ -156,8 +156,8 @@ def value_at(record: Any, path: str | None) -> Any:
 
 @functools.cache
 def _steps(path: str) -> tuple[tuple[tuple[str, bool], ...], bool]:
-    """Split a dotted path into (key, whether to walk a list there) steps, and say
-    whether any step walks a list."""
+    """Split a dotted path into (key, whether to walk a list there) steps, and
+    return them with whether any step walks a list."""
     steps = tuple((part[:-2], True) if part.endswith("[]") else (part, False)
                   for part in path.split("."))
     return steps, any(walk_list for _, walk_list in steps)

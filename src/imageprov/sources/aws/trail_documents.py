@@ -48,6 +48,7 @@ from imageprov.model import (
     LogDocument,
     RecordOrigin,
     RecordProblem,
+    widen_span,
 )
 from imageprov.sources import LogFormat
 from imageprov.sources.compression import document_text
@@ -160,12 +161,7 @@ def _read_log_file_natively(text: bytes, reader: _Reader) -> bool:
     result.shapes.add("cloudtrail-log-file")
     result.records += records - len(others)
     for scope, (first, last) in spans.items():
-        span = result.spans.get(scope)
-        if span is None:
-            result.spans[scope] = [first, last]
-        else:
-            span[0] = min(span[0], first)
-            span[1] = max(span[1], last)
+        widen_span(result.spans, scope, first, last)
     start = reader.index
     for position, json_text in others:
         reader.index = start + position
@@ -654,13 +650,7 @@ class _Reader:
         index = self.index
         self.index += 1
         self.result.records += 1
-        span = self.result.spans.get((account, region))
-        if span is None:
-            self.result.spans[(account, region)] = [when, when]
-        elif when < span[0]:
-            span[0] = when
-        elif when > span[1]:
-            span[1] = when
+        widen_span(self.result.spans, (account, region), when, when)
 
         if name not in EVENT_NAMES:
             return
