@@ -49,6 +49,25 @@ def test_fifo_and_device_links_are_not_listed(tmp_path):
     assert [o.location for o in LocalTrail(tmp_path).objects()] == [str(tmp_path / "good.json")]
 
 
+def test_folder_sorts_before_longer_sibling(tmp_path):
+    # Plain string order would put `a-c.json` first, because "-" sorts before "/".
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "b.json").write_text('{"Records": []}')
+    (tmp_path / "a-c.json").write_text('{"Records": [{}]}')
+    (tmp_path / "0.json").write_text("{}")
+    objects = list(LocalTrail(tmp_path).objects())
+    assert [o.location for o in objects] == [
+        str(tmp_path / "0.json"), str(tmp_path / "a" / "b.json"), str(tmp_path / "a-c.json")]
+    assert objects[2].load() == b'{"Records": [{}]}'
+
+
+def test_one_file_listed_by_name(tmp_path):
+    (tmp_path / "one.json.gz").write_bytes(b"\x1f\x8b")
+    objects = list(LocalTrail(tmp_path / "one.json.gz").objects())
+    assert [(o.location, o.load()) for o in objects] == [
+        (str(tmp_path / "one.json.gz"), b"\x1f\x8b")]
+
+
 def _bad_paths(tmp_path):
     import os
 
