@@ -65,22 +65,25 @@ class _BuilderMatch:
 def _match_builder(
     builder: Builder, event: CreationEvent, caller: Caller, service: str | None
 ) -> _BuilderMatch | None:
-    """Return None when the builder does not name this principal, else what failed."""
+    """Return None when the builder does not name this caller, else what failed.
+
+    Every identity criterion the builder lists must hold: its principals, its
+    session-issuer roles and its services.
+    """
     principal = event.principal
     if builder.platforms and event.platform not in builder.platforms:
         return None
-    identity = False
-    if builder.principals and any(_glob(name, builder.principals)
-                                  for name in (principal.id, *principal.aliases)):
-        identity = True
-    if builder.roles and _glob(principal.issuer, builder.roles):
-        identity = True
-    if service is not None:
-        # A call an AWS service made is approved only where the builder names it.
-        if not _glob(service, builder.services):
+    if builder.principals and not any(_glob(name, builder.principals)
+                                      for name in (principal.id, *principal.aliases)):
+        return None
+    if builder.roles and not _glob(principal.issuer, builder.roles):
+        return None
+    # A call an AWS service made is approved only where the builder names that
+    # service, and a builder that names services approves only calls they made.
+    if service is None:
+        if builder.services:
             return None
-        identity = identity or not (builder.principals or builder.roles)
-    if not identity:
+    elif not _glob(service, builder.services):
         return None
 
     match = _BuilderMatch(builder)
@@ -315,7 +318,12 @@ class _Judge:
             match for builder in self.policy.builders
             if (match := _match_builder(builder, event, caller, service)) is not None
         ]
-        approving = next((m for m in matches if not m.failures), None)
+        # Of the approving builders, one whose networks contain a public caller
+        # decides, so the order of builders in the policy changes no flag.
+        approvals = [match for match in matches if not match.failures]
+        approving = next((match for match in approvals if caller.kind is AddressClass.PUBLIC
+                          and caller.within(match.builder.networks)),
+                         approvals[0] if approvals else None)
         flags: list[tuple[Flag, str, str]] = []
 
         if event.principal.kind is PrincipalKind.ROOT:

@@ -159,6 +159,43 @@ def test_service_call_for_listed_role_needs_service():
     assert verdict.flags == (Flag.UNEXPECTED_ACTOR,)
 
 
+def test_builder_needs_every_identity_criterion():
+    policy = {"version": 1, "builders": [
+        {"name": "both", "principals": ["arn:aws:sts::*:assumed-role/ImageBuild/packer-*"],
+         "roles": ["arn:aws:iam::111122223333:role/build/ImageBuild"]}]}
+    other = trail.role_identity("ImageBuild", "evil", path="/build/")
+    flagged = _one(_ami("ami-1"), [trail.create_image(other, T0, "ami-1")], policy=policy)
+    assert flagged.status is VerdictStatus.FLAGGED
+    assert flagged.flags == (Flag.UNEXPECTED_ACTOR,)
+    approved = _one(_ami("ami-1"), [trail.create_image(ROLE, T0, "ami-1")], policy=policy)
+    assert approved.status is VerdictStatus.APPROVED
+
+
+def test_service_builder_rejects_direct_role_call():
+    policy = {"version": 1, "builders": [
+        {"name": "image-builder", "services": ["imagebuilder.amazonaws.com"],
+         "roles": ["arn:aws:iam::111122223333:role/ImageBuilderInstance"]}]}
+    role = trail.role_identity("ImageBuilderInstance", "i-0abc")
+    direct = _one(_ami("ami-1"), [trail.create_image(role, T0, "ami-1")], policy=policy)
+    assert direct.status is VerdictStatus.FLAGGED
+    assert direct.flags == (Flag.UNEXPECTED_ACTOR,)
+    through = dict(role, invokedBy="imagebuilder.amazonaws.com")
+    record = trail.create_image(through, T0, "ami-1", ip="imagebuilder.amazonaws.com")
+    assert _one(_ami("ami-1"), [record], policy=policy).status is VerdictStatus.APPROVED
+
+
+def test_builder_order_keeps_network_decision():
+    role = ["arn:aws:iam::111122223333:role/build/ImageBuild"]
+    broad = {"name": "anywhere", "roles": role}
+    office = {"name": "office-egress", "roles": role, "networks": ["198.51.100.0/24"]}
+    record = trail.create_image(ROLE, T0, "ami-1", ip="198.51.100.7")
+    for builders in ([broad, office], [office, broad]):
+        policy = {"version": 1, "builders": builders}
+        verdict = _one(_ami("ami-1"), [record], policy=policy)
+        assert verdict.status is VerdictStatus.APPROVED
+        assert verdict.rule == "office-egress"
+
+
 def test_root_flagged_even_from_inside():
     record = trail.create_image(trail.root_identity(), T0, "ami-1", agent=PACKER)
     verdict = _one(_ami("ami-1"), [record])
