@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
+from itertools import groupby
 
 from imageprov.correlate import Attribution, Correlator
 from imageprov.model import (
@@ -227,13 +228,19 @@ class _Judge:
     def _exposure(self, image: Image, attribution: Attribution) -> list[tuple[Flag, str]]:
         """Replay launch-permission changes and flag a public or foreign share."""
         grantees: set[str] = set()
-        for event in attribution.shares:
-            # One call may both remove and add launch permissions; an IAM policy set
-            # whole (`*`) replaces every earlier grant.
-            if "*" in event.unshared_from:
-                grantees.clear()
-            grantees.difference_update(event.unshared_from)
-            grantees.update(event.shared_with)
+        # Changes with the same time have no known order (CloudTrail times have
+        # whole seconds). Their removals are applied before their grants, so that a
+        # grant that may still hold is flagged.
+        for _, changes in groupby(attribution.shares, key=lambda event: event.time):
+            batch = list(changes)
+            for event in batch:
+                # An IAM policy set whole, or a reset of launch permissions (`*`),
+                # removes every earlier grant.
+                if "*" in event.unshared_from:
+                    grantees.clear()
+                grantees.difference_update(event.unshared_from)
+            for event in batch:
+                grantees.update(event.shared_with)
         found: list[tuple[Flag, str]] = []
         public = sorted(grantees & _PUBLIC_GRANTEES)
         if image.public or public:

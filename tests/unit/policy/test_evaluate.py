@@ -406,6 +406,47 @@ def test_remove_public_and_add_account_together():
     assert _one(_ami("ami-1"), records).status is VerdictStatus.APPROVED
 
 
+def test_reset_launch_permission_clears_public():
+    reset = trail.record(
+        "ResetImageAttribute", ROLE, T0 + timedelta(minutes=2),
+        request={"imageId": "ami-1", "attribute": "launchPermission"},
+        response={"_return": True})
+    records = [trail.create_image(ROLE, T0, "ami-1", agent=PACKER),
+               trail.share_image(ROLE, T0 + timedelta(minutes=1), "ami-1", {"group": "all"}),
+               trail.share_image(ROLE, T0 + timedelta(minutes=1), "ami-1",
+                                 {"userId": "999988887777"}),
+               reset]
+    assert _one(_ami("ami-1"), records).status is VerdictStatus.APPROVED
+
+
+def test_failed_reset_keeps_public():
+    reset = trail.record(
+        "ResetImageAttribute", ROLE, T0 + timedelta(minutes=2),
+        request={"imageId": "ami-1", "attribute": "launchPermission"},
+        error="Client.UnauthorizedOperation")
+    records = [trail.create_image(ROLE, T0, "ami-1", agent=PACKER),
+               trail.share_image(ROLE, T0 + timedelta(minutes=1), "ami-1", {"group": "all"}),
+               reset]
+    assert _one(_ami("ami-1"), records).flags == (Flag.PUBLIC,)
+
+
+def test_grant_and_removal_in_one_second_flag():
+    when = T0 + timedelta(minutes=1)
+    remove = trail.record(
+        "ModifyImageAttribute", ROLE, when,
+        request={"imageId": "ami-1", "attributeType": "launchPermission",
+                 "launchPermission": {"remove": {"items": [{"group": "all"}]}}},
+        response={"_return": True})
+    grant = trail.share_image(ROLE, when, "ami-1", {"group": "all"})
+    create = trail.create_image(ROLE, T0, "ami-1", agent=PACKER)
+    # Event ids decide the order of equal times, so both ids orders are tried.
+    for first, second in (("0", "f"), ("f", "0")):
+        remove["eventID"] = first * 8 + "-0000-4000-8000-" + "0" * 12
+        grant["eventID"] = second * 8 + "-0000-4000-8000-" + "0" * 12
+        verdict = _one(_ami("ami-1"), [create, grant, remove])
+        assert verdict.flags == (Flag.PUBLIC,)
+
+
 def _with_validation(records, validation, platform="aws"):
     document = read_document(json.dumps({"Records": records}).encode(), "t.json")
     events = [event.model_copy(update={"log_validation": validation,

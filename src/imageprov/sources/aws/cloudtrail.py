@@ -277,6 +277,11 @@ def events_from_record(
             effect = EventEffect.SHARE
         elif unshared:
             effect = EventEffect.UNSHARE
+    elif row.event_name == "ResetImageAttribute":
+        # launchPermission is the only attribute this call resets, and the reset
+        # makes the image private: every grant is removed.
+        unshared = ("*",)
+        effect = EventEffect.UNSHARE
 
     for path in (row.source_image, row.source_region, row.registry, row.repository,
                  row.tag):
