@@ -63,7 +63,20 @@ def read(data: bytes, location: str, fallback_account: str | None = None,
             location, -1, "(file)",
             f"unknown log format {name!r}; known: {', '.join(sorted(BY_NAME))}"))
         return document
-    return storable(chosen.read(data, location, fallback_account))
+    document = storable(chosen.read(data, location, fallback_account))
+    if name is not None and not document.records and not document.events:
+        # A file read in the wrong format yields nothing, and one marked as read is
+        # never read again, so such a file is quarantined instead.
+        detected = choose(data)
+        if detected is not chosen and detected.recognises(head(data)):
+            misread = LogDocument(location=location, source=chosen.name,
+                                  platform=chosen.platform)
+            misread.problems.append(RecordProblem(
+                location, -1, "(file)",
+                f"no {chosen.name} record found, and the content looks like "
+                f"{detected.name}: check the format named for it"))
+            return misread
+    return document
 
 
 # PostgreSQL text cannot hold this character, so a value with it cannot be stored.

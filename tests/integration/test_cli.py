@@ -218,6 +218,19 @@ def test_ingest_reports_quarantine(tmp_path):
         ("bad.json", 0, "eventTime"), ("broken.json", -1, "(file)")}
 
 
+def test_ingest_wrong_format_reads_again(tmp_path):
+    logs = EXAMPLE / "cloudtrail"
+    database = f"sqlite:///{tmp_path / 'format.db'}"
+    wrong = run_cli("ingest", "--format", "gcp-audit", str(logs), "--database", database)
+    assert wrong.returncode == 1, wrong.stderr
+    assert "looks like cloudtrail" in wrong.stderr
+    # Nothing was marked as read, so the files are read in full with their own format.
+    right = run_cli("ingest", str(logs), "--database", database)
+    assert right.returncode == 0, right.stderr
+    assert "files 4 read and 0 already read" in right.stderr
+    assert "image events 8" in right.stderr
+
+
 def test_ingest_reads_past_a_bad_path(tmp_path):
     import os
 

@@ -44,6 +44,25 @@ def test_unknown_format_name_is_a_problem_of_the_file():
     assert "unknown log format 'no-such-format'" in document.problems[0].detail
 
 
+def test_wrong_format_name_quarantines_file():
+    data = gzip.compress(json.dumps({"Records": [RECORD]}).encode())
+    document = formats.read(data, "a.json.gz", None, "gcp-audit")
+    assert document.records == 0
+    assert not document.notices
+    assert [(p.index, p.field) for p in document.problems] == [(-1, "(file)")]
+    assert "looks like cloudtrail" in document.problems[0].detail
+    # The same name on a document no format recognises keeps the format's own report.
+    other = formats.read(b'{"some": "json"}', "b.json", None, "gcp-audit")
+    assert "looks like" not in " ".join(p.detail for p in other.problems)
+
+
+def test_right_format_name_reads_file():
+    data = json.dumps({"Records": [RECORD]}).encode()
+    document = formats.read(data, "a.json", None, "cloudtrail")
+    assert document.problems == []
+    assert len(document.events) == 1
+
+
 def test_concatenated_gzip_members_read_whole():
     first = json.dumps({"Records": [RECORD]}).encode()
     assert decompress(gzip.compress(first) + gzip.compress(b"\n")) == first + b"\n"
