@@ -466,6 +466,23 @@ def _origin_verdict(image: Image, event: CreationEvent, correlator: Correlator,
     return judge.verdict(attribution)
 
 
+# Flags that say who may launch an image, not what it contains.
+_EXPOSURE_FLAGS = frozenset({Flag.PUBLIC, Flag.SHARED})
+
+
+def _taints_copies(origin: Verdict) -> bool:
+    """Say whether a source image's verdict puts the content of its copies in doubt.
+
+    A public or foreign launch permission changes who may launch the source, not its
+    content, so a source flagged for that alone taints no copy.
+    """
+    if origin.status in (VerdictStatus.APPROVED, VerdictStatus.EXCEPTED):
+        return False
+    if origin.status is VerdictStatus.FLAGGED:
+        return not set(origin.flags) <= _EXPOSURE_FLAGS
+    return True
+
+
 def _judge_copies(
     images: Sequence[Image], evaluation: Evaluation, correlator: Correlator,
     judge: _Judge,
@@ -485,8 +502,17 @@ def _judge_copies(
                 continue
             origin = _origin_verdict(image, event, correlator, judge, sources)
             verdict = evaluation.verdicts[image.ref]
-            if origin is None or origin.status in (VerdictStatus.APPROVED,
-                                                   VerdictStatus.EXCEPTED):
+            if origin is None or not _taints_copies(origin):
+                continue
+            if origin.status is VerdictStatus.PENDING:
+                # The source's creation event may not have arrived yet, so an
+                # approved copy waits for it.
+                if verdict.status is VerdictStatus.APPROVED:
+                    evaluation.verdicts[image.ref] = verdict.model_copy(update={
+                        "status": VerdictStatus.PENDING, "rule": "copy-source",
+                        "reason": f"{verdict.reason}; copied from {event.source_image}, "
+                                  "which is pending"})
+                    changed = True
                 continue
             if Flag.UNAPPROVED_SOURCE in verdict.flags or verdict.status is VerdictStatus.EXCEPTED:
                 continue

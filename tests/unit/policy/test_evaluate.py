@@ -305,6 +305,41 @@ def test_copy_of_flagged_source_flagged():
     assert "copied from ami-1, which is flagged" in copy.reason
 
 
+def test_copy_of_pending_source_pending():
+    young = NOW - timedelta(minutes=30)
+    source = Image(ref=ami_arn("us-west-2", trail.ACCOUNT, "ami-1"), platform=Platform.AWS,
+                   kind=ImageKind.AMI, account=trail.ACCOUNT, region="us-west-2",
+                   native_id="ami-1", created=young)
+    copy = trail.copy_image(ROLE, young + timedelta(minutes=5), "ami-2", "ami-1",
+                            "us-west-2", agent=PACKER)
+    verdicts = _judge([source, _ami("ami-2", created=young)], [copy])
+    waiting = verdicts[ami_arn("us-east-1", trail.ACCOUNT, "ami-2")]
+    assert verdicts[source.ref].status is VerdictStatus.PENDING
+    assert waiting.status is VerdictStatus.PENDING
+    assert waiting.rule == "copy-source"
+    assert "copied from ami-1, which is pending" in waiting.reason
+    # Once the source's creation event arrives, the copy is approved.
+    create = trail.create_image(ROLE, young, "ami-1", agent=PACKER, region="us-west-2")
+    verdicts = _judge([source, _ami("ami-2", created=young)], [create, copy])
+    assert verdicts[ami_arn("us-east-1", trail.ACCOUNT, "ami-2")].status is (
+        VerdictStatus.APPROVED)
+
+
+def test_copy_of_public_source_approved():
+    source = Image(ref=ami_arn("us-west-2", trail.ACCOUNT, "ami-1"), platform=Platform.AWS,
+                   kind=ImageKind.AMI, account=trail.ACCOUNT, region="us-west-2",
+                   native_id="ami-1", created=T0, public=True)
+    records = [
+        trail.create_image(ROLE, T0, "ami-1", agent=PACKER, region="us-west-2"),
+        trail.copy_image(ROLE, T0 + timedelta(minutes=5), "ami-2", "ami-1", "us-west-2",
+                         agent=PACKER),
+    ]
+    verdicts = _judge([source, _ami("ami-2")], records)
+    assert verdicts[source.ref].flags == (Flag.PUBLIC,)
+    assert verdicts[ami_arn("us-east-1", trail.ACCOUNT, "ami-2")].status is (
+        VerdictStatus.APPROVED)
+
+
 def test_failed_call_before_success_ignored():
     mallory = trail.user_identity("mallory")
     denied = trail.create_image(mallory, T0, None, error="AccessDenied")
