@@ -185,7 +185,9 @@ class Correlator:
         # caller renamed it; the ImportImage record holds only the task id.
         candidates = self._imports.get((image.account, image.region), ())
         names = set(image.names)
-        found = [event for event in candidates if event.target in names]
+        # An import registers its image after the call, never before it.
+        found = [event for event in candidates if event.target in names
+                 and (image.created is None or event.time <= image.created)]
         if image.kind is ImageKind.CONTAINER:
             for tag in image.names:
                 found.extend(self._tag_imports.get(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import lru_cache
 from itertools import groupby
@@ -545,5 +545,39 @@ def evaluate_images(
         attribution = correlator.attribute(image)
         evaluation.attributions[image.ref] = attribution
         evaluation.verdicts[image.ref] = judge.verdict(attribution)
+    _unclaim_shared_imports(image_list, evaluation, judge)
     _judge_copies(image_list, evaluation, correlator, judge)
     return evaluation
+
+
+def _unclaim_shared_imports(images: Sequence[Image], evaluation: Evaluation,
+                            judge: _Judge) -> None:
+    """Attribute an import joined by name to no image when several images carry
+    that name.
+
+    The ImportImage record names only the task, and the image takes the task's name
+    unless whoever registers it chooses another. One task creates one image, so
+    when several carry its name, the record cannot say which one it created.
+    """
+    claims: dict[str, list[Image]] = {}
+    events: dict[str, CreationEvent] = {}
+    for image in images:
+        event = evaluation.attributions[image.ref].creation
+        if (event is not None and event.effect is EventEffect.IMPORT
+                and event.target is not None and event.target != image.native_id
+                and event.target in image.names):
+            claims.setdefault(event.key, []).append(image)
+            events[event.key] = event
+    for key, claimants in claims.items():
+        if len(claimants) < 2:
+            continue
+        event = events[key]
+        names = ", ".join(image.native_id for image in claimants)
+        for image in claimants:
+            attribution = replace(evaluation.attributions[image.ref], creation=None)
+            evaluation.attributions[image.ref] = attribution
+            verdict = judge.verdict(attribution)
+            evaluation.verdicts[image.ref] = verdict.model_copy(update={
+                "reason": f"{verdict.reason}; import task {event.target} by "
+                          f"{event.principal.id} names {len(claimants)} images "
+                          f"({names}), and one task creates one image"})

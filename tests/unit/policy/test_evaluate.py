@@ -407,6 +407,30 @@ def test_import_name_cannot_claim_created_image():
     assert renamed.event_id == imported["eventID"]
 
 
+def _import_task(when=T0):
+    return trail.record(
+        "ImportImage", ROLE, when, request={"roleName": "vmimport"},
+        response={"importTaskId": "import-ami-0abc1234", "status": "active"})
+
+
+def test_import_name_on_two_images_attributes_none():
+    first = _ami("ami-7", created=T0 + timedelta(hours=1), names=("import-ami-0abc1234",))
+    second = _ami("ami-8", created=T0 + timedelta(hours=2), names=("import-ami-0abc1234",))
+    verdicts = _judge([first, second], [_import_task()])
+    for image in (first, second):
+        verdict = verdicts[image.ref]
+        assert verdict.status is VerdictStatus.UNATTRIBUTED
+        assert verdict.event_id is None
+        assert "names 2 images (ami-7, ami-8)" in verdict.reason
+
+
+def test_import_name_before_the_task_attributes_none():
+    early = _ami("ami-7", created=T0 - timedelta(hours=1), names=("import-ami-0abc1234",))
+    assert _one(early, [_import_task()]).status is VerdictStatus.UNATTRIBUTED
+    later = _ami("ami-7", created=T0 + timedelta(hours=1), names=("import-ami-0abc1234",))
+    assert _one(later, [_import_task()]).event_id is not None
+
+
 def test_root_through_service_still_root():
     root = dict(trail.root_identity(), invokedBy="cloudformation.amazonaws.com")
     policy = {"version": 1, "builders": [
