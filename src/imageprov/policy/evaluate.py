@@ -466,12 +466,12 @@ def _origin_verdict(image: Image, event: CreationEvent, correlator: Correlator,
     return judge.verdict(attribution)
 
 
-# Flags that say who may launch an image, not what it contains.
+# Flags about who may launch an image, not about what it contains.
 _EXPOSURE_FLAGS = frozenset({Flag.PUBLIC, Flag.SHARED})
 
 
 def _taints_copies(origin: Verdict) -> bool:
-    """Say whether a source image's verdict puts the content of its copies in doubt.
+    """Return whether a source image's verdict puts the content of its copies in doubt.
 
     A public or foreign launch permission changes who may launch the source, not its
     content, so a source flagged for that alone taints no copy.
@@ -556,7 +556,7 @@ def _unclaim_shared_imports(images: Sequence[Image], evaluation: Evaluation,
     that name.
 
     The ImportImage record names only the task, and the image takes the task's name
-    unless whoever registers it chooses another. One task creates one image, so
+    unless the caller that registers it sets another. One task creates one image, so
     when several carry its name, the record cannot say which one it created.
     """
     claims: dict[str, list[Image]] = {}
