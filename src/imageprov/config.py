@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from imageprov.errors import ConfigError
 from imageprov.policy.schema import Duration
+from imageprov.yaml_loader import UniqueKeyLoader
 
 DEFAULT_DATABASE = "sqlite:///imageprov.db"
 
@@ -416,7 +417,8 @@ def load_config(path: str | Path) -> Config:
     """
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader
     except OSError as error:
         raise ConfigError(str(path), f"cannot read the file: {error}") from None
     except yaml.YAMLError as error:

@@ -29,6 +29,7 @@ from pydantic import (
 from imageprov.errors import PolicyError
 from imageprov.model import EventEffect
 from imageprov.policy.network import ipv4_network
+from imageprov.yaml_loader import UniqueKeyLoader
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _DURATION = re.compile(r"^\s*(-?\d+)\s*([smhd])\s*$")
@@ -366,8 +367,9 @@ class Policy(_Strict):
         return self
 
 
-class _PolicyLoader(yaml.SafeLoader):
-    """A safe YAML loader that keeps a timestamp it cannot build as its text.
+class _PolicyLoader(UniqueKeyLoader):
+    """A safe YAML loader that keeps a timestamp it cannot build as its text, and
+    rejects a repeated key.
 
     PyYAML raises on an impossible date (2027-02-30) or offset (-25:00) while it
     loads the file, before any field is known. Kept as text, the value reaches

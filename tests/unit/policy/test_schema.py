@@ -130,6 +130,32 @@ def test_yaml_syntax_error_names_line():
     assert caught.value.problems[0].startswith("line 3 column 1: invalid YAML")
 
 
+def test_repeated_key_names_line():
+    text = ("version: 1\nbuilders:\n  - name: strict\n    roles: [r]\n"
+            "builders:\n  - name: loose\n    roles: ['*']\n")
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(text, "p.yaml")
+    problem = caught.value.problems[0]
+    assert problem.startswith("line 5 column 1: invalid YAML")
+    assert "found key 'builders' a second time (first on line 2)" in problem
+
+
+def test_repeated_key_in_builder_rejected():
+    text = "version: 1\nbuilders:\n  - name: a\n    roles: [r]\n    roles: ['*']\n"
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(text, "p.yaml")
+    assert "found key 'roles' a second time" in caught.value.problems[0]
+
+
+def test_merge_key_may_be_overridden():
+    text = ("version: 1\nbase: &base {name: a, roles: [r]}\n"
+            "builders:\n  - <<: *base\n    name: b\n")
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(text, "p.yaml")
+    # Only the unknown top-level key is a problem, not the merged name.
+    assert caught.value.problems == ["base: Extra inputs are not permitted"]
+
+
 def test_date_expiry_ends_that_day():
     text = _with(exceptions=[{"image": "ami-1", "reason": "vendor", "expires": "2027-01-31"}])
     policy = parse_policy(text, "p.yaml")
