@@ -1,3 +1,3 @@
-from imageprov.cli.main import app
+from imageprov.cli.main import run
 
-app(prog_name="imageprov")
+run()

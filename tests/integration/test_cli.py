@@ -231,6 +231,25 @@ def test_ingest_wrong_format_reads_again(tmp_path):
     assert "image events 8" in right.stderr
 
 
+def test_read_only_database_fails_in_one_line(tmp_path):
+    path = tmp_path / "ro.db"
+    created = run_cli("ingest", str(EXAMPLE / "cloudtrail"), "--database", f"sqlite:///{path}")
+    assert created.returncode == 0, created.stderr
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "new.json").write_text(json.dumps({"Records": []}))
+    before = path.read_bytes()
+    result = run_cli("ingest", str(logs), "--database",
+                     f"sqlite:///file:{path}?mode=ro&uri=true")
+    assert result.returncode == 2, result.stderr
+    assert "error: the database failed: OperationalError: attempt to write a readonly " \
+        "database" in result.stderr
+    # Neither a traceback nor the statement's parameters reach the terminal.
+    assert "Traceback" not in result.stderr
+    assert "new.json" not in result.stderr
+    assert path.read_bytes() == before
+
+
 def test_ingest_reads_past_a_bad_path(tmp_path):
     import os
 

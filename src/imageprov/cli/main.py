@@ -20,6 +20,7 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+from sqlalchemy.exc import DBAPIError
 
 from imageprov import cycle, formats
 from imageprov.cli import explain as explain_view
@@ -27,7 +28,7 @@ from imageprov.cli import gate as gate_commands
 from imageprov.cli import render
 from imageprov.cli._common import _database, _fail, _open_store, err
 from imageprov.cli.evidence import evidence_app, keys_app, ledger_app
-from imageprov.cli.render import safe
+from imageprov.cli.render import safe, safe_lines
 from imageprov.config import database_url, load_config
 from imageprov.errors import ImageprovError, SourceError
 from imageprov.ingest import IngestSummary
@@ -41,7 +42,9 @@ from imageprov.sources.aws.trail_locations import LocalTrail, S3Trail
 from imageprov.sources.fields import shown
 from imageprov.store import Store, redact_url, scrub_url_secrets
 
+# A traceback's local variables can hold record text and credentials, so none is shown.
 app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_show_locals=False,
                   help="Attribute every cloud image to the event that created it and "
                        "judge it against an approved-builder policy.")
 policy_app = typer.Typer(no_args_is_help=True, help="Work with policy files.")
@@ -654,3 +657,17 @@ def token_list(
         revoked = item.revoked_at.isoformat() if item.revoked_at else "active"
         out.print(f"{safe(item.name)}\t{item.created_at.isoformat()}\t{revoked}",
                   highlight=False)
+
+
+def run() -> None:
+    """Run the command line. A database error that a command did not handle, such
+    as a write to a read-only database, is reported in one line and exits 2."""
+    try:
+        app(prog_name="imageprov")
+    except DBAPIError as error:
+        # The statement and its parameters are left out: they hold record text.
+        detail = str(error.orig).strip() or type(error.orig).__name__
+        err.print(f"[bold red]error:[/] the database failed: "
+                  f"{safe_lines(f'{type(error.orig).__name__}: {detail}')}",
+                  markup=True, highlight=False)
+        sys.exit(2)
