@@ -25,7 +25,7 @@ from imageprov.config import (
     RegistrySource,
     TrailLocation,
 )
-from imageprov.errors import SourceError
+from imageprov.errors import IncompleteListing, SourceError
 from imageprov.ingest import IngestSummary, ingest
 from imageprov.ledger import sign_ledger_head
 from imageprov.ledger.keys import load_private_key
@@ -70,9 +70,16 @@ def _file_images(item: InventoryFile) -> list[Image]:
         document = orjson.loads(item.path.read_bytes())
     except (OSError, orjson.JSONDecodeError) as error:
         raise SourceError(origin, f"cannot read saved inventory: {error}") from error
+    skipped: list[int] = []
     if item.kind == "ami":
-        return list(ami.images_from_saved_output(document, item.region, origin, item.account))
-    return list(ecr.images_from_saved_output(document, item.region, origin))
+        images = list(ami.images_from_saved_output(document, item.region, origin,
+                                                   item.account, skipped))
+    else:
+        images = list(ecr.images_from_saved_output(document, item.region, origin, skipped))
+    if skipped:
+        raise IncompleteListing(origin, f"{len(skipped)} entries could not be read "
+                                f"(indexes {', '.join(map(str, skipped[:10]))})", images)
+    return images
 
 
 def _api_sources(api: AwsApi) -> Iterator[Any]:
@@ -208,6 +215,15 @@ def _list_source(store: Store, summary: CycleSummary, name: str,
     started = time.perf_counter()
     try:
         images = job()
+    except IncompleteListing as error:
+        # The entries that were read are stored, and no image of the source is
+        # taken for gone, since an unreadable entry may be any of them.
+        logger.error("inventory source failed: %s", error)
+        summary.sources_failed.append(name)
+        store.keep_present(name, seen_at)
+        store.save_images(error.images, seen_at)
+        summary.images += len(error.images)
+        return
     except SourceError as error:
         logger.error("inventory source failed: %s", error)
         summary.sources_failed.append(name)

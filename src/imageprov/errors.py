@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from imageprov.model.logs import RecordProblem
 
 
@@ -43,6 +45,18 @@ class SourceError(ImageprovError):
         self.source = source
         self.detail = detail
         super().__init__(f"{source}: {detail}")
+
+
+class IncompleteListing(SourceError):
+    """An inventory listing of which some entries could not be read.
+
+    `images` contains the entries that were read. The images the listing reported
+    before stay present, since an unreadable entry may be any of them.
+    """
+
+    def __init__(self, source: str, detail: str, images: list[Any]) -> None:
+        super().__init__(source, detail)
+        self.images = images
 
 
 class LedgerKeyError(ImageprovError):

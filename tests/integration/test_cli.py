@@ -47,6 +47,22 @@ def test_scan_example_prints_table(example):
     assert "kind=cloudtrail account=111122223333 region=us-east-1 files=4" in result.stderr
 
 
+def test_unreadable_inventory_entry_keeps_images(example):
+    config, database = example
+    assert run_cli("scan", "--config", str(config), "--database", database).returncode == 0
+    before = _verdicts(database)
+    inventory = config.parent / "inventory" / "ec2-describe-images.json"
+    saved = json.loads(inventory.read_text())
+    saved["Images"][0]["ImageId"] = 12345
+    saved["Images"][3] = "not an image"
+    inventory.write_text(json.dumps(saved))
+    result = run_cli("scan", "--config", str(config), "--database", database)
+    # The listing is incomplete, so the source failed, and no image of it is gone.
+    assert result.returncode == 1, result.stderr
+    assert "2 entries could not be read (indexes 0, 3)" in result.stderr
+    assert set(_verdicts(database)) == set(before)
+
+
 def test_verdicts_json_fields_and_names(example):
     config, database = example
     assert run_cli("scan", "--config", str(config), "--database", database,

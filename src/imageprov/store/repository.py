@@ -538,6 +538,25 @@ class Store:
                 )
         return count
 
+    def keep_present(self, source: str, seen_at: datetime) -> int:
+        """Mark every image of `source` that is not gone as seen at `seen_at`.
+
+        Used after a listing of which some entries could not be read, so that no
+        image of the source is taken for gone. Returns the number of images marked.
+        """
+        with self.session() as session, session.begin():
+            present = _present(select(ImageRow.id).where(
+                ImageRow.inventory_source == source))
+            ids = list(session.scalars(present))
+            for start in range(0, len(ids), 500):
+                session.execute(
+                    update(ImageRow)
+                    .where(ImageRow.id.in_(ids[start : start + 500]))
+                    .values(last_seen=seen_at)
+                    .execution_options(synchronize_session=False)
+                )
+        return len(ids)
+
     def _stored_images(self, session: Session,
                        refs: Sequence[str]) -> dict[str, tuple[int, dict[str, Any]]]:
         """Return the id and the `_image_values` fields of each stored image in `refs`."""

@@ -101,12 +101,13 @@ def _text(value: Any) -> str | None:
 
 
 def images_from_saved_output(
-    document: Any, region: str, origin: str, account: str | None = None
+    document: Any, region: str, origin: str, account: str | None = None,
+    skipped: list[int] | None = None,
 ) -> Iterator[Image]:
     """Read the JSON that `aws ec2 describe-images` prints.
 
-    An entry that cannot be read is logged with its index and left out; the others
-    are read.
+    An entry that cannot be read is logged with its index and left out, and the
+    index is added to `skipped`; the others are read.
     """
     if not isinstance(document, dict) or not isinstance(document.get("Images"), list):
         raise SourceError(origin, 'expected the output of describe-images: {"Images": [...]}')
@@ -115,3 +116,5 @@ def images_from_saved_output(
             yield image_from_description(described, region, origin, account)
         except (SourceError, ValueError, TypeError) as error:
             logger.error("%s: Images[%d] left out: %s", origin, index, error)
+            if skipped is not None:
+                skipped.append(index)

@@ -131,11 +131,12 @@ def _tags(value: Any) -> tuple[str, ...]:
     return tuple(sorted(tag for tag in value or () if isinstance(tag, str)))
 
 
-def images_from_saved_output(document: Any, region: str, origin: str) -> Iterator[Image]:
+def images_from_saved_output(document: Any, region: str, origin: str,
+                             skipped: list[int] | None = None) -> Iterator[Image]:
     """Read the JSON that `aws ecr describe-images` prints.
 
-    An entry that cannot be read is logged with its index and left out; the others
-    are read.
+    An entry that cannot be read is logged with its index and left out, and the
+    index is added to `skipped`; the others are read.
     """
     if not isinstance(document, dict) or not isinstance(document.get("imageDetails"), list):
         raise SourceError(
@@ -146,3 +147,5 @@ def images_from_saved_output(document: Any, region: str, origin: str) -> Iterato
             yield image_from_detail(detail, region, origin)
         except (SourceError, ValueError, TypeError) as error:
             logger.error("%s: imageDetails[%d] left out: %s", origin, index, error)
+            if skipped is not None:
+                skipped.append(index)
