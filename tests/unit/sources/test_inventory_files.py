@@ -25,6 +25,20 @@ def test_bad_ami_entries_left_out(caplog):
     assert "Images[2] left out" in caplog.text
 
 
+def test_public_that_is_not_a_boolean_left_out(caplog):
+    document = {"Images": [
+        {"ImageId": "ami-1", "OwnerId": "111122223333", "Public": 1},
+        {"ImageId": "ami-2", "OwnerId": "111122223333", "Public": "yes"},
+        {"ImageId": "ami-3", "OwnerId": "111122223333", "Public": True},
+    ]}
+    skipped: list[int] = []
+    images = list(ami.images_from_saved_output(document, "us-east-1", "file:x.json",
+                                               skipped=skipped))
+    assert [i.native_id for i in images] == ["ami-3"]
+    assert skipped == [0, 1]
+    assert "Images[0] left out: Public: expected true or false, got 1" in caplog.text
+
+
 def test_bad_ecr_entries_left_out(caplog):
     base = {"registryId": "111122223333", "repositoryName": "app"}
     document = {"imageDetails": [

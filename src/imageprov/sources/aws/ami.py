@@ -28,11 +28,14 @@ def _created(value: Any) -> datetime | None:
     return None
 
 
-def _flag(value: Any) -> bool:
-    # Saved or hand-edited output may carry booleans as text.
-    if isinstance(value, str):
+def _flag(value: Any, field: str) -> bool:
+    """Read a boolean field; saved or hand-edited output may carry it as text."""
+    if value is None or isinstance(value, bool):
+        return value is True
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
         return value.strip().lower() == "true"
-    return value is True
+    # A value such as 1 or "yes" would otherwise read as false and hide a public AMI.
+    raise ValueError(f"{field}: expected true or false, got {value!r}")
 
 
 def image_from_description(
@@ -62,7 +65,7 @@ def image_from_description(
         tags=tags,
         created=_created(described.get("CreationDate")),
         state=_text(described.get("State")),
-        public=_flag(described.get("Public")),
+        public=_flag(described.get("Public"), "Public"),
         source_image=_text(described.get("SourceImageId")),
         source_region=_text(described.get("SourceImageRegion")),
         inventory_source=origin,
