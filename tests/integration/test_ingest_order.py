@@ -266,6 +266,23 @@ def test_conflicting_copy_of_an_event_is_logged(tmp_path, new_database, caplog):
     assert "principal_id, source_ip" in line
 
 
+def test_conflicting_copies_in_one_file_logged(tmp_path, new_database, caplog):
+    when = T0 + timedelta(hours=3)
+    real = trail.create_image(BUILD, when, "ami-0000000000000a005", ip="10.20.0.5",
+                              agent=PACKER)
+    forged = dict(real, sourceIPAddress="172.64.1.1")
+    path = tmp_path / "both.json"
+    path.write_bytes(trail.log_file([real, forged, real]))
+    store = Store.open(new_database())
+    ingest(store, LocalTrail(path).objects())
+    lines = [r.getMessage() for r in caplog.records if "conflicting copies" in r.getMessage()]
+    # Only the copy that differs is reported, against the first copy.
+    assert len(lines) == 1
+    assert f"{path} #1 differs from {path} #0 in source_ip" in lines[0]
+    (event,) = store.events()
+    assert event.source_ip == "10.20.0.5"
+
+
 def test_duplicated_event_same_through_links_and_dots(tmp_path, new_database, monkeypatch):
     paths = _duplicated_event_files(tmp_path / "logs")
     (tmp_path / "linked").symlink_to(tmp_path / "logs")

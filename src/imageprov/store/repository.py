@@ -449,23 +449,27 @@ class Store:
         for value in values:
             by_key.setdefault(value["key"], []).append(value)
         keys = list(by_key)
+        stored_keys: set[str] = set()
         for start in range(0, len(keys), 500):
             rows = session.execute(
                 select(EventRow.key, *(getattr(EventRow, name) for name in _COMPARED),
                        EventRow.origin_location, EventRow.origin_index)
                 .where(EventRow.key.in_(keys[start:start + 500])))
             for row in rows:
+                stored_keys.add(row.key)
                 stored = tuple(getattr(row, name) for name in _COMPARED)
                 for value in by_key[row.key]:
-                    if _compared(value) != stored:
-                        logger.warning(
-                            "conflicting copies of event %s: %s #%d differs from %s #%d "
-                            "in %s; the copy whose location sorts first is kept",
-                            row.key, value["origin_location"], value["origin_index"],
-                            row.origin_location, row.origin_index,
-                            ", ".join(name for name, old, new in
-                                      zip(_COMPARED, stored, _compared(value))
-                                      if old != new))
+                    _warn_of_conflict(row.key, value, row.origin_location,
+                                      row.origin_index, stored)
+        # Copies that arrive in one batch, from one file or several, are compared
+        # with the first of them when none is stored yet.
+        for key, copies in by_key.items():
+            if key in stored_keys:
+                continue
+            first = copies[0]
+            for value in copies[1:]:
+                _warn_of_conflict(key, value, first["origin_location"],
+                                  first["origin_index"], _compared(first))
 
     def _insert_problems(
         self, session: Session, source: str, problems: Sequence[RecordProblem],
@@ -1197,6 +1201,19 @@ _COMPARED = ("principal_id", "source_ip", "user_agent", "target", "action", "err
 
 def _compared(value: dict[str, Any]) -> tuple[Any, ...]:
     return tuple(value[name] for name in _COMPARED)
+
+
+def _warn_of_conflict(key: str, value: dict[str, Any], other_location: str,
+                      other_index: int, other: tuple[Any, ...]) -> None:
+    """Log that the copy `value` of an event differs from another copy in the fields
+    that `_COMPARED` names."""
+    differing = [name for name, old, new in zip(_COMPARED, other, _compared(value),
+                                                strict=True) if old != new]
+    if differing:
+        logger.warning(
+            "conflicting copies of event %s: %s #%d differs from %s #%d in %s; the "
+            "copy whose location sorts first is kept", key, value["origin_location"],
+            value["origin_index"], other_location, other_index, ", ".join(differing))
 
 
 def _unread(document: LogDocument) -> bool:
