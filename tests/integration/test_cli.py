@@ -384,13 +384,23 @@ def test_policy_check_warns_of_trust_in_all(tmp_path):
     lines = result.stderr.splitlines()
     warnings = [line for line in lines if line.startswith("warning:")]
     assert warnings == [
-        "warning: internal_networks[0]: 0.0.0.0/0 makes every IPv4 address internal, "
-        "so no IPv4 caller is flagged external-network",
-        "warning: internal_networks[1]: ::/0 makes every IPv6 address internal, so no "
-        "IPv6 caller is flagged external-network",
-        "warning: builders[0] (any).principals[0]: pattern '*' matches every "
+        f"warning: {wide}: internal_networks[0]: 0.0.0.0/0 makes every IPv4 address "
+        "internal, so no IPv4 caller is flagged external-network",
+        f"warning: {wide}: internal_networks[1]: ::/0 makes every IPv6 address "
+        "internal, so no IPv6 caller is flagged external-network",
+        f"warning: {wide}: builders[0] (any).principals[0]: pattern '*' matches every "
         "principal, so the builder approves any caller that meets its other criteria",
     ]
+
+
+def test_policy_check_names_expired_exception(tmp_path):
+    old = tmp_path / "old.yaml"
+    old.write_text("builders:\n  - {name: ci, roles: [r]}\nexceptions:\n"
+                   "  - {image: ami-1, reason: vendor, expires: 2020-01-01}\n")
+    result = run_cli("policy", "check", str(old), env={"COLUMNS": "400"})
+    assert result.returncode == 0, result.stderr
+    assert (f"warning: {old}: exceptions[0]: the exception for ami-1 expired "
+            "2020-01-02T00:00:00+00:00 and no longer applies") in result.stderr
 
 
 def test_bad_cron_and_busy_port_reported(tmp_path):

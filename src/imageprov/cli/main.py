@@ -378,13 +378,15 @@ def policy_check(
               f"{len(policy.exceptions)} exception(s), sha256 {policy.hash}",
               highlight=False, soft_wrap=True)
     now = datetime.now(UTC)
-    for exception in policy.exceptions:
+    # Each warning names the file, so that a check of several files stays readable.
+    where = safe(str(path))
+    for index, exception in enumerate(policy.exceptions):
         if exception.expires <= now:
-            err.print(f"warning: the exception for {safe(exception.image)} expired "
-                      f"{exception.expires.isoformat()} and no longer applies",
-                      highlight=False)
+            err.print(f"warning: {where}: exceptions[{index}]: the exception for "
+                      f"{safe(exception.image)} expired {exception.expires.isoformat()} "
+                      "and no longer applies", highlight=False)
     for warning in policy_warnings(policy):
-        err.print(f"warning: {safe(warning)}", highlight=False)
+        err.print(f"warning: {where}: {safe(warning)}", highlight=False)
 
 
 @db_app.command("upgrade")
