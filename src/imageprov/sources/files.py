@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 from collections.abc import Callable, Iterator
@@ -11,6 +12,8 @@ from typing import Any
 
 from imageprov.errors import SourceError
 from imageprov.sources import LogObject
+
+logger = logging.getLogger(__name__)
 
 # Names of files that may hold audit-log JSON, plain or compressed.
 SUFFIXES = (".json", ".json.gz", ".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz", ".gz",
@@ -26,10 +29,13 @@ def failing(location: str, detail: str) -> Any:
 
 def _regular(path: str) -> bool:
     try:
-        return stat.S_ISREG(os.stat(path).st_mode)
+        regular = stat.S_ISREG(os.stat(path).st_mode)
     except OSError:
         # A dangling link or a file removed meanwhile; reading it reports the error.
         return True
+    if not regular:
+        logger.warning("skipped %s: not a regular file", path)
+    return regular
 
 
 def _path_problem(path: Path) -> tuple[int, str | None]:

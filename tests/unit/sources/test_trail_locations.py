@@ -40,13 +40,15 @@ def test_account_from_key(key, account):
     assert account_from_key(key) == account
 
 
-def test_fifo_and_device_links_are_not_listed(tmp_path):
+def test_fifo_and_device_links_are_not_listed(tmp_path, caplog):
     import os
 
     (tmp_path / "good.json").write_text('{"Records": []}')
     os.mkfifo(tmp_path / "pipe.json")
     (tmp_path / "zero.json").symlink_to("/dev/zero")
     assert [o.location for o in LocalTrail(tmp_path).objects()] == [str(tmp_path / "good.json")]
+    assert f"skipped {tmp_path / 'pipe.json'}: not a regular file" in caplog.text
+    assert f"skipped {tmp_path / 'zero.json'}: not a regular file" in caplog.text
 
 
 def test_folder_sorts_before_longer_sibling(tmp_path):
