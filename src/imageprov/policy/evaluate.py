@@ -105,6 +105,31 @@ def _match_builder(
     return match
 
 
+def _near_miss(builder: Builder, event: CreationEvent, service: str | None) -> str | None:
+    """Return which identity criteria of `builder` the caller fails, when it meets at
+    least one other, so that the reason shows why a builder that names it did not
+    match."""
+    principal = event.principal
+    if builder.platforms and event.platform not in builder.platforms:
+        return None
+    met: list[str] = []
+    failed: list[str] = []
+    if builder.principals:
+        names = (principal.id, *principal.aliases)
+        (met if any(_glob(name, builder.principals) for name in names)
+         else failed).append("principals")
+    if builder.roles:
+        (met if _glob(principal.issuer, builder.roles) else failed).append("roles")
+    if builder.services or service is not None:
+        # A call made through a service needs a builder that names it.
+        (met if service is not None and _glob(service, builder.services)
+         else failed).append("services")
+    if not met or not failed:
+        return None
+    return (f"builder {builder.name!r} matches its {', '.join(met)} but not its "
+            f"{', '.join(failed)}")
+
+
 @dataclass
 class Evaluation:
     """The verdict of every image, with the attribution it was drawn from."""
@@ -342,7 +367,7 @@ class _Judge:
                           f"called from public address {caller.text}"))
         if approving is None:
             flags.extend(self._builder_flags(event, matches,
-                                             caller.kind is AddressClass.PUBLIC))
+                                             caller.kind is AddressClass.PUBLIC, service))
         for flag, text in exposure:
             flags.append((flag, "share_targets" if flag is Flag.SHARED else "public", text))
         unvalidated = self._validation_flag(event)
@@ -383,11 +408,16 @@ class _Judge:
         return None
 
     def _builder_flags(
-        self, event: CreationEvent, matches: list[_BuilderMatch], caller_public: bool
+        self, event: CreationEvent, matches: list[_BuilderMatch], caller_public: bool,
+        service: str | None,
     ) -> list[tuple[Flag, str, str]]:
         if not matches:
-            return [(Flag.UNEXPECTED_ACTOR, "builders",
-                     f"{event.principal.id} is not an approved builder")]
+            detail = f"{event.principal.id} is not an approved builder"
+            near = [miss for builder in self.policy.builders
+                    if (miss := _near_miss(builder, event, service)) is not None]
+            if near:
+                detail += "; " + "; ".join(near[:3])
+            return [(Flag.UNEXPECTED_ACTOR, "builders", detail)]
         found = []
         for match in matches:
             rule = f"builder:{match.builder.name}"
@@ -557,7 +587,7 @@ def _unclaim_shared_imports(images: Sequence[Image], evaluation: Evaluation,
 
     The ImportImage record names only the task, and the image takes the task's name
     unless the caller that registers it sets another. One task creates one image, so
-    when several carry its name, the record cannot say which one it created.
+    when several carry its name, the record does not show which one it created.
     """
     claims: dict[str, list[Image]] = {}
     events: dict[str, CreationEvent] = {}

@@ -167,6 +167,7 @@ def test_builder_needs_every_identity_criterion():
     flagged = _one(_ami("ami-1"), [trail.create_image(other, T0, "ami-1")], policy=policy)
     assert flagged.status is VerdictStatus.FLAGGED
     assert flagged.flags == (Flag.UNEXPECTED_ACTOR,)
+    assert "builder 'both' matches its roles but not its principals" in flagged.reason
     approved = _one(_ami("ami-1"), [trail.create_image(ROLE, T0, "ami-1")], policy=policy)
     assert approved.status is VerdictStatus.APPROVED
 
@@ -179,6 +180,7 @@ def test_service_builder_rejects_direct_role_call():
     direct = _one(_ami("ami-1"), [trail.create_image(role, T0, "ami-1")], policy=policy)
     assert direct.status is VerdictStatus.FLAGGED
     assert direct.flags == (Flag.UNEXPECTED_ACTOR,)
+    assert "builder 'image-builder' matches its roles but not its services" in direct.reason
     through = dict(role, invokedBy="imagebuilder.amazonaws.com")
     record = trail.create_image(through, T0, "ami-1", ip="imagebuilder.amazonaws.com")
     assert _one(_ami("ami-1"), [record], policy=policy).status is VerdictStatus.APPROVED
