@@ -741,3 +741,19 @@ def test_overlong_location_account_cut_to_fit():
     document = formats.read(text.encode(), "cut.json", "9" * 300)
     assert document.problems == []
     assert list(document.spans) == [("9" * 128, "us-east-1")]
+
+
+def test_stale_native_module_detected(tmp_path, monkeypatch):
+    import os
+
+    from imageprov.sources.aws import trail_documents
+
+    module = Path(trail_documents._trailscan.__file__)
+    source = tmp_path / "_trailscan.cpp"
+    source.write_text("// changed")
+    monkeypatch.setattr(trail_documents, "__file__", str(tmp_path / "trail_documents.py"))
+    built = module.stat().st_mtime
+    os.utime(source, (built + 60, built + 60))
+    assert trail_documents._stale_native_module() is True
+    os.utime(source, (built - 60, built - 60))
+    assert trail_documents._stale_native_module() is False

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -66,6 +68,30 @@ from imageprov.sources.fields import (
     undecodable_path,
 )
 from imageprov.sources.aws.event_table import EVENT_NAMES
+
+logger = logging.getLogger(__name__)
+
+
+def _stale_native_module() -> bool:
+    """Return whether the native module is older than its C++ source.
+
+    Only an editable install keeps the source beside the module, and it does not
+    rebuild the module when the source changes.
+    """
+    if _trailscan is None or _trailscan.__file__ is None:
+        return False
+    source = Path(__file__).with_name("_trailscan.cpp")
+    try:
+        return source.stat().st_mtime > Path(_trailscan.__file__).stat().st_mtime
+    except OSError:
+        return False
+
+
+if _stale_native_module():
+    logger.warning(
+        "the native CloudTrail reader %s is older than its source; run `pip install -e .` "
+        "again to rebuild it", _trailscan.__file__)
+
 
 _CLOUDTRAIL_DETAIL_TYPES = frozenset(
     {
