@@ -533,13 +533,7 @@ class Store:
             if changed:
                 # A list of dicts that carry the primary key is a bulk UPDATE by id.
                 session.execute(update(ImageRow), changed)
-            for start in range(0, len(unchanged), 500):
-                session.execute(
-                    update(ImageRow)
-                    .where(ImageRow.id.in_(unchanged[start : start + 500]))
-                    .values(last_seen=seen_at)
-                    .execution_options(synchronize_session=False)
-                )
+            _mark_seen(session, unchanged, seen_at)
         return count
 
     def keep_present(self, source: str, seen_at: datetime) -> int:
@@ -552,13 +546,7 @@ class Store:
             present = _present(select(ImageRow.id).where(
                 ImageRow.inventory_source == source))
             ids = list(session.scalars(present))
-            for start in range(0, len(ids), 500):
-                session.execute(
-                    update(ImageRow)
-                    .where(ImageRow.id.in_(ids[start : start + 500]))
-                    .values(last_seen=seen_at)
-                    .execution_options(synchronize_session=False)
-                )
+            _mark_seen(session, ids, seen_at)
         return len(ids)
 
     def _stored_images(self, session: Session,
@@ -1197,6 +1185,17 @@ def _image_of(row: Any) -> Image:
 # The fields of an event that say who did what, from where and with what result.
 _COMPARED = ("principal_id", "source_ip", "user_agent", "target", "action", "error_code",
              "time")
+
+
+def _mark_seen(session: Session, ids: Sequence[int], seen_at: datetime) -> None:
+    """Set `last_seen` of the images with these ids, 500 to a statement."""
+    for start in range(0, len(ids), 500):
+        session.execute(
+            update(ImageRow)
+            .where(ImageRow.id.in_(ids[start : start + 500]))
+            .values(last_seen=seen_at)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def _compared(value: dict[str, Any]) -> tuple[Any, ...]:
