@@ -248,13 +248,14 @@ def _scopes(pairs: Iterable[tuple[str, str]]) -> tuple[str, str]:
 def trail_objects(location: TrailLocation, api: AwsApi | None,
                   start_after: Callable[[str], str | None] | None = None,
                   claim: Callable[[str], bool] | None = None,
+                  known: Callable[[list[str]], set[str]] | None = None,
                   ) -> Iterator[LogObject]:
     if location.path is not None:
         objects = LocalTrail(location.path).objects()
     else:
         client = _boto_session(api).client("s3", region_name=location.region)
         objects = S3Trail(client, location.s3_bucket or "", location.prefix,
-                          start_after=start_after, claim=claim).objects()
+                          start_after=start_after, claim=claim, known=known).objects()
     if location.public_keys is None:
         yield from objects
         return
@@ -303,7 +304,7 @@ def _read_location(config: Config, store: Store, location: TrailLocation,
     # Claims on trail folders last until the files read under them are stored.
     with store.claims() as claim:
         objects = _until(stop, trail_objects(location, config.aws.api, store.checkpoint,
-                                             claim))
+                                             claim, store.known_locations))
         return ingest(store, objects, config.workers, on_file, config.batch_files)
 
 

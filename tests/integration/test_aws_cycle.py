@@ -17,6 +17,7 @@ import yaml
 
 from imageprov import cycle
 from imageprov.config import load_config
+from imageprov.errors import SourceError
 from imageprov.model import Flag, VerdictStatus
 from imageprov.policy import load_policy
 from imageprov.store import Store
@@ -316,6 +317,66 @@ def test_checkpoint_reads_only_new_objects(aws, tmp_path, database_url):
     verdict = store.current_verdicts()[_ami_arn(image_id)]
     assert verdict.status is VerdictStatus.APPROVED
     assert verdict.event_id == late["eventID"]
+
+
+def test_file_sorting_before_checkpoint_read(aws, tmp_path, database_url):
+    ec2, _, s3 = aws
+    same_minute, _ = _new_ami(ec2, "same-minute")
+    earlier_hour, _ = _new_ami(ec2, "earlier-hour")
+    pipeline, _ = _roles()
+    when = T0 + timedelta(hours=2)
+    _put_trail(s3, when, trail.noise(T0, 3, account=ACCOUNT))
+    stray = f"AWSLogs/{ACCOUNT}/CloudTrail/us-east-1/README.txt"
+    s3.put_object(Bucket=BUCKET, Key=stray, Body=b"notes")
+    store, first = _scan(tmp_path, database_url)
+    assert (first.logs.files, first.logs.problems) == (1, 0)
+    # Files delivered in the same minute sort by a random suffix, and a copied
+    # bucket can receive an older key late: both sort before the checkpoint.
+    for image_id, at, suffix in ((same_minute, when, "0000000000000000"),
+                                 (earlier_hour, when - timedelta(hours=1), "Zzzz")):
+        key = trail.log_key(at, account=ACCOUNT, suffix=suffix)
+        record = trail.create_image(pipeline, at - timedelta(minutes=3), image_id,
+                                    ip="10.20.4.17", account=ACCOUNT)
+        s3.put_object(Bucket=BUCKET, Key=key, Body=trail.log_file([record]))
+    store, second = _scan(tmp_path, database_url)
+    assert (second.logs.files, second.logs.skipped, second.logs.problems) == (2, 0, 0)
+    verdicts = store.current_verdicts()
+    assert verdicts[_ami_arn(same_minute)].status is VerdictStatus.APPROVED
+    assert verdicts[_ami_arn(earlier_hour)].status is VerdictStatus.APPROVED
+    folder = f"s3://{BUCKET}/AWSLogs/{ACCOUNT}/CloudTrail/us-east-1/"
+    assert store.checkpoint(folder) == trail.log_key(when, account=ACCOUNT)
+    # Files read before are listed again but neither downloaded nor counted.
+    store, third = _scan(tmp_path, database_url)
+    assert (third.logs.files, third.logs.skipped) == (0, 0)
+
+
+def test_failed_download_read_next_time(aws, tmp_path, database_url, monkeypatch):
+    from imageprov.sources.aws import trail_locations
+
+    ec2, _, s3 = aws
+    image_id, _ = _new_ami(ec2, "flaky")
+    pipeline, _ = _roles()
+    record = trail.create_image(pipeline, T0 + timedelta(minutes=1), image_id,
+                                ip="10.20.4.17", account=ACCOUNT)
+    flaky = _put_trail(s3, T0 + timedelta(minutes=5), [record])
+    _put_trail(s3, T0 + timedelta(minutes=10), trail.noise(T0, 2, account=ACCOUNT))
+    loader = trail_locations.S3Trail._loader
+
+    def failing_once(self, key):
+        if key != flaky:
+            return loader(self, key)
+        def load():
+            raise SourceError(f"s3://{BUCKET}/{key}", "reading the object failed: SlowDown")
+        return load
+
+    monkeypatch.setattr(trail_locations.S3Trail, "_loader", failing_once)
+    store, first = _scan(tmp_path, database_url)
+    assert (first.logs.files, first.logs.problems) == (1, 1)
+    assert store.current_verdicts()[_ami_arn(image_id)].status is VerdictStatus.UNATTRIBUTED
+    monkeypatch.setattr(trail_locations.S3Trail, "_loader", loader)
+    store, second = _scan(tmp_path, database_url)
+    assert (second.logs.files, second.logs.problems) == (1, 0)
+    assert store.current_verdicts()[_ami_arn(image_id)].status is VerdictStatus.APPROVED
 
 
 def test_credentials_never_logged_or_stored(aws, tmp_path):

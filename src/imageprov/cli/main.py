@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -250,7 +251,8 @@ def ingest(
             for path in paths:
                 # A missing path is quarantined like an unreadable file, so the
                 # others are still read and the exit code reports the loss.
-                source = _trail(path, log_format, quarantine_bad_path=True)
+                source = _trail(path, log_format, quarantine_bad_path=True,
+                                known=store.known_locations)
                 task = progress.add_task(f"reading {safe(path)}", total=None)
                 try:
                     result = ingest_objects(store, source.objects(), workers,
@@ -292,13 +294,14 @@ def _print_ingested(path: str, result: IngestSummary) -> None:
         err.print(f"  {count} file(s): {safe(notice)}", highlight=False)
 
 
-def _trail(path: str, log_format: str | None,
-           quarantine_bad_path: bool = False) -> LocalTrail | S3Trail:
+def _trail(path: str, log_format: str | None, quarantine_bad_path: bool = False,
+           known: Callable[[list[str]], set[str]] | None = None) -> LocalTrail | S3Trail:
     if path.startswith("s3://"):
         import boto3
 
         bucket, _, prefix = path[5:].partition("/")
-        return S3Trail(boto3.Session().client("s3"), bucket, prefix)
+        # Objects read before at the same location are not downloaded again.
+        return S3Trail(boto3.Session().client("s3"), bucket, prefix, known=known)
     return LocalTrail(path, log_format, quarantine_bad_path)
 
 

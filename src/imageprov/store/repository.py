@@ -240,6 +240,16 @@ class Store:
             connection.invalidate()
             connection.close()
 
+    def known_locations(self, locations: Sequence[str]) -> set[str]:
+        """Return which of these locations are stored as read log files."""
+        wanted = list(set(locations))
+        found: set[str] = set()
+        with self.session() as session:
+            for start in range(0, len(wanted), 500):
+                found.update(session.scalars(select(LogFileRow.location).where(
+                    LogFileRow.location.in_(wanted[start : start + 500]))))
+        return found
+
     def checkpoint(self, name: str) -> str | None:
         """Return the stored position of an incremental log source, if any."""
         with self.session() as session:

@@ -147,7 +147,11 @@ class LogFileRow(Base):
     validation: Mapped[str | None] = mapped_column(String(16))
     validation_detail: Mapped[str | None] = mapped_column(Text)
 
-    __table_args__ = (UniqueConstraint("sha256", name="uq_log_files_sha256"),)
+    __table_args__ = (
+        UniqueConstraint("sha256", name="uq_log_files_sha256"),
+        # Hash on PostgreSQL, where a B-tree entry cannot hold a very long path.
+        Index("ix_log_files_location", "location", postgresql_using="hash"),
+    )
 
 
 class CoverageRow(Base):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from imageprov.errors import SourceError
 from imageprov.sources import LogObject
 from imageprov.sources.aws.cloudtrail import SOURCE
-from imageprov.sources.files import LocalFolder, failing
+from imageprov.sources.files import SUFFIXES, LocalFolder, failing
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +27,44 @@ _KEY_ACCOUNT = re.compile(r"AWSLogs/(?:o-[a-z0-9]+/)?(\d{12})/")
 _REGION_FOLDER = re.compile(r"/CloudTrail/[^/]+/$")
 # Folders beside CloudTrail/ that hold no API-call records.
 _NOT_LOGS = frozenset({"CloudTrail-Digest", "CloudTrail-Insight"})
+
+
+# Days before the checkpoint's day that are listed again on every read, for files
+# that sort before the checkpoint: files delivered in the same minute sort by a
+# random suffix, and copied or replicated buckets can receive older keys late.
+# NOTE: a file that arrives more than this late, by its key's date, is not read.
+REREAD_DAYS = 1
+_DAY_FOLDER = re.compile(r"(\d{4})/(\d{2})/(\d{2})/")
+
+
+def _listing_start(folder: str, after: str | None) -> str | None:
+    """Return the key to list `folder` after: the start of the day folder
+    `REREAD_DAYS` before the checkpoint's day, or the checkpoint itself where the
+    keys are not in the dated layout."""
+    if after is None or not after.startswith(folder):
+        return after
+    match = _DAY_FOLDER.match(after, len(folder))
+    if match is None:
+        return after
+    try:
+        day = date(*(int(part) for part in match.groups()))
+        earlier = day - timedelta(days=REREAD_DAYS)
+    except (ValueError, OverflowError):
+        return after
+    # Every key of that day folder, and of later ones, sorts after this prefix.
+    return f"{folder}{earlier.year:04d}/{earlier.month:02d}/{earlier.day:02d}/"
+
+
+def _log_key(key: str, trail_folder: bool) -> bool:
+    """Return whether an S3 key may hold audit-log JSON, by its name.
+
+    In a CloudTrail region folder, every log file ends in `.json.gz`, so a stray
+    object such as a README is left out. Elsewhere any object is read, since other
+    delivery streams may write keys without a suffix.
+    """
+    if key.endswith("/"):
+        return False
+    return not trail_folder or key.lower().endswith(SUFFIXES)
 
 
 def account_from_key(key: str) -> str | None:
@@ -47,14 +86,15 @@ class S3Trail:
     """The objects under a key prefix of a trail bucket, in key order.
 
     Under the S3 delivery layout every `.../CloudTrail/<region>/` folder is read on its
-    own, from just after the last key stored for it. Keys there are dated by
-    delivery time, so a new file, a late one included, sorts after every file read
-    before. Digest and Insights folders are left out. A prefix with no CloudTrail
+    own, from the day folder before the last key stored for it. Keys there are dated
+    by delivery minute, but files of one minute sort by a random suffix, so a new
+    file can sort before a key already read. Keys read before are skipped without a
+    download. Digest and Insights folders are left out. A prefix with no CloudTrail
     folder under it is read whole, in key order.
     """
 
     def __init__(self, client: Any, bucket: str, prefix: str = "",
-                 start_after: Any = None, claim: Any = None) -> None:
+                 start_after: Any = None, claim: Any = None, known: Any = None) -> None:
         self.client = client
         self.bucket = bucket
         self.prefix = prefix
@@ -62,6 +102,9 @@ class S3Trail:
         self.start_after = start_after or (lambda _name: None)
         # A folder another replica has claimed is left to it.
         self.claim = claim or (lambda _name: True)
+        # Returns which of the given locations were read before, so they are not
+        # downloaded again.
+        self.known = known or (lambda _locations: set())
 
     def folders(self) -> list[str]:
         """Return the prefixes to read incrementally, one per account and region."""
@@ -98,15 +141,23 @@ class S3Trail:
     def _folder_objects(self, folder: str, checkpoint: str,
                         after: str | None) -> Iterator[LogObject]:
         paginator = self.client.get_paginator("list_objects_v2")
-        options = {"StartAfter": after} if after else {}
+        start = _listing_start(folder, after)
+        trail_folder = _REGION_FOLDER.search(folder) is not None
+        options = {"StartAfter": start} if start else {}
         try:
             for page in paginator.paginate(Bucket=self.bucket, Prefix=folder, **options):
-                for item in page.get("Contents", []):
-                    key = item["Key"]
-                    if key.endswith("/"):
+                keys = [item["Key"] for item in page.get("Contents", [])
+                        if _log_key(item["Key"], trail_folder)]
+                known = self.known([f"s3://{self.bucket}/{key}" for key in keys])
+                for key in keys:
+                    location = f"s3://{self.bucket}/{key}"
+                    if location in known:
                         continue
-                    yield LogObject(f"s3://{self.bucket}/{key}", account_from_key(key),
-                                    self._loader(key), checkpoint, key, SOURCE)
+                    # A late file re-listed before the checkpoint does not move the
+                    # checkpoint back.
+                    position = max(key, after) if after else key
+                    yield LogObject(location, account_from_key(key), self._loader(key),
+                                    checkpoint, position, SOURCE)
         except (ClientError, BotoCoreError) as error:
             raise SourceError(self.name, f"listing the bucket failed: {error}") from error
 
