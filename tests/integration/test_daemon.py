@@ -115,3 +115,24 @@ def test_daemon_reports_broken_policy_unhealthy(tmp_path):
         process.communicate(timeout=60)
     assert process.returncode == 0
 
+
+
+def test_stop_during_start_up_ends_run(tmp_path):
+    import threading
+
+    from imageprov.config import load_config
+    from imageprov.daemon import Daemon
+    from imageprov.store import Store
+
+    config = load_config(_config(tmp_path, free_port()))
+    store = Store.open(f"sqlite:///{tmp_path / 'early.db'}")
+    daemon = Daemon(config, store)
+    # SIGTERM that arrives before the scheduler runs, as during start-up.
+    daemon.stop()
+    finished = threading.Event()
+    runner = threading.Thread(
+        target=lambda: (daemon.run(install_signals=False), finished.set()), daemon=True)
+    runner.start()
+    assert finished.wait(30), "run() kept going after stop()"
+    assert not daemon.scheduler.running
+    store.close()

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
@@ -56,6 +57,8 @@ class Daemon:
         self.store = store
         self.metrics = metrics or DaemonMetrics()
         self.stopping = threading.Event()
+        # Set when `run` returns, whether or not the scheduler ever started.
+        self._finished = threading.Event()
         self._step_lock = threading.Lock()
         self.scheduler = BlockingScheduler(
             timezone=UTC, executors={"default": ThreadPoolExecutor(1)},
@@ -161,8 +164,18 @@ class Daemon:
             return
         logger.info("stopping after the step in progress")
         self.stopping.set()
-        threading.Thread(target=self.scheduler.shutdown, kwargs={"wait": True},
-                         daemon=True).start()
+        threading.Thread(target=self._shut_down, daemon=True).start()
+
+    def _shut_down(self) -> None:
+        # A signal during start-up can come before the scheduler runs, when shutdown
+        # raises. `run` checks `stopping` before it starts the scheduler, so this
+        # waits until either the scheduler runs or `run` has returned.
+        while not self._finished.is_set():
+            try:
+                self.scheduler.shutdown(wait=True)
+                return
+            except SchedulerNotRunningError:
+                self._finished.wait(0.05)
 
     def run(self, install_signals: bool = True,
             on_ready: Callable[[], None] | None = None) -> None:
@@ -184,8 +197,10 @@ class Daemon:
         logger.info("daemon started: %s", ", ".join(
             f"{name} {_describe(getattr(self.config.schedule, name))}" for name in STEPS))
         try:
-            self.scheduler.start()
+            if not self.stopping.is_set():
+                self.scheduler.start()
         finally:
+            self._finished.set()
             if self.server:
                 self.server.stop()
             if self.receiver:
