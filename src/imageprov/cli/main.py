@@ -301,7 +301,8 @@ def _trail(path: str, log_format: str | None, quarantine_bad_path: bool = False,
 
         bucket, _, prefix = path[5:].partition("/")
         # Objects read before at the same location are not downloaded again.
-        return S3Trail(boto3.Session().client("s3"), bucket, prefix, known=known)
+        return S3Trail(cycle.aws_client(boto3.Session(), "s3", None), bucket, prefix,
+                       known=known)
     return LocalTrail(path, log_format, quarantine_bad_path)
 
 
