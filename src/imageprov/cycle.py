@@ -61,7 +61,7 @@ class CycleSummary:
 
 
 # Timeouts and retries of every AWS client. With botocore's defaults (60 s per read,
-# and retries), an endpoint that stopped answering held a step, and so the
+# and retries), an endpoint that stopped replying held a step, and so the
 # daemon's stop, for 356 s in a test against a server that never replied.
 # NOTE: 20 s without a byte from AWS is taken as a failure; the value is an
 # estimate, not a figure AWS publishes.
