@@ -96,3 +96,56 @@ def test_bad_path_quarantined_when_asked(tmp_path):
         with pytest.raises(SourceError) as raised:
             objects[0].load()
         assert str(raised.value) == f"{path}: {reason}"
+
+
+class _Listing:
+    """A stand-in for the ListObjectsV2 paginator of an S3 client, over fixed keys,
+    with `Delimiter="/"` folders as S3 returns them."""
+
+    def __init__(self, keys: list[str]) -> None:
+        self.keys = sorted(keys)
+
+    def get_paginator(self, name: str) -> "_Listing":
+        assert name == "list_objects_v2"
+        return self
+
+    def paginate(self, Bucket: str, Prefix: str, Delimiter: str | None = None,
+                 StartAfter: str | None = None):
+        keys = [k for k in self.keys if k.startswith(Prefix)
+                and (StartAfter is None or k > StartAfter)]
+        if Delimiter is None:
+            return [{"Contents": [{"Key": k} for k in keys]}]
+        folders = sorted({Prefix + k[len(Prefix):].split("/", 1)[0] + "/"
+                          for k in keys if "/" in k[len(Prefix):]})
+        return [{"CommonPrefixes": [{"Prefix": f} for f in folders]}]
+
+
+def test_deep_trail_prefix_found():
+    from imageprov.sources.aws.trail_locations import S3Trail
+
+    deep = ("security/prod/cloudtrail/AWSLogs/o-a1b2c3d4e5/111122223333/CloudTrail/"
+            "us-east-1/")
+    trail = S3Trail(_Listing([deep + "2026/11/30/f.json.gz"]), "bucket")
+    assert trail.folders() == [deep]
+
+
+def test_folders_past_search_depth_warned(caplog):
+    from imageprov.sources.aws import trail_locations
+
+    deep = "/".join(f"d{i}" for i in range(12)) + "/AWSLogs/1/CloudTrail/us-east-1/"
+    trail = trail_locations.S3Trail(_Listing([deep + "2026/11/30/f.json.gz"]), "bucket")
+    assert trail.folders() == [""]
+    assert "1 folders 10 levels below the prefix were not searched" in caplog.text
+    assert "no CloudTrail region folder within 10 folders" in caplog.text
+
+
+def test_relisting_starts_a_day_before_checkpoint():
+    from imageprov.sources.aws.trail_locations import _listing_start
+
+    folder = "AWSLogs/1/CloudTrail/us-east-1/"
+    assert _listing_start(folder, folder + "2026/03/01/x.json.gz") == folder + "2026/02/28/"
+    assert _listing_start(folder, None) is None
+    # Keys outside the dated layout keep the checkpoint itself.
+    assert _listing_start("logs/", "logs/x.json") == "logs/x.json"
+    assert _listing_start(folder, folder + "0001/01/01/x.json.gz") == (
+        folder + "0001/01/01/x.json.gz")

@@ -29,6 +29,11 @@ _REGION_FOLDER = re.compile(r"/CloudTrail/[^/]+/$")
 _NOT_LOGS = frozenset({"CloudTrail-Digest", "CloudTrail-Insight"})
 
 
+# How many folders below the prefix are searched for `.../CloudTrail/<region>/`.
+# An organisation trail under `<prefix>/AWSLogs/<org>/<account>/CloudTrail/<region>/`
+# is five below its own prefix, so this leaves room for a few folders above it.
+MAX_FOLDER_DEPTH = 10
+
 # Days before the checkpoint's day that are listed again on every read, for files
 # that sort before the checkpoint: files delivered in the same minute sort by a
 # random suffix, and copied or replicated buckets can receive older keys late.
@@ -108,16 +113,27 @@ class S3Trail:
 
     def folders(self) -> list[str]:
         """Return the prefixes to read incrementally, one per account and region."""
+        cut_off: list[str] = []
         try:
-            found = self._region_folders(self.prefix, depth=0)
+            found = self._region_folders(self.prefix, 0, cut_off)
         except (ClientError, BotoCoreError) as error:
             raise SourceError(self.name, f"listing the bucket failed: {error}") from error
+        if cut_off:
+            logger.warning("%s: %d folders %d levels below the prefix were not searched "
+                           "for CloudTrail region folders, such as s3://%s/%s; give a "
+                           "longer prefix", self.name, len(cut_off), MAX_FOLDER_DEPTH,
+                           self.bucket, cut_off[0])
+        if not found:
+            logger.warning("%s: no CloudTrail region folder within %d folders of the "
+                           "prefix, so every key under it is read in key order",
+                           self.name, MAX_FOLDER_DEPTH)
         return sorted(found) or [self.prefix]
 
-    def _region_folders(self, prefix: str, depth: int) -> list[str]:
+    def _region_folders(self, prefix: str, depth: int, cut_off: list[str]) -> list[str]:
         if _REGION_FOLDER.search(prefix):
             return [prefix]
-        if depth > 6:
+        if depth >= MAX_FOLDER_DEPTH:
+            cut_off.append(prefix)
             return []
         paginator = self.client.get_paginator("list_objects_v2")
         found: list[str] = []
@@ -126,7 +142,7 @@ class S3Trail:
                 child = common["Prefix"]
                 if child.rstrip("/").rsplit("/", 1)[-1] in _NOT_LOGS:
                     continue
-                found.extend(self._region_folders(child, depth + 1))
+                found.extend(self._region_folders(child, depth + 1, cut_off))
         return found
 
     def objects(self) -> Iterator[LogObject]:
