@@ -246,6 +246,7 @@ def _list_source(store: Store, summary: CycleSummary, name: str,
         summary.sources_failed.append(name)
         return
     store.save_images(images, seen_at)
+    store.record_listing(name, seen_at)
     summary.images += len(images)
     accounts, regions = _scopes((image.account, image.region) for image in images)
     logger.info("source=%s kind=inventory account=%s region=%s images=%d seconds=%.2f",

@@ -291,6 +291,19 @@ def test_deregistered_ami_leaves_the_verdicts(aws, tmp_path, database_url):
     assert store.verdict_history(_ami_arn(image_id))[-1].status is VerdictStatus.APPROVED
 
 
+def test_last_images_of_a_source_go(aws, tmp_path, database_url):
+    ec2, _, _ = aws
+    image_id, base = _new_ami(ec2, "only")
+    store, _ = _scan(tmp_path, database_url)
+    assert {_ami_arn(image_id), _ami_arn(base)} <= {image.ref for image in store.images()}
+    ec2.deregister_image(ImageId=image_id)
+    ec2.deregister_image(ImageId=base)
+    # The listing now reports no AMI at all, so both are gone.
+    store, _ = _scan(tmp_path, database_url)
+    assert not [image for image in store.images() if image.kind.value == "ami"]
+    assert _ami_arn(image_id) in {image.ref for image in store.images(include_gone=True)}
+
+
 def test_checkpoint_reads_only_new_objects(aws, tmp_path, database_url):
     ec2, _, s3 = aws
     image_id, _ = _new_ami(ec2, "later-golden")

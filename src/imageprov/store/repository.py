@@ -21,6 +21,7 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    literal,
     select,
     update,
 )
@@ -545,6 +546,17 @@ class Store:
                 session.execute(update(ImageRow), changed)
             _mark_seen(session, unchanged, seen_at)
         return count
+
+    def record_listing(self, source: str, listed_at: datetime) -> None:
+        """Record that `source` was listed in full at `listed_at`, with images last
+        seen then, so that an image it no longer reports is gone even when it
+        reports none."""
+        name = LISTING_PREFIX + source
+        if len(name) > CheckpointRow.name.type.length:
+            # Such a source keeps the rule by its images alone.
+            return
+        with self.session() as session, session.begin():
+            self._write_checkpoints(session, {name: listed_at.isoformat()}, listed_at)
 
     def keep_present(self, source: str, seen_at: datetime) -> int:
         """Mark every image of `source` that is not gone as seen at `seen_at`.
@@ -1119,15 +1131,27 @@ class Store:
 
 
 def _present(query: Any) -> Any:
-    """Keep the images that the last listing of their inventory source reported."""
+    """Keep the images that the last listing of their inventory source reported.
+
+    An image is gone when another image of its source was seen later, or when the
+    source's last complete listing (see `Store.record_listing`) came after it was
+    last seen, which holds for a listing that found no image at all.
+    """
     newest = (
         select(ImageRow.inventory_source, func.max(ImageRow.last_seen).label("seen"))
         .group_by(ImageRow.inventory_source)
         .subquery()
     )
+    listing = aliased(CheckpointRow)
     return query.join(
         newest, ImageRow.inventory_source == newest.c.inventory_source
-    ).where((ImageRow.last_seen == newest.c.seen) | (ImageRow.inventory_source == ""))
+    ).outerjoin(
+        listing, listing.name == literal(LISTING_PREFIX) + ImageRow.inventory_source
+    ).where(
+        (ImageRow.inventory_source == "")
+        | ((ImageRow.last_seen == newest.c.seen)
+           & (listing.updated_at.is_(None) | (ImageRow.last_seen >= listing.updated_at)))
+    )
 
 
 def adopt_verdict_rows(session: Session, now: datetime | None = None) -> int:
@@ -1195,6 +1219,10 @@ def _image_of(row: Any) -> Image:
 # The fields of an event that say who did what, from where and with what result.
 _COMPARED = ("principal_id", "source_ip", "user_agent", "target", "action", "error_code",
              "time")
+
+
+# Checkpoint names that record the last complete listing of an inventory source.
+LISTING_PREFIX = "inventory-listing:"
 
 
 def _mark_seen(session: Session, ids: Sequence[int], seen_at: datetime) -> None:
