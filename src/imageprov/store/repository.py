@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sqlite3
+import time
 import logging
 from contextlib import contextmanager
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
@@ -147,14 +149,37 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+# How long a new connection retries switching the file to WAL while another
+# process holds a lock on it.
+_WAL_SWITCH_SECONDS = 30.0
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     # First, so that switching a new file to WAL waits for another process too.
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA journal_mode=WAL")
+    _use_wal(cursor)
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _use_wal(cursor: Any) -> None:
+    """Switch the database file to WAL, which it keeps once switched.
+
+    Measured here: with six processes opening a new file at once, the switch
+    sometimes failed at once with "database is locked" instead of waiting for the
+    busy timeout, so it is retried until the file is in WAL mode.
+    """
+    deadline = time.monotonic() + _WAL_SWITCH_SECONDS
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.05)
 
 
 class Store:
