@@ -214,12 +214,19 @@ def inventory_jobs(config: Config) -> list[InventoryJob]:
             + _gcp_inventory_jobs(config) + _oci_inventory_jobs(config))
 
 
-def run_inventory(config: Config, store: Store, summary: CycleSummary) -> None:
-    """Store every image each inventory source reports; a failed source is logged."""
+def run_inventory(config: Config, store: Store, summary: CycleSummary,
+                  stop: threading.Event | None = None) -> None:
+    """Store every image each inventory source reports; a failed source is logged.
+
+    With `stop` set, no further source is listed; the sources not listed keep
+    their images.
+    """
     seen_at = datetime.now(UTC)
     # A replica that finds a source claimed leaves it to the one listing it now.
     with store.claims() as claim:
         for name, job in inventory_jobs(config):
+            if stop is not None and stop.is_set():
+                return
             if not claim(f"inventory:{name}"):
                 logger.info("source=%s kind=inventory skipped: another replica is "
                             "listing it", name)
@@ -246,7 +253,7 @@ def _list_source(store: Store, summary: CycleSummary, name: str,
         summary.sources_failed.append(name)
         return
     store.save_images(images, seen_at)
-    store.record_listing(name, seen_at)
+    store.record_listing(name, seen_at, len(images))
     summary.images += len(images)
     accounts, regions = _scopes((image.account, image.region) for image in images)
     logger.info("source=%s kind=inventory account=%s region=%s images=%d seconds=%.2f",

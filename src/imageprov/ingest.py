@@ -141,7 +141,8 @@ def ingest(
     summary = IngestSummary()
     started = time.perf_counter()
     writer = _Writer(store, summary, on_file, batch_files or BATCH_FILES)
-    fresh = _fresh_files(store, _hashed(objects), summary, on_file, writer)
+    fresh = _fresh_files(store, _hashed(_not_read_before(objects, summary, on_file)),
+                         summary, on_file, writer)
     if workers <= 1:
         for item, data, sha256 in fresh:
             writer.take(_parse(item.location, data, item.fallback_account, item.format,
@@ -151,6 +152,18 @@ def ingest(
     writer.flush()
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _not_read_before(objects: Iterable[LogObject], summary: IngestSummary,
+                     on_file: Callable[[str], None] | None) -> Iterator[LogObject]:
+    """Count the objects their source knows to be read before as skipped, unloaded."""
+    for item in objects:
+        if item.read_before:
+            summary.skipped += 1
+            if on_file:
+                on_file(item.location)
+            continue
+        yield item
 
 
 class _Writer:

@@ -550,6 +550,30 @@ def test_unknown_platform_is_rejected(example):
     assert "unknown platform 'nope'" in result.stderr
 
 
+def test_ingest_from_bucket_twice_downloads_once(tmp_path, moto):
+    import boto3
+
+    from tests.helpers import trail
+
+    env = {"AWS_ENDPOINT_URL": moto.url, "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+           "COLUMNS": "400"}
+    s3 = boto3.client("s3", endpoint_url=moto.url, region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3.create_bucket(Bucket="twice")
+    moment = trail.datetime(2026, 11, 30, 8, tzinfo=trail.UTC)
+    for minutes in (5, 10):
+        when = moment + trail.timedelta(minutes=minutes)
+        s3.put_object(Bucket="twice", Key=trail.log_key(when),
+                      Body=trail.log_file(trail.noise(moment, 2)))
+    database = f"sqlite:///{tmp_path / 'twice.db'}"
+    first = run_cli("ingest", "s3://twice/", "--database", database, env=env)
+    assert "files 2 read and 0 already read" in first.stderr, first.stderr
+    second = run_cli("ingest", "s3://twice/", "--database", database, env=env)
+    assert second.returncode == 0, second.stderr
+    assert "files 0 read and 2 already read" in second.stderr
+
+
 def test_ingest_reads_past_a_bucket_that_cannot_be_listed(tmp_path, moto):
     from tests.helpers import trail
 

@@ -90,7 +90,7 @@ class Daemon:
 
     def _inventory(self) -> None:
         summary = cycle.CycleSummary()
-        cycle.run_inventory(self.config, self.store, summary)
+        cycle.run_inventory(self.config, self.store, summary, stop=self.stopping)
         if summary.sources_failed:
             raise ImageprovError(f"inventory sources failed: {', '.join(summary.sources_failed)}")
 

@@ -43,6 +43,9 @@ class LogObject:
     position: str | None = None
     format: str | None = None
     content_hash: bool = False
+    # A location stored as read before, listed only so that the run counts it; it is
+    # neither loaded nor read again.
+    read_before: bool = False
 
     def load(self) -> bytes:
         return self.loader()

@@ -572,16 +572,24 @@ class Store:
             _mark_seen(session, unchanged, seen_at)
         return count
 
-    def record_listing(self, source: str, listed_at: datetime) -> None:
-        """Record that `source` was listed in full at `listed_at`, with images last
-        seen then, so that an image it no longer reports is gone even when it
-        reports none."""
+    def record_listing(self, source: str, listed_at: datetime, images: int) -> None:
+        """Record whether the complete listing of `source` at `listed_at` found no
+        image, so that the images it reported before are gone.
+
+        Only an empty listing is kept. A listing that found images marks them seen,
+        and the rule by `last_seen` alone decides, which also holds when two
+        listings of one source end out of order.
+        """
         name = LISTING_PREFIX + source
         if len(name) > CheckpointRow.name.type.length:
             # Such a source keeps the rule by its images alone.
             return
         with self.session() as session, session.begin():
-            self._write_checkpoints(session, {name: listed_at.isoformat()}, listed_at)
+            if images:
+                session.execute(delete(CheckpointRow).where(CheckpointRow.name == name))
+            else:
+                self._write_checkpoints(session, {name: listed_at.isoformat()},
+                                        listed_at)
 
     def keep_present(self, source: str, seen_at: datetime) -> int:
         """Mark every image of `source` that is not gone as seen at `seen_at`.
@@ -1158,9 +1166,9 @@ class Store:
 def _present(query: Any) -> Any:
     """Keep the images that the last listing of their inventory source reported.
 
-    An image is gone when another image of its source was seen later, or when the
-    source's last complete listing (see `Store.record_listing`) came after it was
-    last seen, which holds for a listing that found no image at all.
+    An image is gone when another image of its source was seen later, or when a
+    listing of its source found no image after it was last seen (see
+    `Store.record_listing`).
     """
     newest = (
         select(ImageRow.inventory_source, func.max(ImageRow.last_seen).label("seen"))
@@ -1246,7 +1254,7 @@ _COMPARED = ("principal_id", "source_ip", "user_agent", "target", "action", "err
              "time")
 
 
-# Checkpoint names that record the last complete listing of an inventory source.
+# Checkpoint names that record an inventory source's last listing that found no image.
 LISTING_PREFIX = "inventory-listing:"
 
 

@@ -123,10 +123,6 @@ class S3Trail:
                            "for CloudTrail region folders, such as s3://%s/%s; give a "
                            "longer prefix", self.name, len(cut_off), MAX_FOLDER_DEPTH,
                            self.bucket, cut_off[0])
-        if not found:
-            logger.warning("%s: no CloudTrail region folder within %d folders of the "
-                           "prefix, so every key under it is read in key order",
-                           self.name, MAX_FOLDER_DEPTH)
         return sorted(found) or [self.prefix]
 
     def _region_folders(self, prefix: str, depth: int, cut_off: list[str]) -> list[str]:
@@ -168,6 +164,10 @@ class S3Trail:
                 for key in keys:
                     location = f"s3://{self.bucket}/{key}"
                     if location in known:
+                        # Keys listed again only to find late files are not counted.
+                        if after is None or key > after:
+                            yield LogObject(location, account_from_key(key), None,
+                                            format=SOURCE, read_before=True)
                         continue
                     # A late file re-listed before the checkpoint does not move the
                     # checkpoint back.
