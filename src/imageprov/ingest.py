@@ -156,7 +156,8 @@ def ingest(
 
 def _not_read_before(objects: Iterable[LogObject], summary: IngestSummary,
                      on_file: Callable[[str], None] | None) -> Iterator[LogObject]:
-    """Count the objects their source knows to be read before as skipped, unloaded."""
+    """Count the objects that their source marks as read before as skipped, without
+    loading them, and yield the others."""
     for item in objects:
         if item.read_before:
             summary.skipped += 1

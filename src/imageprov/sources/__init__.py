@@ -43,8 +43,8 @@ class LogObject:
     position: str | None = None
     format: str | None = None
     content_hash: bool = False
-    # A location stored as read before, listed only so that the run counts it; it is
-    # neither loaded nor read again.
+    # A location stored as read before. It is listed only so that the run counts it,
+    # and is neither loaded nor read again.
     read_before: bool = False
 
     def load(self) -> bytes:
