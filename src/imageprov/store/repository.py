@@ -268,12 +268,12 @@ class Store:
 
     def known_locations(self, locations: Sequence[str]) -> set[str]:
         """Return which of these locations are stored as read log files."""
-        wanted = list(set(locations))
+        unique = list(set(locations))
         found: set[str] = set()
         with self.session() as session:
-            for start in range(0, len(wanted), 500):
+            for start in range(0, len(unique), 500):
                 found.update(session.scalars(select(LogFileRow.location).where(
-                    LogFileRow.location.in_(wanted[start : start + 500]))))
+                    LogFileRow.location.in_(unique[start : start + 500]))))
         return found
 
     def checkpoint(self, name: str) -> str | None:
