@@ -218,7 +218,7 @@ def run_inventory(config: Config, store: Store, summary: CycleSummary,
                   stop: threading.Event | None = None) -> None:
     """Store every image each inventory source reports; a failed source is logged.
 
-    With `stop` set, no further source is listed; the sources not listed keep
+    With `stop` set, no further source is listed, and the sources not listed keep
     their images.
     """
     seen_at = datetime.now(UTC)

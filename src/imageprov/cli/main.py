@@ -43,7 +43,7 @@ from imageprov.sources.aws.trail_locations import LocalTrail, S3Trail
 from imageprov.sources.fields import shown
 from imageprov.store import Store, redact_url, scrub_url_secrets
 
-# A traceback's local variables can hold record text and credentials, so none is shown.
+# A traceback's local variables can contain record text and credentials, so none is shown.
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   pretty_exceptions_show_locals=False,
                   help="Attribute every cloud image to the event that created it and "
@@ -671,7 +671,7 @@ def run() -> None:
     try:
         app(prog_name="imageprov")
     except DBAPIError as error:
-        # The statement and its parameters are left out: they hold record text.
+        # The statement and its parameters are left out, because they contain record text.
         detail = str(error.orig).strip() or type(error.orig).__name__
         err.print(f"[bold red]error:[/] the database failed: "
                   f"{safe_lines(f'{type(error.orig).__name__}: {detail}')}",

@@ -68,7 +68,7 @@ def _match_builder(
 ) -> _BuilderMatch | None:
     """Return None when the builder does not name this caller, else what failed.
 
-    Every identity criterion the builder lists must hold: its principals, its
+    Every identity criterion the builder lists must be met: its principals, its
     session-issuer roles and its services.
     """
     principal = event.principal

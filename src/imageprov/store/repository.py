@@ -150,7 +150,7 @@ def _now() -> datetime:
 
 
 # How long a new connection retries switching the file to WAL while another
-# process holds a lock on it.
+# process has it locked.
 _WAL_SWITCH_SECONDS = 30.0
 
 
@@ -167,9 +167,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def _use_wal(cursor: Any) -> None:
     """Switch the database file to WAL, which it keeps once switched.
 
-    Measured here: with six processes opening a new file at once, the switch
-    sometimes failed at once with "database is locked" instead of waiting for the
-    busy timeout, so it is retried until the file is in WAL mode.
+    When six processes opened a new file at once, the switch sometimes failed at
+    once with "database is locked" instead of waiting for the busy timeout. So it is
+    retried until it succeeds or `_WAL_SWITCH_SECONDS` pass.
     """
     deadline = time.monotonic() + _WAL_SWITCH_SECONDS
     while True:
@@ -582,7 +582,8 @@ class Store:
         """
         name = LISTING_PREFIX + source
         if len(name) > CheckpointRow.name.type.length:
-            # Such a source keeps the rule by its images alone.
+            # A name too long for the column is not recorded, so the rule by
+            # `last_seen` alone decides for this source.
             return
         with self.session() as session, session.begin():
             if images:

@@ -149,7 +149,8 @@ class LogFileRow(Base):
 
     __table_args__ = (
         UniqueConstraint("sha256", name="uq_log_files_sha256"),
-        # Hash on PostgreSQL, where a B-tree entry cannot hold a very long path.
+        # Hash on PostgreSQL: a B-tree entry is limited to about 2,700 bytes, and a
+        # local path may be longer.
         Index("ix_log_files_location", "location", postgresql_using="hash"),
     )
 

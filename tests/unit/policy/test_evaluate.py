@@ -415,7 +415,7 @@ def _import_task(when=T0):
         response={"importTaskId": "import-ami-0abc1234", "status": "active"})
 
 
-def test_import_name_on_two_images_attributes_none():
+def test_import_name_on_two_images_unattributed():
     first = _ami("ami-7", created=T0 + timedelta(hours=1), names=("import-ami-0abc1234",))
     second = _ami("ami-8", created=T0 + timedelta(hours=2), names=("import-ami-0abc1234",))
     verdicts = _judge([first, second], [_import_task()])
@@ -426,7 +426,7 @@ def test_import_name_on_two_images_attributes_none():
         assert "names 2 images (ami-7, ami-8)" in verdict.reason
 
 
-def test_import_name_before_the_task_attributes_none():
+def test_import_before_task_call_unattributed():
     early = _ami("ami-7", created=T0 - timedelta(hours=1), names=("import-ami-0abc1234",))
     assert _one(early, [_import_task()]).status is VerdictStatus.UNATTRIBUTED
     later = _ami("ami-7", created=T0 + timedelta(hours=1), names=("import-ami-0abc1234",))
@@ -491,7 +491,7 @@ def test_failed_reset_keeps_public():
     assert _one(_ami("ami-1"), records).flags == (Flag.PUBLIC,)
 
 
-def test_grant_and_removal_in_one_second_flag():
+def test_same_second_grant_and_removal_flag():
     when = T0 + timedelta(minutes=1)
     remove = trail.record(
         "ModifyImageAttribute", ROLE, when,
@@ -500,7 +500,7 @@ def test_grant_and_removal_in_one_second_flag():
         response={"_return": True})
     grant = trail.share_image(ROLE, when, "ami-1", {"group": "all"})
     create = trail.create_image(ROLE, T0, "ami-1", agent=PACKER)
-    # Event ids decide the order of equal times, so both ids orders are tried.
+    # Event ids decide the order of equal times, so both orders of the ids are tried.
     for first, second in (("0", "f"), ("f", "0")):
         remove["eventID"] = first * 8 + "-0000-4000-8000-" + "0" * 12
         grant["eventID"] = second * 8 + "-0000-4000-8000-" + "0" * 12

@@ -29,7 +29,7 @@ def _created(value: Any) -> datetime | None:
 
 
 def _flag(value: Any, field: str) -> bool:
-    """Read a boolean field; saved or hand-edited output may carry it as text."""
+    """Read a boolean field, which saved or hand-edited output may carry as text."""
     if value is None or isinstance(value, bool):
         return value is True
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
@@ -110,7 +110,7 @@ def images_from_saved_output(
     """Read the JSON that `aws ec2 describe-images` prints.
 
     An entry that cannot be read is logged with its index and left out, and the
-    index is added to `skipped`; the others are read.
+    index is added to `skipped`. The others are read.
     """
     if not isinstance(document, dict) or not isinstance(document.get("Images"), list):
         raise SourceError(origin, 'expected the output of describe-images: {"Images": [...]}')

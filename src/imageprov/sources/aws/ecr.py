@@ -136,7 +136,7 @@ def images_from_saved_output(document: Any, region: str, origin: str,
     """Read the JSON that `aws ecr describe-images` prints.
 
     An entry that cannot be read is logged with its index and left out, and the
-    index is added to `skipped`; the others are read.
+    index is added to `skipped`. The others are read.
     """
     if not isinstance(document, dict) or not isinstance(document.get("imageDetails"), list):
         raise SourceError(
