@@ -11,7 +11,7 @@ from isal.igzip_lib import DECOMP_GZIP as _ISAL_GZIP
 from isal.igzip_lib import IgzipDecompressor as _IsalInflater
 from isal.isal_zlib import IsalError as _InflateError
 
-_GZIP_MAGIC = b"\x1f\x8b"
+GZIP_MAGIC = b"\x1f\x8b"
 # Window bits that accept a gzip or zlib header.
 _GZIP_WBITS = 47
 # Deflate cannot expand data more than about 1032 times, so a gzip trailer that
@@ -38,7 +38,7 @@ def decompress(data: bytes, limit: int | None = None) -> bytes:
             than the limit.
     """
     limit = MAX_DOCUMENT_BYTES if limit is None else limit
-    if data[:2] != _GZIP_MAGIC:
+    if data[:2] != GZIP_MAGIC:
         if len(data) > limit:
             raise DocumentTooLarge(f"the document is {len(data):,} bytes, more than "
                                    f"{limit:,}, the most imageprov reads from one file")
@@ -58,7 +58,7 @@ def decompress(data: bytes, limit: int | None = None) -> bytes:
         size += len(member)
         if not rest.strip(b"\0"):
             break
-        if rest[:2] != _GZIP_MAGIC:
+        if rest[:2] != GZIP_MAGIC:
             raise EOFError(f"invalid gzip stream: {len(rest):,} bytes after the last "
                            "member are not a gzip member")
     return parts[0] if len(parts) == 1 else b"".join(parts)
@@ -117,11 +117,11 @@ def head(data: bytes, size: int = 4096) -> bytes:
 
 def _leading(data: bytes, size: int) -> bytes:
     """Return up to `size` leading bytes of the document, inflated where gzip."""
-    if data[:2] != _GZIP_MAGIC:
+    if data[:2] != GZIP_MAGIC:
         return data[:size]
     text = b""
     rest = data[: 64 * 1024]
-    while rest[:2] == _GZIP_MAGIC and len(text) < size:
+    while rest[:2] == GZIP_MAGIC and len(text) < size:
         inflater = zlib.decompressobj(_GZIP_WBITS)
         try:
             text += inflater.decompress(rest, size - len(text))

@@ -321,9 +321,11 @@ _TIMES = st.one_of(_SECONDS, st.sampled_from([
     "userIdentity": _VALUES,
     "responseElements": st.one_of(st.just({"imageId": "ami-1"}), _VALUES),
 }), max_size=12), st.sampled_from(["444455556666", "", None]),
-    st.sampled_from(READERS))
-def test_fast_reader_agrees_on_any_records(records, fallback, kind):
+    st.sampled_from(READERS), st.booleans())
+def test_fast_reader_agrees_on_any_records(records, fallback, kind, packed):
     body = json.dumps({"Records": records}).encode()
+    if packed:
+        body = gzip.compress(body)
     fast = _read_with(kind, body, "h.json", fallback)
     general = _read_with("general", body, "h.json", fallback)
     _same_documents(fast, general)
@@ -379,6 +381,80 @@ def trail_noise():
     from tests.helpers import trail
 
     return trail.noise(trail.datetime(2026, 11, 2, 9, tzinfo=trail.UTC), 1)[0]
+
+
+def test_native_reader_inflates_gzip_itself():
+    from imageprov.sources.aws import trail_documents
+
+    if not hasattr(trail_documents._trailscan, "scan_gzip"):
+        pytest.fail("the native CloudTrail reader was built without ISA-L: install "
+                    "libisal-dev, then install imageprov again")
+    body = gzip.compress(json.dumps({"Records": RECORDS}).encode())
+    scanned = trail_documents._trailscan.scan_gzip(body, None, ["CreateImage"], 2**20)
+    assert scanned is not None
+    records, _, others = scanned
+    assert records == len(RECORDS)
+    assert [orjson.loads(text)["eventName"] for _, text in others].count(
+        "CreateImage") == sum(record["eventName"] == "CreateImage" for record in RECORDS)
+
+
+def _members(body: bytes) -> list[bytes]:
+    middle = len(body) // 2
+    return [gzip.compress(body[:middle]), gzip.compress(body[middle:])]
+
+
+# gzip files that the native reader leaves to the Python reader, which either reads
+# them or reports the problem.
+_UNUSUAL_GZIP = {
+    "byte-order mark": lambda body: gzip.compress(b"\xef\xbb\xbf" + body),
+    "leading whitespace": lambda body: gzip.compress(b" \r\n\t" + body),
+    "whitespace past 32 bytes": lambda body: gzip.compress(b" " * 40 + body),
+    "two members": lambda body: b"".join(_members(body)),
+    "zero padding": lambda body: gzip.compress(body) + b"\0" * 16,
+    "bytes after the member": lambda body: gzip.compress(body) + b"garbage",
+    "wrong size in trailer": lambda body: gzip.compress(body)[:-4] + b"\x01\0\0\0",
+    "damaged checksum": lambda body: (lambda packed: packed[:-8] + b"\0\0\0\0"
+                                      + packed[-4:])(gzip.compress(body)),
+    "truncated": lambda body: gzip.compress(body)[:-20],
+    "empty": lambda body: gzip.compress(b""),
+    "whitespace only": lambda body: gzip.compress(b"  \n"),
+    "not a log file": lambda body: gzip.compress(json.dumps(RECORDS[0]).encode()),
+    "invalid JSON": lambda body: gzip.compress(body[:-1]),
+    "named file": lambda body: _named_gzip(body),
+}
+
+
+def _named_gzip(body: bytes) -> bytes:
+    import io
+
+    out = io.BytesIO()
+    with gzip.GzipFile(filename="trail.json", mode="wb", fileobj=out, mtime=0) as packed:
+        packed.write(body)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("shape", sorted(_UNUSUAL_GZIP))
+def test_unusual_gzip_read_alike_by_every_reader(shape):
+    body = json.dumps({"Records": RECORDS}).encode()
+    data = _UNUSUAL_GZIP[shape](body)
+    native = _read_with("native", data, "u.json.gz", "111122223333")
+    general = _read_with("general", data, "u.json.gz", "111122223333")
+    _same_documents(native, general)
+    if shape in ("byte-order mark", "leading whitespace", "two members", "zero padding",
+                 "named file"):
+        assert native.records == len(RECORDS)
+        assert native.problems == []
+
+
+def test_gzip_larger_than_the_limit_left_to_the_python_reader(monkeypatch):
+    from imageprov.sources import compression
+
+    body = json.dumps({"Records": RECORDS}).encode()
+    monkeypatch.setattr(compression, "MAX_DOCUMENT_BYTES", len(body) - 1)
+    document = _read_with("native", gzip.compress(body), "big.json.gz")
+    assert document.records == 0
+    assert [(p.index, p.field) for p in document.problems] == [(-1, "(file)")]
+    assert "more than" in document.problems[0].detail
 
 
 def test_concatenated_gzip_members_all_read():

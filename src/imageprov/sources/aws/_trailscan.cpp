@@ -9,6 +9,10 @@
 // image events, and any record with a missing field or a field of another type.
 // The Python reader reads those as it reads any other record.
 //
+// `scan_gzip` also inflates a gzip log file, with ISA-L where the module was built
+// against it, into a buffer that the thread keeps between files and that simdjson
+// reads in place. A file in any other form is left to the Python reader.
+//
 // The rules are those of `trail_documents._read_parsed_log_file`, which reads the
 // same files where this module is not built. A test compares the two on generated
 // and malformed files. The GIL is released while the file is parsed and walked, so
@@ -19,7 +23,13 @@
 
 #include <simdjson.h>
 
+#ifdef IMAGEPROV_WITH_ISAL
+#include <isa-l/igzip_lib.h>
+#endif
+
 #include <array>
+#include <cstdint>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <new>
@@ -56,23 +66,58 @@ Field text_value(bool present, element value, std::string_view &out) {
   return value.get_string().get(out) ? Field::kOther : Field::kString;
 }
 
+// A key to look up, with its first eight bytes as one word when it has that many.
+struct Name {
+  std::string_view text;
+  uint64_t head = 0;
+
+  Name() = default;
+  Name(const char *name) : text(name) {  // NOLINT: converts from a literal
+    if (text.size() >= sizeof head) {
+      std::memcpy(&head, text.data(), sizeof head);
+    }
+  }
+
+  // Most keys of a record differ from the names looked up in length or in their
+  // first eight bytes, which cost one comparison each without a call to memcmp.
+  bool matches(std::string_view key) const {
+    if (key.size() != text.size()) {
+      return false;
+    }
+    if (key.size() < sizeof head) {
+      return key == text;
+    }
+    uint64_t word;
+    std::memcpy(&word, key.data(), sizeof word);
+    if (word != head) {
+      return false;
+    }
+    for (size_t i = sizeof head; i < key.size(); i++) {
+      if (key[i] != text[i]) {
+        return false;
+      }
+    }
+    return true;
+  }
+};
+
 // Look up several members of an object in one pass over its keys. A JSON object
 // may repeat a key, and parsers disagree on which value wins: simdjson's lookup
 // takes the first and the Python reader's orjson the last. `repeated` marks an
 // object that repeats any of the keys, which is then left to the Python reader.
 template <size_t N>
 struct Members {
-  std::array<std::string_view, N> keys;
+  const std::array<Name, N> &keys;
   std::array<element, N> values{};
   std::array<bool, N> present{};
   bool repeated = false;
 
-  explicit Members(std::array<std::string_view, N> names) : keys(names) {}
+  explicit Members(const std::array<Name, N> &names) : keys(names) {}
 
   void read(object fields) {
     for (const auto pair : fields) {
       for (size_t i = 0; i < N; i++) {
-        if (pair.key == keys[i]) {
+        if (keys[i].matches(pair.key)) {
           repeated = repeated || present[i];
           present[i] = true;
           values[i] = pair.value;
@@ -128,7 +173,8 @@ bool utc_second(std::string_view text) {
 // CloudTrail Insights events, which the Python reader reports as such. A first
 // record that repeats one of these keys is left to the Python reader too.
 bool notice(object first) {
-  Members<3> members({"eventSource", "EventSource", "eventType"});
+  static const std::array<Name, 3> kKeys{"eventSource", "EventSource", "eventType"};
+  Members<3> members(kKeys);
   members.read(first);
   if (members.repeated) {
     return true;
@@ -175,8 +221,10 @@ bool names_image(const Options &options, std::string_view name) {
 // expected types. Returns false to leave the record to the Python reader.
 bool count(object record, const Options &options, Scan &scan) {
   enum { kTime, kSource, kName, kAccount, kRegion, kIdentity };
-  Members<6> members({"eventTime", "eventSource", "eventName", "recipientAccountId",
-                      "awsRegion", "userIdentity"});
+  static const std::array<Name, 6> kKeys{"eventTime",          "eventSource",
+                                         "eventName",          "recipientAccountId",
+                                         "awsRegion",          "userIdentity"};
+  Members<6> members(kKeys);
   members.read(record);
   std::string_view when, source, name, account, region;
   if (members.repeated || members.text(kTime, when) != Field::kString ||
@@ -199,7 +247,8 @@ bool count(object record, const Options &options, Scan &scan) {
     object identity;
     if (members.present[kIdentity] &&
         !members.values[kIdentity].get_object().get(identity)) {
-      Members<1> identity_members({"accountId"});
+      static const std::array<Name, 1> kIdentityKeys{"accountId"};
+      Members<1> identity_members(kIdentityKeys);
       identity_members.read(identity);
       std::string_view identity_account;
       if (identity_members.repeated) {
@@ -228,15 +277,19 @@ bool count(object record, const Options &options, Scan &scan) {
   return true;
 }
 
-// Parse `text` with `parser` and walk its records.
+// Parse `text` with `parser` and walk its records. `padded` says that
+// `SIMDJSON_PADDING` bytes may be read past the end of the text, so that simdjson
+// reads it in place instead of copying it.
 void walk_with(simdjson::dom::parser &parser, const char *text, size_t length,
-               const Options &options, Scan &scan) {
+               bool padded, const Options &options, Scan &scan) {
   element document;
   object root;
-  if (parser.parse(text, length, true).get(document) || document.get_object().get(root)) {
+  if (parser.parse(text, length, !padded).get(document) ||
+      document.get_object().get(root)) {
     return;
   }
-  Members<1> top({"Records"});
+  static const std::array<Name, 1> kTopKeys{"Records"};
+  Members<1> top(kTopKeys);
   top.read(root);
   simdjson::dom::array records;
   if (top.repeated || !top.present[0] || top.values[0].get_array().get(records)) {
@@ -260,12 +313,13 @@ void walk_with(simdjson::dom::parser &parser, const char *text, size_t length,
 
 // Parse `text` and walk its records with this thread's parser. Runs without the
 // GIL: it touches no Python object.
-void walk(const char *text, size_t length, const Options &options, Scan &scan) {
+void walk(const char *text, size_t length, bool padded, const Options &options,
+          Scan &scan) {
   if (!t_parser) {
     t_parser = std::make_unique<simdjson::dom::parser>();
   }
   try {
-    walk_with(*t_parser, text, length, options, scan);
+    walk_with(*t_parser, text, length, padded, options, scan);
   } catch (...) {
     t_parser.reset();
     throw;
@@ -275,6 +329,81 @@ void walk(const char *text, size_t length, const Options &options, Scan &scan) {
   if (t_parser->capacity() > kKeptCapacity) {
     t_parser.reset();
   }
+}
+
+#ifdef IMAGEPROV_WITH_ISAL
+// The inflated text of the last gzip file, with room for simdjson's padding. A
+// thread keeps it between files unless it grew past `kKeptCapacity`.
+struct Inflated {
+  std::unique_ptr<char[]> data;
+  size_t capacity = 0;
+};
+thread_local Inflated t_inflated;
+
+constexpr unsigned char kGzipMagic[] = {0x1f, 0x8b};
+constexpr size_t kGzipTrailer = 8;
+
+// Inflate `data` into `t_inflated` and return its length. Returns false when the
+// data is anything but one whole gzip member that inflates to the size its
+// trailer gives, no larger than `limit`: concatenated members, bytes after the
+// member, a damaged stream. The Python reader reads those and reports problems.
+bool inflate_member(const unsigned char *data, size_t size, size_t limit,
+                    size_t &length) {
+  if (size < 18 || data[0] != kGzipMagic[0] || data[1] != kGzipMagic[1]) {
+    return false;
+  }
+  uint32_t expected = 0;
+  for (size_t i = 0; i < 4; i++) {
+    expected |= static_cast<uint32_t>(data[size - 4 + i]) << (8 * i);
+  }
+  // The trailer gives the size modulo 2^32, so a larger document fails the check
+  // below and goes to the Python reader.
+  if (expected > limit) {
+    return false;
+  }
+  const size_t needed = static_cast<size_t>(expected) + simdjson::SIMDJSON_PADDING;
+  if (t_inflated.capacity < needed) {
+    t_inflated.data.reset();
+    t_inflated.data.reset(new char[needed]);
+    t_inflated.capacity = needed;
+  }
+  inflate_state state;
+  isal_inflate_init(&state);
+  state.crc_flag = ISAL_GZIP;
+  state.next_in = const_cast<unsigned char *>(data);
+  state.avail_in = static_cast<uint32_t>(size);
+  state.next_out = reinterpret_cast<unsigned char *>(t_inflated.data.get());
+  // One byte more than the trailer gives, so that a longer stream is caught.
+  state.avail_out = expected + 1;
+  if (size > UINT32_MAX || isal_inflate(&state) != ISAL_DECOMP_OK ||
+      state.block_state != ISAL_BLOCK_FINISH || state.total_out != expected ||
+      state.avail_in != 0 || state.read_in_length >= 8) {
+    return false;
+  }
+  length = expected;
+  return true;
+}
+
+void release_inflated() {
+  if (t_inflated.capacity > kKeptCapacity) {
+    t_inflated.data.reset();
+    t_inflated.capacity = 0;
+  }
+}
+#endif
+
+// Whether `text` opens as a log file: `{"Records"` after at most 32 bytes of ASCII
+// whitespace, the test `trail_documents.read_document` makes.
+bool opens_log_file(const char *text, size_t length) {
+  static constexpr std::string_view kOpening = "{\"Records\"";
+  size_t start = 0;
+  while (start < length && start < 32 &&
+         std::strchr(" \t\n\r\v\f", text[start]) != nullptr && text[start] != '\0') {
+    start++;
+  }
+  const size_t window = length < 32 ? length : 32;
+  return start + kOpening.size() <= window &&
+         std::string_view(text + start, kOpening.size()) == kOpening;
 }
 
 bool text_of(PyObject *value, std::string &out) {
@@ -355,46 +484,12 @@ PyObject *others_object(const Scan &scan) {
   return others;
 }
 
-PyObject *scan_log_file(PyObject *, PyObject *args) {
-  Py_buffer text;
-  PyObject *fallback;
-  PyObject *names;
-  if (!PyArg_ParseTuple(args, "y*OO:scan", &text, &fallback, &names)) {
-    return nullptr;
-  }
-  Options options;
-  if (!read_options(fallback, names, options)) {
-    PyBuffer_Release(&text);
-    return nullptr;
-  }
-
-  Scan scan;
-  bool out_of_memory = false;
-  bool failed = false;
-  Py_BEGIN_ALLOW_THREADS
-  try {
-    walk(static_cast<const char *>(text.buf), static_cast<size_t>(text.len), options,
-         scan);
-  } catch (const std::bad_alloc &) {
-    out_of_memory = true;
-  } catch (...) {
-    // No exception may leave a function that Python calls.
-    failed = true;
-  }
-  Py_END_ALLOW_THREADS
-  PyBuffer_Release(&text);
-
-  if (out_of_memory) {
-    return PyErr_NoMemory();
-  }
-  if (failed) {
-    PyErr_SetString(PyExc_RuntimeError, "reading the log file failed in native code");
-    return nullptr;
-  }
+// The result of a scan as Python objects: (records, spans, others), or None when
+// the file was not read.
+PyObject *scan_result(const Scan &scan) {
   if (!scan.read) {
     Py_RETURN_NONE;
   }
-
   PyObject *spans = spans_object(scan);
   if (spans == nullptr) {
     return nullptr;
@@ -407,6 +502,96 @@ PyObject *scan_log_file(PyObject *, PyObject *args) {
   return Py_BuildValue("(nNN)", static_cast<Py_ssize_t>(scan.records), spans, others);
 }
 
+// Run `work` without the GIL and turn what it throws into a Python error. Returns
+// false when it threw.
+template <typename Work>
+bool without_gil(Work work) {
+  bool out_of_memory = false;
+  bool failed = false;
+  Py_BEGIN_ALLOW_THREADS
+  try {
+    work();
+  } catch (const std::bad_alloc &) {
+    out_of_memory = true;
+  } catch (...) {
+    // No exception may leave a function that Python calls.
+    failed = true;
+  }
+  Py_END_ALLOW_THREADS
+  if (out_of_memory) {
+    PyErr_NoMemory();
+  } else if (failed) {
+    PyErr_SetString(PyExc_RuntimeError, "reading the log file failed in native code");
+  }
+  return !out_of_memory && !failed;
+}
+
+PyObject *scan_log_file(PyObject *, PyObject *args) {
+  Py_buffer text;
+  PyObject *fallback;
+  PyObject *names;
+  if (!PyArg_ParseTuple(args, "y*OO:scan", &text, &fallback, &names)) {
+    return nullptr;
+  }
+  Options options;
+  if (!read_options(fallback, names, options)) {
+    PyBuffer_Release(&text);
+    return nullptr;
+  }
+  Scan scan;
+  const bool done = without_gil([&] {
+    walk(static_cast<const char *>(text.buf), static_cast<size_t>(text.len), false,
+         options, scan);
+  });
+  PyBuffer_Release(&text);
+  return done ? scan_result(scan) : nullptr;
+}
+
+#ifdef IMAGEPROV_WITH_ISAL
+PyObject *scan_gzip_log_file(PyObject *, PyObject *args) {
+  Py_buffer data;
+  PyObject *fallback;
+  PyObject *names;
+  Py_ssize_t limit;
+  if (!PyArg_ParseTuple(args, "y*OOn:scan_gzip", &data, &fallback, &names, &limit)) {
+    return nullptr;
+  }
+  Options options;
+  if (limit < 0 || !read_options(fallback, names, options)) {
+    if (limit < 0) {
+      PyErr_SetString(PyExc_ValueError, "limit must not be negative");
+    }
+    PyBuffer_Release(&data);
+    return nullptr;
+  }
+  Scan scan;
+  const bool done = without_gil([&] {
+    size_t length = 0;
+    try {
+      if (inflate_member(static_cast<const unsigned char *>(data.buf),
+                         static_cast<size_t>(data.len), static_cast<size_t>(limit),
+                         length)) {
+        const char *text = t_inflated.data.get();
+        // A byte-order mark is dropped, as `compression.document_text` drops it.
+        if (length >= 3 && std::memcmp(text, "\xef\xbb\xbf", 3) == 0) {
+          text += 3;
+          length -= 3;
+        }
+        if (opens_log_file(text, length)) {
+          walk(text, length, true, options, scan);
+        }
+      }
+    } catch (...) {
+      release_inflated();
+      throw;
+    }
+    release_inflated();
+  });
+  PyBuffer_Release(&data);
+  return done ? scan_result(scan) : nullptr;
+}
+#endif
+
 PyMethodDef kMethods[] = {
     {"scan", scan_log_file, METH_VARARGS,
      "scan(text, fallback_account, event_names)\n--\n\n"
@@ -417,6 +602,14 @@ PyMethodDef kMethods[] = {
      "records left to the caller: image events and records with a missing field\n"
      "or a field of another type. Raises MemoryError when the file does not fit\n"
      "in memory."},
+#ifdef IMAGEPROV_WITH_ISAL
+    {"scan_gzip", scan_gzip_log_file, METH_VARARGS,
+     "scan_gzip(data, fallback_account, event_names, limit)\n--\n\n"
+     "Inflate one gzip member and read it as scan() reads a log file. Returns\n"
+     "None, having read nothing, when the data is not a single gzip member that\n"
+     "inflates to at most `limit` bytes of a {\"Records\": [...]} log file that\n"
+     "scan() reads."},
+#endif
     {nullptr, nullptr, 0, nullptr}};
 
 PyModuleDef kModule = {

@@ -53,7 +53,8 @@ from imageprov.model import (
     widen_span,
 )
 from imageprov.sources import LogFormat
-from imageprov.sources.compression import document_text
+from imageprov.sources import compression
+from imageprov.sources.compression import GZIP_MAGIC, document_text
 from imageprov.sources.aws.cloudtrail import (
     SOURCE,
     event_time_of,
@@ -118,14 +119,21 @@ def read_document(
     `problems` that names the location, the record index and the field.
     """
     result = LogDocument(location=location, source=SOURCE, platform="aws")
+    reader = _Reader(result, fallback_account)
+    if (data[:2] == GZIP_MAGIC and _trailscan is not None
+            and hasattr(_trailscan, "scan_gzip")):
+        # The native module inflates a gzip log file itself, without building the
+        # text as a Python object; any other file comes back unread.
+        with _collector_paused():
+            if _read_log_file_natively(reader, data, gzip=True):
+                return result
     text = document_text(data, result)
     if text is None:
         return result
-    reader = _Reader(result, fallback_account)
     with _collector_paused():
         if text[:32].lstrip().startswith(b'{"Records"'):
             if _trailscan is not None:
-                if _read_log_file_natively(text, reader):
+                if _read_log_file_natively(reader, text):
                     return result
             elif simdjson is not None and _read_log_file_lazily(text, reader):
                 return result
@@ -171,15 +179,21 @@ def _notification_shape(first: Any) -> str | None:
     return None
 
 
-def _read_log_file_natively(text: bytes, reader: _Reader) -> bool:
+def _read_log_file_natively(reader: _Reader, data: bytes, gzip: bool = False) -> bool:
     """Read a `{"Records": [...]}` log file with the native module.
 
     The module counts the records that name no image and widens their spans, as
     `_read_parsed_log_file` does, and returns every other record as JSON, which is
     read here like any record. Returns False, having read nothing, when the file is
-    not valid JSON, not a file of CloudTrail records, or a notice.
+    not valid JSON, not a file of CloudTrail records, or a notice; with `gzip`, also
+    when `data` is anything but one gzip member of such a file, no larger than
+    `compression.MAX_DOCUMENT_BYTES` inflated.
     """
-    scanned = _trailscan.scan(text, reader.fallback_account, EVENT_NAMES)
+    if gzip:
+        scanned = _trailscan.scan_gzip(data, reader.fallback_account, EVENT_NAMES,
+                                       compression.MAX_DOCUMENT_BYTES)
+    else:
+        scanned = _trailscan.scan(data, reader.fallback_account, EVENT_NAMES)
     if scanned is None:
         return False
     records, spans, others = scanned
