@@ -22,6 +22,10 @@ Each measurement runs in its own child process, so memory figures do not mix:
    file, per record. Every reader must at least inflate and parse, so `--workers`
    cores cannot pass the rate those two steps allow; the script prints that bound
    and its ratio to each DuckDB form.
+4. The native reader alone: every file inflated, parsed and counted by imageprov's
+   native CloudTrail reader in `--workers` threads, with no image event read in
+   Python and nothing stored. An ingest in threads does this and more, so this
+   rate bounds it; the script prints the rate and its ratio to each DuckDB form.
 
 DuckDB runs with `SET threads` equal to `--workers`. Every file is read once before
 the first measurement, so all sides read from the page cache. Seconds cover the
@@ -196,6 +200,37 @@ def _run_floor(folder: Path, sample: int) -> dict[str, Any]:
             best = min(best, time.perf_counter() - started)
         micros[name] = best / records * 1e6
     return {"files": len(paths), "records": records, "micros": micros}
+
+
+def _run_native(folder: Path, workers: int) -> dict[str, Any]:
+    """Time the native reader alone on every file, in `workers` threads.
+
+    Each file is inflated, parsed and walked, and its records are counted, as in an
+    ingest, but the image events are not read in Python and nothing is stored. The
+    rate bounds what an ingest in threads can reach with this reader.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from imageprov.sources import compression
+    from imageprov.sources.aws import trail_documents
+
+    native = trail_documents._trailscan
+    if native is None:
+        return {}
+    keys = trail_documents._EVENT_KEYS
+    limit = compression.MAX_DOCUMENT_BYTES
+    packed = [path.read_bytes() for path in sorted((folder / "AWSLogs").rglob("*.json.gz"))]
+    if hasattr(native, "scan_gzip"):
+        def read(data: bytes) -> int:
+            return native.scan_gzip(data, None, keys, limit)[0]
+    else:
+        def read(data: bytes) -> int:
+            return native.scan(compression.decompress(data), None, keys)[0]
+    with ThreadPoolExecutor(max_workers=workers) as threads:
+        started = time.perf_counter()
+        records = sum(threads.map(read, packed, chunksize=8))
+        seconds = time.perf_counter() - started
+    return {"records": records, "seconds": seconds, "files": len(packed)}
 
 
 def _own_max_rss() -> dict[str, float]:
@@ -376,6 +411,22 @@ def report_floor(floor: dict[str, Any], workers: int, duck: dict[str, Measuremen
     print()
 
 
+def report_native(native: dict[str, Any], workers: int,
+                  duck: dict[str, Measurement]) -> None:
+    """Print the rate of the native reader alone and its ratio to DuckDB's."""
+    if not native:
+        print("native   the native CloudTrail reader is not built")
+        return
+    rate = native["records"] / native["seconds"]
+    print(f"native   reader alone, {workers} threads, {native['files']:,} files: "
+          f"{native['seconds']:.2f} s, {rate:,.0f} records/s (inflate, parse, count; "
+          "no image event read, nothing stored)")
+    for form, measurement in duck.items():
+        duck_rate = measurement.result["records"] / measurement.result["seconds"]
+        print(f"native   that rate / duckdb {DUCKDB_FORMS[form]}: {rate / duck_rate:.2f}x")
+    print()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=1_000_000,
@@ -389,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder that contains the generated data sets (default: %(default)s)")
     parser.add_argument("--skip-read-json", action="store_true",
                         help="leave out the DuckDB read_json form, the slowest step")
-    parser.add_argument("--side", choices=("imageprov", "duckdb", "floor"),
+    parser.add_argument("--side", choices=("imageprov", "duckdb", "floor", "native"),
                         help=argparse.SUPPRESS)
     parser.add_argument("--form", choices=list(DUCKDB_FORMS), help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
@@ -404,6 +455,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.side == "floor":
         print(json.dumps(_run_floor(args.folder, FLOOR_FILES)))
         return 0
+    if args.side == "native":
+        print(json.dumps(_run_native(args.folder, args.workers)))
+        return 0
 
     if args.records < 1 or args.per_file < 1 or args.workers < 1:
         parser.error("--records, --files-of and --workers must be at least 1")
@@ -414,8 +468,10 @@ def main(argv: list[str] | None = None) -> int:
     forms = [form for form in DUCKDB_FORMS if form != "read-json" or not args.skip_read_json]
     duck = {form: measure(["--side", "duckdb", "--form", form, *common]) for form in forms}
     floor = measure(["--side", "floor", *common]).result
+    native = measure(["--side", "native", *common]).result
     same = report(folder, manifest, gzip_bytes, args.workers, imageprov, duck)
     report_floor(floor, args.workers, duck)
+    report_native(native, args.workers, duck)
     return 0 if same else 1
 
 

@@ -390,12 +390,15 @@ def test_native_reader_inflates_gzip_itself():
         pytest.fail("the native CloudTrail reader was built without ISA-L: install "
                     "libisal-dev, then install imageprov again")
     body = gzip.compress(json.dumps({"Records": RECORDS}).encode())
-    scanned = trail_documents._trailscan.scan_gzip(body, None, ["CreateImage"], 2**20)
+    scanned = trail_documents._trailscan.scan_gzip(
+        body, None, [("ec2.amazonaws.com", "CreateImage")], 2**20)
     assert scanned is not None
     records, _, others = scanned
     assert records == len(RECORDS)
-    assert [orjson.loads(text)["eventName"] for _, text in others].count(
-        "CreateImage") == sum(record["eventName"] == "CreateImage" for record in RECORDS)
+    assert [orjson.loads(text)["eventName"] for _, text in others] == [
+        record["eventName"] for record in RECORDS
+        if (record["eventSource"], record["eventName"]) == ("ec2.amazonaws.com",
+                                                            "CreateImage")]
 
 
 def _members(body: bytes) -> list[bytes]:

@@ -205,12 +205,13 @@ struct Scan {
 
 struct Options {
   std::string fallback_account;
-  std::vector<std::string> event_names;
+  // The (eventSource, eventName) pairs of image events.
+  std::vector<std::pair<std::string, std::string>> events;
 };
 
-bool names_image(const Options &options, std::string_view name) {
-  for (const std::string &image_name : options.event_names) {
-    if (image_name == name) {
+bool names_image(const Options &options, std::string_view source, std::string_view name) {
+  for (const auto &[event_source, event_name] : options.events) {
+    if (event_name == name && event_source == source) {
       return true;
     }
   }
@@ -230,7 +231,7 @@ bool count(object record, const Options &options, Scan &scan) {
   if (members.repeated || members.text(kTime, when) != Field::kString ||
       !utc_second(when) || members.text(kSource, source) != Field::kString ||
       source.empty() || members.text(kName, name) != Field::kString || name.empty() ||
-      names_image(options, name)) {
+      names_image(options, source, name)) {
     return false;
   }
   if (members.text(kAccount, account) == Field::kOther ||
@@ -416,24 +417,36 @@ bool text_of(PyObject *value, std::string &out) {
   return true;
 }
 
-bool read_options(PyObject *fallback, PyObject *names, Options &options) {
+bool read_event(PyObject *item, Options &options) {
+  std::string source, name;
+  if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
+    PyErr_SetString(PyExc_TypeError, "events must be (eventSource, eventName) pairs");
+    return false;
+  }
+  if (!text_of(PyTuple_GET_ITEM(item, 0), source) ||
+      !text_of(PyTuple_GET_ITEM(item, 1), name)) {
+    return false;
+  }
+  options.events.emplace_back(std::move(source), std::move(name));
+  return true;
+}
+
+bool read_options(PyObject *fallback, PyObject *events, Options &options) {
   if (fallback != Py_None && !text_of(fallback, options.fallback_account)) {
     return false;
   }
-  PyObject *iterator = PyObject_GetIter(names);
+  PyObject *iterator = PyObject_GetIter(events);
   if (iterator == nullptr) {
     return false;
   }
   PyObject *item;
   while ((item = PyIter_Next(iterator)) != nullptr) {
-    std::string name;
-    const bool ok = text_of(item, name);
+    const bool ok = read_event(item, options);
     Py_DECREF(item);
     if (!ok) {
       Py_DECREF(iterator);
       return false;
     }
-    options.event_names.push_back(std::move(name));
   }
   Py_DECREF(iterator);
   return !PyErr_Occurred();
@@ -529,12 +542,12 @@ bool without_gil(Work work) {
 PyObject *scan_log_file(PyObject *, PyObject *args) {
   Py_buffer text;
   PyObject *fallback;
-  PyObject *names;
-  if (!PyArg_ParseTuple(args, "y*OO:scan", &text, &fallback, &names)) {
+  PyObject *events;
+  if (!PyArg_ParseTuple(args, "y*OO:scan", &text, &fallback, &events)) {
     return nullptr;
   }
   Options options;
-  if (!read_options(fallback, names, options)) {
+  if (!read_options(fallback, events, options)) {
     PyBuffer_Release(&text);
     return nullptr;
   }
@@ -551,13 +564,13 @@ PyObject *scan_log_file(PyObject *, PyObject *args) {
 PyObject *scan_gzip_log_file(PyObject *, PyObject *args) {
   Py_buffer data;
   PyObject *fallback;
-  PyObject *names;
+  PyObject *events;
   Py_ssize_t limit;
-  if (!PyArg_ParseTuple(args, "y*OOn:scan_gzip", &data, &fallback, &names, &limit)) {
+  if (!PyArg_ParseTuple(args, "y*OOn:scan_gzip", &data, &fallback, &events, &limit)) {
     return nullptr;
   }
   Options options;
-  if (limit < 0 || !read_options(fallback, names, options)) {
+  if (limit < 0 || !read_options(fallback, events, options)) {
     if (limit < 0) {
       PyErr_SetString(PyExc_ValueError, "limit must not be negative");
     }
@@ -594,17 +607,18 @@ PyObject *scan_gzip_log_file(PyObject *, PyObject *args) {
 
 PyMethodDef kMethods[] = {
     {"scan", scan_log_file, METH_VARARGS,
-     "scan(text, fallback_account, event_names)\n--\n\n"
+     "scan(text, fallback_account, events)\n--\n\n"
      "Read a CloudTrail log file and return (records, spans, others), or None\n"
      "when the text is not valid JSON of the shape {\"Records\": [...]} or is a\n"
      "notice. `spans` maps (account, region) to [first, last] event times of the\n"
      "records counted here; `others` lists (position, minified JSON) of the\n"
-     "records left to the caller: image events and records with a missing field\n"
-     "or a field of another type. Raises MemoryError when the file does not fit\n"
+     "records left to the caller: records whose (eventSource, eventName) pair is\n"
+     "one of `events`, and records with a missing field or a field of another\n"
+     "type. Raises MemoryError when the file does not fit\n"
      "in memory."},
 #ifdef IMAGEPROV_WITH_ISAL
     {"scan_gzip", scan_gzip_log_file, METH_VARARGS,
-     "scan_gzip(data, fallback_account, event_names, limit)\n--\n\n"
+     "scan_gzip(data, fallback_account, events, limit)\n--\n\n"
      "Inflate one gzip member and read it as scan() reads a log file. Returns\n"
      "None, having read nothing, when the data is not a single gzip member that\n"
      "inflates to at most `limit` bytes of a {\"Records\": [...]} log file that\n"

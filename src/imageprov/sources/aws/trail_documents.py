@@ -68,7 +68,7 @@ from imageprov.sources.fields import (
     json_type,
     undecodable_path,
 )
-from imageprov.sources.aws.event_table import EVENT_NAMES
+from imageprov.sources.aws.event_table import BY_KEY, EVENT_NAMES
 
 logger = logging.getLogger(__name__)
 
@@ -179,6 +179,10 @@ def _notification_shape(first: Any) -> str | None:
     return None
 
 
+# The (eventSource, eventName) pairs that the native module leaves to `_Reader`.
+_EVENT_KEYS = tuple(BY_KEY)
+
+
 def _read_log_file_natively(reader: _Reader, data: bytes, gzip: bool = False) -> bool:
     """Read a `{"Records": [...]}` log file with the native module.
 
@@ -190,10 +194,10 @@ def _read_log_file_natively(reader: _Reader, data: bytes, gzip: bool = False) ->
     `compression.MAX_DOCUMENT_BYTES` inflated.
     """
     if gzip:
-        scanned = _trailscan.scan_gzip(data, reader.fallback_account, EVENT_NAMES,
+        scanned = _trailscan.scan_gzip(data, reader.fallback_account, _EVENT_KEYS,
                                        compression.MAX_DOCUMENT_BYTES)
     else:
-        scanned = _trailscan.scan(data, reader.fallback_account, EVENT_NAMES)
+        scanned = _trailscan.scan(data, reader.fallback_account, _EVENT_KEYS)
     if scanned is None:
         return False
     records, spans, others = scanned
