@@ -111,3 +111,35 @@ def test_same_policy_saved_at_once_stored_once(database_url):
     finally:
         for store in stores:
             store.close()
+
+
+def _copy_of(record: dict[str, Any], location: str) -> tuple[Any, str]:
+    """A one-record log file at `location`, with a hash of its own."""
+    data = json.dumps({"Records": [record]}).encode()
+    return read_document(data, location), hashlib.sha256(location.encode()).hexdigest()
+
+
+def test_event_upsert_counts_rows_written_and_keeps_first_copy(database_url):
+    moment = datetime(2026, 11, 30, 8, tzinfo=UTC)
+    record = trail.create_image(trail.user_identity("bob"), moment, "ami-0c0c000000000001")
+    forged = json.loads(json.dumps(record))
+    forged["sourceIPAddress"] = "198.51.100.7"
+    store = Store.open(database_url)
+
+    # New, then a copy that sorts later (kept out), then one that sorts first.
+    assert store.save_documents([_copy_of(record, "c/b.json")]) == 1
+    assert store.save_documents([_copy_of(forged, "c/c.json")]) == 0
+    assert store.save_documents([_copy_of(forged, "c/a.json")]) == 1
+    # Two copies in one batch: the first is written, and the second replaces it
+    # because it sorts before it; a third that sorts after both changes nothing.
+    other = trail.create_image(trail.user_identity("bob"), moment, "ami-0c0c000000000002")
+    assert store.save_documents([_copy_of(other, "d/e.json"), _copy_of(other, "d/d.json"),
+                                 _copy_of(other, "d/f.json")]) == 2
+
+    with store.session() as session:
+        rows = {row.target: (row.origin_location, row.source_ip)
+                for row in session.execute(select(EventRow.target, EventRow.origin_location,
+                                                  EventRow.source_ip))}
+    assert rows == {"ami-0c0c000000000001": ("c/a.json", "198.51.100.7"),
+                    "ami-0c0c000000000002": ("d/d.json", record["sourceIPAddress"])}
+    store.close()
