@@ -8,6 +8,7 @@ digest files that sit beside trail files and reports unknown JSON as such.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -58,15 +59,67 @@ def read(data: bytes, location: str, fallback_account: str | None = None,
     try:
         chosen = choose(data, name)
     except KeyError:
-        document = LogDocument(location=location, source=name or "", platform="")
-        document.problems.append(RecordProblem(
-            location, -1, "(file)",
-            f"unknown log format {name!r}; known: {', '.join(sorted(BY_NAME))}"))
-        return document
-    document = storable(chosen.read(data, location, fallback_account))
+        return _unknown_format(location, name)
+    return _checked(chosen.read(data, location, fallback_account), data, chosen, name)
+
+
+def read_many(
+    documents: Sequence[tuple[bytes, str, str | None, str | None]],
+) -> list[LogDocument]:
+    """Read each (data, location, fallback account, format name) as `read` reads it.
+
+    Neighbours in one format that reads several documents at once are read by it
+    together.
+    """
+    results: list[LogDocument] = []
+    start = 0
+    while start < len(documents):
+        data, location, fallback_account, name = documents[start]
+        try:
+            chosen = choose(data, name)
+        except KeyError:
+            results.append(_unknown_format(location, name))
+            start += 1
+            continue
+        end = start + 1
+        if chosen.read_many is not None:
+            while end < len(documents) and _same_format(documents[end], chosen):
+                end += 1
+            read = chosen.read_many([(item[0], item[1], item[2])
+                                     for item in documents[start:end]])
+        else:
+            read = [chosen.read(data, location, fallback_account)]
+        results.extend(_checked(document, item[0], chosen, item[3])
+                       for document, item in zip(read, documents[start:end], strict=True))
+        start = end
+    return results
+
+
+def _same_format(document: tuple[bytes, str, str | None, str | None],
+                 chosen: LogFormat) -> bool:
+    try:
+        return choose(document[0], document[3]) is chosen
+    except KeyError:
+        return False
+
+
+def _unknown_format(location: str, name: str | None) -> LogDocument:
+    document = LogDocument(location=location, source=name or "", platform="")
+    document.problems.append(RecordProblem(
+        location, -1, "(file)",
+        f"unknown log format {name!r}; known: {', '.join(sorted(BY_NAME))}"))
+    return document
+
+
+def _checked(document: LogDocument, data: bytes, chosen: LogFormat,
+             name: str | None) -> LogDocument:
+    """Return `document` made storable, or a quarantined file in its place when the
+    format named for it found nothing and the content looks like another format."""
+    document = storable(document)
     if name is not None and not document.records and not document.events:
         # A file read in the wrong format yields nothing, and one marked as read is
         # never read again, so such a file is quarantined instead.
+        location = document.location
         detected = choose(data)
         if detected is not chosen and detected.recognises(head(data)):
             misread = LogDocument(location=location, source=chosen.name,

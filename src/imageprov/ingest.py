@@ -108,7 +108,22 @@ _Task = tuple[str, bytes, str | None, str | None, bool]
 
 
 def _parse_group(group: list[_Task]) -> list[LogDocument]:
-    return [_parse(*task) for task in group]
+    """Read the files of one task; a format that reads several files in one native
+    call reads them together."""
+    if len(group) == 1:
+        return [_parse(*group[0])]
+    try:
+        documents = formats.read_many([(data, location, fallback_account, format)
+                                       for location, data, fallback_account, format, _
+                                       in group])
+    except Exception:  # noqa: BLE001 - a defect: each file is read alone instead
+        logger.exception("reading %d files together failed; reading each alone",
+                         len(group))
+        return [_parse(*task) for task in group]
+    for document, (_, data, _, _, content_hash) in zip(documents, group, strict=True):
+        if content_hash:
+            document.content_sha256 = _content_sha256(data)
+    return documents
 
 
 def _hashed(objects: Iterable[LogObject]) -> Iterator[tuple[LogObject, bytes | None, str]]:

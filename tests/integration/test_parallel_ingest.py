@@ -76,17 +76,20 @@ def _stored(store: Store) -> dict[str, object]:
             "events": events, "checkpoint": store.checkpoint("mixed")}
 
 
+@pytest.mark.parametrize("task_files", [1, ingest_module.TASK_FILES])
 @pytest.mark.parametrize("threaded_min_bytes", [0, ingest_module.THREADED_MIN_BYTES])
 def test_parallel_ingest_stores_what_one_worker_stores(tmp_path, new_database,
-                                                       monkeypatch, threaded_min_bytes):
+                                                       monkeypatch, threaded_min_bytes,
+                                                       task_files):
     folder = _mixed_folder(tmp_path)
     objects = _objects(folder)
     serial_store = Store.open(new_database())
     serial = ingest(serial_store, objects, workers=1, batch_files=4)
 
-    # One file a task, so that thread and process tasks alternate. The log files
-    # here are small, so they go to threads only without a minimum size.
-    monkeypatch.setattr(ingest_module, "TASK_FILES", 1)
+    # With one file a task, thread and process tasks alternate; with more, files of
+    # several formats are read together. The log files here are small, so they go
+    # to threads only without a minimum size.
+    monkeypatch.setattr(ingest_module, "TASK_FILES", task_files)
     monkeypatch.setattr(ingest_module, "THREADED_MIN_BYTES", threaded_min_bytes)
     kinds: list[str] = []
     threads, processes = ingest_module._threads, ingest_module._executor
@@ -126,3 +129,17 @@ def test_parallel_ingest_skips_content_read_before(tmp_path, new_database, worke
     # The broken file is read again each time; everything else is known.
     assert (second.files, second.skipped) == (1, len(objects) - 1)
     assert second.new_events == 0
+
+
+def test_group_read_alone_when_reading_together_fails(tmp_path, monkeypatch, caplog):
+    objects = _objects(_mixed_folder(tmp_path))
+    group = [(item.location, item.load(), item.fallback_account, item.format,
+              item.content_hash) for item in objects]
+    expected = [ingest_module._parse(*task) for task in group]
+
+    def broken(documents):
+        raise RuntimeError("defect")
+
+    monkeypatch.setattr(ingest_module.formats, "read_many", broken)
+    assert ingest_module._parse_group(group) == expected
+    assert f"reading {len(group)} files together failed" in caplog.text

@@ -390,8 +390,8 @@ def test_native_reader_inflates_gzip_itself():
         pytest.fail("the native CloudTrail reader was built without ISA-L: install "
                     "libisal-dev, then install imageprov again")
     body = gzip.compress(json.dumps({"Records": RECORDS}).encode())
-    scanned = trail_documents._trailscan.scan_gzip(
-        body, None, [("ec2.amazonaws.com", "CreateImage")], 2**20)
+    (scanned,) = trail_documents._trailscan.scan_gzip(
+        [(body, None)], [("ec2.amazonaws.com", "CreateImage")], 2**20)
     assert scanned is not None
     records, _, others = scanned
     assert records == len(RECORDS)
@@ -399,6 +399,26 @@ def test_native_reader_inflates_gzip_itself():
         record["eventName"] for record in RECORDS
         if (record["eventSource"], record["eventName"]) == ("ec2.amazonaws.com",
                                                             "CreateImage")]
+
+
+def test_files_read_together_when_memory_runs_out(monkeypatch):
+    from imageprov.sources.aws import trail_documents
+
+    native = trail_documents._trailscan
+
+    class OutOfMemory:
+        scan = staticmethod(native.scan)
+
+        @staticmethod
+        def scan_gzip(files, events, limit):
+            raise MemoryError
+
+    body = json.dumps({"Records": RECORDS}).encode()
+    files = [(gzip.compress(body), "m1.json.gz", None), (body, "m2.json", "111122223333")]
+    expected = trail_documents.read_documents(files)
+    monkeypatch.setattr(trail_documents, "_trailscan", OutOfMemory)
+    assert trail_documents.read_documents(files) == expected
+    assert [document.records for document in expected] == [len(RECORDS)] * 2
 
 
 def _members(body: bytes) -> list[bytes]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from pathlib import Path
 
 from imageprov import formats
 from imageprov.sources.compression import decompress, head
@@ -156,3 +157,33 @@ def test_plain_document_over_the_limit_quarantined(monkeypatch):
         assert problem.index == -1
         assert "more than 1,000" in problem.detail
         assert not problem.detail.startswith("invalid gzip")
+
+
+def _many_documents() -> list[tuple[bytes, str, str | None, str | None]]:
+    log = json.dumps({"Records": [RECORD]}).encode()
+    other = dict(RECORD, eventID="e2", responseElements={"imageId": "ami-0fedcba987654321"})
+    gcp = (Path(__file__).parents[2] / "data" / "gcp" / "audit-logs" / "cloudaudit.googleapis.com"
+           / "activity" / "2026" / "01" / "01" / "10:00:00_10:59:59_S0.json")
+    return [
+        (gzip.compress(log), "a.json.gz", None, None),
+        (gzip.compress(json.dumps({"Records": [other]}).encode()), "b.json.gz",
+         "111122223333", "cloudtrail"),
+        (log, "c.json", None, None),
+        (gzip.compress(log)[:-10], "d.json.gz", None, None),
+        (gcp.read_bytes(), gcp.name, None, None),
+        (gzip.compress(log), "e.json.gz", None, "gcp-audit"),
+        (b"{}", "f.json", None, "no-such-format"),
+        (gzip.compress(log), "g.json.gz", None, "cloudtrail"),
+    ]
+
+
+def test_reading_many_gives_what_reading_each_gives():
+    documents = _many_documents()
+    together = formats.read_many(documents)
+    alone = [formats.read(*document) for document in documents]
+    assert together == alone
+    assert [document.location for document in together] == [
+        location for _, location, _, _ in documents]
+    assert [len(document.events) for document in together] == [1, 1, 1, 0, len(
+        alone[4].events), 0, 0, 1]
+    assert together[4].events and together[4].platform == "gcp"

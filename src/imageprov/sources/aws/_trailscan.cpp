@@ -203,14 +203,16 @@ struct Scan {
   std::vector<std::pair<size_t, std::string>> others;
 };
 
+// The (eventSource, eventName) pairs of image events.
+using EventKeys = std::vector<std::pair<std::string, std::string>>;
+
 struct Options {
   std::string fallback_account;
-  // The (eventSource, eventName) pairs of image events.
-  std::vector<std::pair<std::string, std::string>> events;
+  const EventKeys *events = nullptr;
 };
 
 bool names_image(const Options &options, std::string_view source, std::string_view name) {
-  for (const auto &[event_source, event_name] : options.events) {
+  for (const auto &[event_source, event_name] : *options.events) {
     if (event_name == name && event_source == source) {
       return true;
     }
@@ -417,7 +419,7 @@ bool text_of(PyObject *value, std::string &out) {
   return true;
 }
 
-bool read_event(PyObject *item, Options &options) {
+bool read_event(PyObject *item, EventKeys &events) {
   std::string source, name;
   if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
     PyErr_SetString(PyExc_TypeError, "events must be (eventSource, eventName) pairs");
@@ -427,21 +429,18 @@ bool read_event(PyObject *item, Options &options) {
       !text_of(PyTuple_GET_ITEM(item, 1), name)) {
     return false;
   }
-  options.events.emplace_back(std::move(source), std::move(name));
+  events.emplace_back(std::move(source), std::move(name));
   return true;
 }
 
-bool read_options(PyObject *fallback, PyObject *events, Options &options) {
-  if (fallback != Py_None && !text_of(fallback, options.fallback_account)) {
-    return false;
-  }
-  PyObject *iterator = PyObject_GetIter(events);
+bool read_events(PyObject *pairs, EventKeys &events) {
+  PyObject *iterator = PyObject_GetIter(pairs);
   if (iterator == nullptr) {
     return false;
   }
   PyObject *item;
   while ((item = PyIter_Next(iterator)) != nullptr) {
-    const bool ok = read_event(item, options);
+    const bool ok = read_event(item, events);
     Py_DECREF(item);
     if (!ok) {
       Py_DECREF(iterator);
@@ -539,15 +538,21 @@ bool without_gil(Work work) {
   return !out_of_memory && !failed;
 }
 
+bool read_fallback(PyObject *fallback, Options &options) {
+  return fallback == Py_None || text_of(fallback, options.fallback_account);
+}
+
 PyObject *scan_log_file(PyObject *, PyObject *args) {
   Py_buffer text;
   PyObject *fallback;
-  PyObject *events;
-  if (!PyArg_ParseTuple(args, "y*OO:scan", &text, &fallback, &events)) {
+  PyObject *pairs;
+  if (!PyArg_ParseTuple(args, "y*OO:scan", &text, &fallback, &pairs)) {
     return nullptr;
   }
+  EventKeys events;
   Options options;
-  if (!read_options(fallback, events, options)) {
+  options.events = &events;
+  if (!read_fallback(fallback, options) || !read_events(pairs, events)) {
     PyBuffer_Release(&text);
     return nullptr;
   }
@@ -561,38 +566,80 @@ PyObject *scan_log_file(PyObject *, PyObject *args) {
 }
 
 #ifdef IMAGEPROV_WITH_ISAL
-PyObject *scan_gzip_log_file(PyObject *, PyObject *args) {
-  Py_buffer data;
-  PyObject *fallback;
-  PyObject *events;
-  Py_ssize_t limit;
-  if (!PyArg_ParseTuple(args, "y*OOn:scan_gzip", &data, &fallback, &events, &limit)) {
-    return nullptr;
+// Inflate one gzip log file and walk it into `scan`, which stays unread when the
+// file is anything else. Runs without the GIL.
+void scan_gzip_file(const Py_buffer &data, size_t limit, const Options &options,
+                    Scan &scan) {
+  size_t length = 0;
+  if (!inflate_member(static_cast<const unsigned char *>(data.buf),
+                      static_cast<size_t>(data.len), limit, length)) {
+    return;
   }
+  const char *text = t_inflated.data.get();
+  // A byte-order mark is dropped, as `compression.document_text` drops it.
+  if (length >= 3 && std::memcmp(text, "\xef\xbb\xbf", 3) == 0) {
+    text += 3;
+    length -= 3;
+  }
+  if (opens_log_file(text, length)) {
+    walk(text, length, true, options, scan);
+  }
+}
+
+// One file of a `scan_gzip` call: its bytes, held while the GIL is released.
+struct GzipFile {
+  Py_buffer data{};
+  bool held = false;
   Options options;
-  if (limit < 0 || !read_options(fallback, events, options)) {
-    if (limit < 0) {
-      PyErr_SetString(PyExc_ValueError, "limit must not be negative");
-    }
-    PyBuffer_Release(&data);
+  Scan scan;
+};
+
+bool read_gzip_file(PyObject *item, const EventKeys &events, GzipFile &file) {
+  PyObject *fallback;
+  if (!PyTuple_Check(item)) {
+    PyErr_SetString(PyExc_TypeError, "files must be (data, fallback_account) pairs");
+    return false;
+  }
+  if (!PyArg_ParseTuple(item, "y*O:scan_gzip", &file.data, &fallback)) {
+    return false;
+  }
+  file.held = true;
+  file.options.events = &events;
+  return read_fallback(fallback, file.options);
+}
+
+PyObject *scan_gzip_log_files(PyObject *, PyObject *args) {
+  PyObject *items;
+  PyObject *pairs;
+  Py_ssize_t limit;
+  if (!PyArg_ParseTuple(args, "OOn:scan_gzip", &items, &pairs, &limit)) {
     return nullptr;
   }
-  Scan scan;
-  const bool done = without_gil([&] {
-    size_t length = 0;
+  if (limit < 0) {
+    PyErr_SetString(PyExc_ValueError, "limit must not be negative");
+    return nullptr;
+  }
+  EventKeys events;
+  if (!read_events(pairs, events)) {
+    return nullptr;
+  }
+  PyObject *sequence = PySequence_Fast(items, "files must be a sequence");
+  if (sequence == nullptr) {
+    return nullptr;
+  }
+  const Py_ssize_t count = PySequence_Fast_GET_SIZE(sequence);
+  std::vector<GzipFile> files(static_cast<size_t>(count));
+  bool ready = true;
+  for (Py_ssize_t i = 0; ready && i < count; i++) {
+    ready = read_gzip_file(PySequence_Fast_GET_ITEM(sequence, i), events,
+                           files[static_cast<size_t>(i)]);
+  }
+  // The GIL is released once for every file, so that a thread that reads several
+  // files waits for it once.
+  const bool done = ready && without_gil([&] {
     try {
-      if (inflate_member(static_cast<const unsigned char *>(data.buf),
-                         static_cast<size_t>(data.len), static_cast<size_t>(limit),
-                         length)) {
-        const char *text = t_inflated.data.get();
-        // A byte-order mark is dropped, as `compression.document_text` drops it.
-        if (length >= 3 && std::memcmp(text, "\xef\xbb\xbf", 3) == 0) {
-          text += 3;
-          length -= 3;
-        }
-        if (opens_log_file(text, length)) {
-          walk(text, length, true, options, scan);
-        }
+      for (GzipFile &file : files) {
+        scan_gzip_file(file.data, static_cast<size_t>(limit), file.options, file.scan);
       }
     } catch (...) {
       release_inflated();
@@ -600,8 +647,28 @@ PyObject *scan_gzip_log_file(PyObject *, PyObject *args) {
     }
     release_inflated();
   });
-  PyBuffer_Release(&data);
-  return done ? scan_result(scan) : nullptr;
+  for (GzipFile &file : files) {
+    if (file.held) {
+      PyBuffer_Release(&file.data);
+    }
+  }
+  Py_DECREF(sequence);
+  if (!done) {
+    return nullptr;
+  }
+  PyObject *results = PyList_New(count);
+  if (results == nullptr) {
+    return nullptr;
+  }
+  for (Py_ssize_t i = 0; i < count; i++) {
+    PyObject *result = scan_result(files[static_cast<size_t>(i)].scan);
+    if (result == nullptr) {
+      Py_DECREF(results);
+      return nullptr;
+    }
+    PyList_SET_ITEM(results, i, result);
+  }
+  return results;
 }
 #endif
 
@@ -617,12 +684,14 @@ PyMethodDef kMethods[] = {
      "type. Raises MemoryError when the file does not fit\n"
      "in memory."},
 #ifdef IMAGEPROV_WITH_ISAL
-    {"scan_gzip", scan_gzip_log_file, METH_VARARGS,
-     "scan_gzip(data, fallback_account, events, limit)\n--\n\n"
-     "Inflate one gzip member and read it as scan() reads a log file. Returns\n"
-     "None, having read nothing, when the data is not a single gzip member that\n"
-     "inflates to at most `limit` bytes of a {\"Records\": [...]} log file that\n"
-     "scan() reads."},
+    {"scan_gzip", scan_gzip_log_files, METH_VARARGS,
+     "scan_gzip(files, events, limit)\n--\n\n"
+     "Read each (data, fallback_account) of `files` as a gzip log file: inflate\n"
+     "one gzip member and read it as scan() reads a log file. Returns a list with\n"
+     "scan()'s result for each file, or None, having read nothing, where the data\n"
+     "is not a single gzip member that inflates to at most `limit` bytes of a\n"
+     "{\"Records\": [...]} log file that scan() reads. The GIL is released once\n"
+     "for all the files."},
 #endif
     {nullptr, nullptr, 0, nullptr}};
 

@@ -22,7 +22,7 @@ import json
 import logging
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC
 from pathlib import Path
@@ -110,6 +110,10 @@ _NOTIFICATION_SOURCES = {"aws:s3": "s3-notification", "aws:sns": "sns-notificati
                          "aws:sqs": "sqs-message"}
 
 
+# The (eventSource, eventName) pairs that the native module leaves to `_Reader`.
+_EVENT_KEYS = tuple(BY_KEY)
+
+
 def read_document(
     data: bytes, location: str, fallback_account: str | None = None
 ) -> LogDocument:
@@ -118,36 +122,82 @@ def read_document(
     Nothing raises for bad content: an unreadable file or record becomes an entry in
     `problems` that names the location, the record index and the field.
     """
-    result = LogDocument(location=location, source=SOURCE, platform="aws")
-    reader = _Reader(result, fallback_account)
-    if (data[:2] == GZIP_MAGIC and _trailscan is not None
-            and hasattr(_trailscan, "scan_gzip")):
-        # The native module inflates a gzip log file itself, without building the
-        # text as a Python object; any other file comes back unread.
+    return read_documents([(data, location, fallback_account)])[0]
+
+
+def read_documents(files: Sequence[tuple[bytes, str, str | None]]) -> list[LogDocument]:
+    """Read each (data, location, fallback account) as `read_document` reads it.
+
+    The native module inflates and walks every gzip log file of the list in one
+    call, which releases the GIL once for all of them: a thread that reads a group
+    of files waits for the GIL once, not once per file.
+    """
+    scans: dict[int, Any] = {}
+    if _native_gzip():
+        packed = [number for number, (data, _, _) in enumerate(files)
+                  if data[:2] == GZIP_MAGIC]
+        if packed:
+            try:
+                found = _trailscan.scan_gzip(
+                    [(files[number][0], files[number][2]) for number in packed],
+                    _EVENT_KEYS, compression.MAX_DOCUMENT_BYTES)
+            except MemoryError:
+                # Each file is read again alone, so only the one too large for memory
+                # fails.
+                found = [None] * len(packed)
+            scans = dict(zip(packed, found, strict=True))
+    documents = []
+    for number, (data, location, fallback_account) in enumerate(files):
+        result = LogDocument(location=location, source=SOURCE, platform="aws")
+        reader = _Reader(result, fallback_account)
+        scanned = scans.get(number)
         with _collector_paused():
-            if _read_log_file_natively(reader, data, gzip=True):
-                return result
+            if scanned is not None:
+                _take_native_scan(reader, scanned)
+            else:
+                _read_text(data, reader, native_gzip=number not in scans)
+        documents.append(result)
+    return documents
+
+
+def _native_gzip() -> bool:
+    """Say whether the native module inflates gzip log files itself."""
+    return _trailscan is not None and hasattr(_trailscan, "scan_gzip")
+
+
+def _read_text(data: bytes, reader: _Reader, native_gzip: bool) -> None:
+    """Read a document into `reader.result`; `native_gzip` says whether the native
+    module should try it as a gzip log file first."""
+    result = reader.result
+    if native_gzip and data[:2] == GZIP_MAGIC and _native_gzip():
+        # Any other file comes back unread.
+        try:
+            (scanned,) = _trailscan.scan_gzip([(data, reader.fallback_account)],
+                                              _EVENT_KEYS, compression.MAX_DOCUMENT_BYTES)
+        except MemoryError:
+            scanned = None
+        if scanned is not None:
+            _take_native_scan(reader, scanned)
+            return
     text = document_text(data, result)
     if text is None:
-        return result
-    with _collector_paused():
-        if text[:32].lstrip().startswith(b'{"Records"'):
-            if _trailscan is not None:
-                if _read_log_file_natively(reader, text):
-                    return result
-            elif simdjson is not None and _read_log_file_lazily(text, reader):
-                return result
-        try:
-            document = orjson.loads(text)
-        except orjson.JSONDecodeError as whole_error:
-            # orjson rejects a whole document for one value it cannot hold: a number
-            # beyond a double (1e400) or bytes that are not UTF-8. The standard
-            # library reads both, so only the records holding such bytes are lost.
-            if not _read_tolerantly(text, reader):
-                _read_lines(text, reader, whole_error)
-            return result
-        reader.document(document, top=True)
-    return result
+        return
+    if text[:32].lstrip().startswith(b'{"Records"'):
+        if _trailscan is not None:
+            if _read_log_file_natively(reader, text):
+                return
+        elif simdjson is not None and _read_log_file_lazily(text, reader):
+            return
+    try:
+        document = orjson.loads(text)
+    except orjson.JSONDecodeError as whole_error:
+        # orjson rejects a whole document for one value it cannot hold: a number
+        # beyond a double (1e400) or bytes that are not UTF-8. The standard
+        # library reads both, so only the records holding such bytes are lost.
+        if not _read_tolerantly(text, reader):
+            _read_lines(text, reader, whole_error)
+        return
+    reader.document(document, top=True)
 
 
 @contextmanager
@@ -179,27 +229,24 @@ def _notification_shape(first: Any) -> str | None:
     return None
 
 
-# The (eventSource, eventName) pairs that the native module leaves to `_Reader`.
-_EVENT_KEYS = tuple(BY_KEY)
-
-
-def _read_log_file_natively(reader: _Reader, data: bytes, gzip: bool = False) -> bool:
+def _read_log_file_natively(reader: _Reader, text: bytes) -> bool:
     """Read a `{"Records": [...]}` log file with the native module.
 
     The module counts the records that name no image and widens their spans, as
     `_read_parsed_log_file` does, and returns every other record as JSON, which is
     read here like any record. Returns False, having read nothing, when the file is
-    not valid JSON, not a file of CloudTrail records, or a notice; with `gzip`, also
-    when `data` is anything but one gzip member of such a file, no larger than
-    `compression.MAX_DOCUMENT_BYTES` inflated.
+    not valid JSON, not a file of CloudTrail records, or a notice.
     """
-    if gzip:
-        scanned = _trailscan.scan_gzip(data, reader.fallback_account, _EVENT_KEYS,
-                                       compression.MAX_DOCUMENT_BYTES)
-    else:
-        scanned = _trailscan.scan(data, reader.fallback_account, _EVENT_KEYS)
+    scanned = _trailscan.scan(text, reader.fallback_account, _EVENT_KEYS)
     if scanned is None:
         return False
+    _take_native_scan(reader, scanned)
+    return True
+
+
+def _take_native_scan(reader: _Reader, scanned: tuple[int, Any, Any]) -> None:
+    """Add what the native module read of a log file to `reader.result`, and read
+    the records it left to Python."""
     records, spans, others = scanned
     result = reader.result
     result.shapes.add("cloudtrail-log-file")
@@ -211,7 +258,6 @@ def _read_log_file_natively(reader: _Reader, data: bytes, gzip: bool = False) ->
         reader.index = start + position
         reader.record(orjson.loads(json_text), reader.fallback_account)
     reader.index = start + records
-    return True
 
 
 def _read_log_file_lazily(text: bytes, reader: _Reader) -> bool:
@@ -734,4 +780,4 @@ def recognises(head: bytes) -> bool:
 
 
 FORMAT = LogFormat("cloudtrail", "aws", recognises, read_document,
-                   threaded=_trailscan is not None)
+                   threaded=_trailscan is not None, read_many=read_documents)
