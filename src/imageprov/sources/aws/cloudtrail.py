@@ -51,18 +51,47 @@ def event_time_of(record: dict[str, Any]) -> Any:
     return when
 
 
-# Containers of `userIdentity` whose fields name the caller or its role; another
-# type would hide the role that issued a session.
-_IDENTITY_SHAPES = (("userIdentity.sessionContext", dict),
-                    ("userIdentity.sessionContext.sessionIssuer", dict),
-                    ("userIdentity.sessionContext.sourceIdentity", str),
-                    ("userIdentity.sessionContext.webIdFederationData", dict))
-_JSON_NAMES = {dict: "an object", str: "a string"}
 # Fields of `userIdentity` that name the caller, always strings in CloudTrail.
-_IDENTITY_TEXT = ("userIdentity.type", "userIdentity.arn", "userIdentity.accountId",
-                  "userIdentity.principalId", "userIdentity.userName",
-                  "userIdentity.invokedBy",
-                  "userIdentity.sessionContext.sessionIssuer.arn")
+_IDENTITY_TEXT = ("type", "arn", "accountId", "principalId", "userName", "invokedBy")
+# Members of `userIdentity.sessionContext` that name the caller's role, with their
+# type; another type would hide the role that issued a session.
+_CONTEXT_SHAPES = (("sessionIssuer", dict), ("sourceIdentity", str),
+                   ("webIdFederationData", dict))
+_JSON_NAMES = {dict: "an object", str: "a string"}
+
+
+def _check_identity(identity: dict[str, Any] | None, location: str, index: int) -> None:
+    """Raise RecordError for the first field of `userIdentity` that names the caller
+    or its role with a value of another type.
+
+    The text fields come first, the session issuer's ARN among them, then the
+    containers of the session context.
+    """
+    if identity is None:
+        return
+    for name in _IDENTITY_TEXT:
+        value = identity.get(name)
+        if value is not None and not isinstance(value, str):
+            raise RecordError(location, index, f"userIdentity.{name}",
+                              f"expected a string, got {json_type(value)}")
+    context = identity.get("sessionContext")
+    if not isinstance(context, dict):
+        if context is not None:
+            raise RecordError(location, index, "userIdentity.sessionContext",
+                              f"expected an object, got {json_type(context)}")
+        return
+    issuer = context.get("sessionIssuer")
+    arn = issuer.get("arn") if isinstance(issuer, dict) else None
+    if arn is not None and not isinstance(arn, str):
+        raise RecordError(location, index, "userIdentity.sessionContext.sessionIssuer.arn",
+                          f"expected a string, got {json_type(arn)}")
+    for name, expected in _CONTEXT_SHAPES:
+        value = context.get(name)
+        if value is not None and not isinstance(value, expected):
+            raise RecordError(location, index, f"userIdentity.sessionContext.{name}",
+                              f"expected {_JSON_NAMES[expected]}, got {json_type(value)}")
+
+
 def principal_of(identity: Any) -> Principal:
     """Build the acting principal from a record's `userIdentity`."""
     if not isinstance(identity, dict):
@@ -245,16 +274,7 @@ def events_from_record(
     if identity is not None and not isinstance(identity, dict):
         raise RecordError(location, index, "userIdentity",
                           f"expected an object, got {json_type(identity)}")
-    for field in _IDENTITY_TEXT:
-        value = value_at(record, field)
-        if value is not None and not isinstance(value, str):
-            raise RecordError(location, index, field,
-                              f"expected a string, got {json_type(value)}")
-    for field, expected in _IDENTITY_SHAPES:
-        value = value_at(record, field)
-        if value is not None and not isinstance(value, expected):
-            raise RecordError(location, index, field,
-                              f"expected {_JSON_NAMES[expected]}, got {json_type(value)}")
+    _check_identity(identity, location, index)
 
     error_code = record.get("errorCode")
     if error_code is not None and not isinstance(error_code, str):
@@ -283,9 +303,14 @@ def events_from_record(
         unshared = ("*",)
         effect = EventEffect.UNSHARE
 
-    for path in (row.source_image, row.source_region, row.registry, row.repository,
-                 row.tag):
-        value = value_at(record, path)
+    source_image = value_at(record, row.source_image)
+    source_region = value_at(record, row.source_region)
+    registry_id = value_at(record, row.registry)
+    repository = value_at(record, row.repository)
+    tag = value_at(record, row.tag)
+    for path, value in ((row.source_image, source_image), (row.source_region, source_region),
+                        (row.registry, registry_id), (row.repository, repository),
+                        (row.tag, tag)):
         if value is not None and not isinstance(value, str):
             raise RecordError(location, index, path,
                               f"expected a string, got {json_type(value)}")
@@ -309,18 +334,15 @@ def events_from_record(
     _check_lengths(record, location, index, {
         "eventID": event_id, "recipientAccountId": account, "awsRegion": region,
         "errorCode": error_code, "sourceIPAddress": record.get("sourceIPAddress"),
-        row.target: next(iter(targets), None), row.repository or "repository":
-        value_at(record, row.repository), row.tag or "tag": value_at(record, row.tag),
-        row.source_image or "sourceImageId": value_at(record, row.source_image),
+        row.target: next(iter(targets), None), row.repository or "repository": repository,
+        row.tag or "tag": tag, row.source_image or "sourceImageId": source_image,
         "userIdentity.arn": principal.id,
     })
     base_key = f"{SOURCE}:{account}:{event_id}"
-    registry = repository = None
+    registry = None
     if row.registry or row.repository:
-        registry = _ecr_registry(value_at(record, row.registry), account, region, row)
-        repository = value_at(record, row.repository)
+        registry = _ecr_registry(registry_id, account, region, row)
     repositories = values_at(record, row.repository) if row.repository else []
-    tag = value_at(record, row.tag)
     user_agent = record.get("userAgent")
     source_ip = record.get("sourceIPAddress")
     for field, value in (("sourceIPAddress", source_ip), ("userAgent", user_agent)):
@@ -353,8 +375,8 @@ def events_from_record(
                 registry=registry,
                 repository=repository if isinstance(repository, str) else None,
                 tag=tag if isinstance(tag, str) else None,
-                source_image=value_at(record, row.source_image),
-                source_region=value_at(record, row.source_region),
+                source_image=source_image,
+                source_region=source_region,
                 shared_with=shared,
                 unshared_from=unshared,
                 error_code=str(error_code) if error_code is not None else None,
