@@ -108,7 +108,7 @@ _Task = tuple[str, bytes, str | None, str | None, bool]
 
 
 def _parse_group(group: list[_Task]) -> list[LogDocument]:
-    """Read the files of one task; a format that reads several files in one native
+    """Read the files of one task. A format that reads several files in one native
     call reads them together."""
     if len(group) == 1:
         return [_parse(*group[0])]

@@ -470,8 +470,8 @@ class Store:
         """Run the events upsert on SQLite once per row, in the order given.
 
         The statement is compiled once per store and its parameters are converted by
-        each column's own bind processor, which costs half of what SQLAlchemy's
-        handling of a many-row insert costs per row. SQLite counts a row as changed
+        each column's own bind processor, which costs about half of what
+        SQLAlchemy's handling of a many-row insert costs per row. SQLite counts a row as changed
         when it is inserted or when the upsert replaces it, and not when the WHERE
         clause keeps the stored copy, so the count is that of the rows written.
         """

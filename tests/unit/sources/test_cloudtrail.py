@@ -469,6 +469,23 @@ def test_unusual_gzip_read_alike_by_every_reader(shape):
         assert native.problems == []
 
 
+_PACKED_LOG = gzip.compress(json.dumps({"Records": RECORDS}).encode())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, len(_PACKED_LOG) - 1), st.integers(0, 255)),
+                min_size=1, max_size=3),
+       st.integers(0, len(_PACKED_LOG)), st.binary(max_size=8))
+def test_damaged_gzip_read_alike_by_every_reader(changes, keep, tail):
+    data = bytearray(_PACKED_LOG)
+    for position, value in changes:
+        data[position] = value
+    damaged = bytes(data[:keep]) + tail
+    native = _read_with("native", damaged, "z.json.gz")
+    general = _read_with("general", damaged, "z.json.gz")
+    _same_documents(native, general)
+
+
 def test_gzip_larger_than_the_limit_left_to_the_python_reader(monkeypatch):
     from imageprov.sources import compression
 

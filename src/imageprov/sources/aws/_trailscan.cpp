@@ -280,9 +280,9 @@ bool count(object record, const Options &options, Scan &scan) {
   return true;
 }
 
-// Parse `text` with `parser` and walk its records. `padded` says that
-// `SIMDJSON_PADDING` bytes may be read past the end of the text, so that simdjson
-// reads it in place instead of copying it.
+// Parse `text` with `parser` and walk its records. With `padded`, the
+// `SIMDJSON_PADDING` bytes past the end of the text may be read, so simdjson reads
+// the text in place instead of copying it.
 void walk_with(simdjson::dom::parser &parser, const char *text, size_t length,
                bool padded, const Options &options, Scan &scan) {
   element document;
@@ -344,7 +344,6 @@ struct Inflated {
 thread_local Inflated t_inflated;
 
 constexpr unsigned char kGzipMagic[] = {0x1f, 0x8b};
-constexpr size_t kGzipTrailer = 8;
 
 // Inflate `data` into `t_inflated` and return its length. Returns false when the
 // data is anything but one whole gzip member that inflates to the size its
@@ -589,7 +588,7 @@ void scan_gzip_file(const Py_buffer &data, size_t limit, const Options &options,
 // One file of a `scan_gzip` call: its bytes, held while the GIL is released.
 struct GzipFile {
   Py_buffer data{};
-  bool held = false;
+  bool acquired = false;
   Options options;
   Scan scan;
 };
@@ -603,7 +602,7 @@ bool read_gzip_file(PyObject *item, const EventKeys &events, GzipFile &file) {
   if (!PyArg_ParseTuple(item, "y*O:scan_gzip", &file.data, &fallback)) {
     return false;
   }
-  file.held = true;
+  file.acquired = true;
   file.options.events = &events;
   return read_fallback(fallback, file.options);
 }
@@ -648,7 +647,7 @@ PyObject *scan_gzip_log_files(PyObject *, PyObject *args) {
     release_inflated();
   });
   for (GzipFile &file : files) {
-    if (file.held) {
+    if (file.acquired) {
       PyBuffer_Release(&file.data);
     }
   }

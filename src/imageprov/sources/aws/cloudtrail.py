@@ -54,7 +54,7 @@ def event_time_of(record: dict[str, Any]) -> Any:
 # Fields of `userIdentity` that name the caller, always strings in CloudTrail.
 _IDENTITY_TEXT = ("type", "arn", "accountId", "principalId", "userName", "invokedBy")
 # Members of `userIdentity.sessionContext` that name the caller's role, with their
-# type; another type would hide the role that issued a session.
+# type. A value of another type would hide the role that issued a session.
 _CONTEXT_SHAPES = (("sessionIssuer", dict), ("sourceIdentity", str),
                    ("webIdFederationData", dict))
 _JSON_NAMES = {dict: "an object", str: "a string"}

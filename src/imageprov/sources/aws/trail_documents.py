@@ -129,8 +129,8 @@ def read_documents(files: Sequence[tuple[bytes, str, str | None]]) -> list[LogDo
     """Read each (data, location, fallback account) as `read_document` reads it.
 
     The native module inflates and walks every gzip log file of the list in one
-    call, which releases the GIL once for all of them: a thread that reads a group
-    of files waits for the GIL once, not once per file.
+    call, which releases the GIL once for all of them. So a thread that reads a
+    group of files waits for the GIL once, not once per file.
     """
     scans: dict[int, Any] = {}
     if _native_gzip():
@@ -166,8 +166,8 @@ def _native_gzip() -> bool:
 
 
 def _read_text(data: bytes, reader: _Reader, native_gzip: bool) -> None:
-    """Read a document into `reader.result`; `native_gzip` says whether the native
-    module should try it as a gzip log file first."""
+    """Read a document into `reader.result`, first with the native module as a gzip
+    log file when `native_gzip` is true."""
     result = reader.result
     if native_gzip and data[:2] == GZIP_MAGIC and _native_gzip():
         # Any other file comes back unread.
