@@ -39,6 +39,9 @@ CHECK_FILES = 200
 # on generated CloudTrail files), so peak memory grows with the largest file.
 CHECK_BYTES = 16 * 2**20
 IN_FLIGHT_BYTES = 32 * 2**20
+# Stored batches between two collections of every generation while the cyclic
+# garbage collector is paused (see `_collections_per_batch`).
+FULL_COLLECTION_BATCHES = 50
 # Files sent to a worker in one task. Small files are grouped so that the cost of a
 # task (pickling, queues, waking a worker) is paid once per group, not per file.
 TASK_FILES = 16
@@ -181,8 +184,10 @@ def _collections_per_batch() -> Iterator[bool]:
     freed by reference counting, so collections triggered by the count of
     allocations scan them for nothing. On generated CloudTrail files they cost about
     5% of an ingest. `_Writer.flush` collects the young generations after each
-    batch, which frees any cycles that were made. The setting applies to the whole
-    process while the block runs, and is left alone when the collector was off.
+    batch, which frees the cycles made since, and every generation after every
+    `FULL_COLLECTION_BATCHES` batches, which frees cycles of objects that outlived
+    a batch. The setting applies to the whole process while the block runs, and is
+    left alone when the collector was off.
     Yields whether the collector was paused here.
     """
     if not gc.isenabled():
@@ -215,8 +220,9 @@ class _Writer:
                  on_file: Callable[[str], None] | None, batch_files: int,
                  collect: bool = False) -> None:
         self.store = store
-        # Whether to collect cyclic garbage after each batch.
+        # Whether to collect cyclic garbage after each batch, and the batches stored.
         self.collect = collect
+        self.batches = 0
         self.batch_files = batch_files
         self.summary = summary
         self.on_file = on_file
@@ -264,9 +270,10 @@ class _Writer:
         for _, sha256 in self.batch:
             self.unstored.pop(sha256, None)
         self.batch.clear()
+        self.batches += 1
         if self.collect:
             # See `_collections_per_batch`.
-            gc.collect(1)
+            gc.collect(2 if self.batches % FULL_COLLECTION_BATCHES == 0 else 1)
 
 
 def _fresh_files(

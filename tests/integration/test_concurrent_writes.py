@@ -143,3 +143,20 @@ def test_event_upsert_counts_rows_written_and_keeps_first_copy(database_url):
     assert rows == {"ami-0c0c000000000001": ("c/a.json", "198.51.100.7"),
                     "ami-0c0c000000000002": ("d/d.json", record["sourceIPAddress"])}
     store.close()
+
+
+def test_event_time_stored_in_the_store_text_format(tmp_path):
+    import sqlite3
+
+    moment = datetime(2026, 11, 30, 8, tzinfo=UTC)
+    record = trail.create_image(trail.user_identity("bob"), moment, "ami-0c0c000000000001")
+    path = tmp_path / "imageprov.db"
+    store = Store.open(f"sqlite:///{path}")
+    store.save_documents([_copy_of(record, "t/a.json")])
+    store.close()
+    with sqlite3.connect(path) as connection:
+        (stored,) = connection.execute("SELECT time FROM events").fetchone()
+        (read_at,) = connection.execute("SELECT read_at FROM log_files").fetchone()
+    # The format SQLAlchemy writes for every other time column on SQLite.
+    assert stored == "2026-11-30 08:00:00.000000"
+    assert len(read_at) == len(stored)

@@ -485,8 +485,11 @@ class Store:
             if sorted(names) != sorted(columns):
                 raise RuntimeError(f"the events upsert binds {names}, not one value per "
                                    "column")
+            # The dialect's own type: SQLite's DATETIME writes the text format that
+            # every other insert of the store writes, which the generic one does not.
             self._sqlite_event_upsert = (compiled.string, [
-                (name, columns[name].type.bind_processor(dialect)) for name in names])
+                (name, columns[name].type.dialect_impl(dialect).bind_processor(dialect))
+                for name in names])
         sql, parameters = self._sqlite_event_upsert
         rows = [tuple(value[name] if process is None else process(value[name])
                       for name, process in parameters)

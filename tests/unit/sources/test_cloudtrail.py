@@ -421,6 +421,57 @@ def test_files_read_together_when_memory_runs_out(monkeypatch):
     assert [document.records for document in expected] == [len(RECORDS)] * 2
 
 
+_AFTER_FAILED_ALLOCATION = """
+import gzip, json, os, resource
+from imageprov.sources.aws.trail_documents import read_document
+
+record = json.loads(os.environ["RECORD"])
+small = gzip.compress(json.dumps({"Records": [record]}).encode())
+read_document(small, "first.json.gz")
+# A trailer that claims 150 MB for 200 KB of data, within what deflate can expand.
+claims = b"\\x1f\\x8b" + os.urandom(200_000) + (150 * 2**20).to_bytes(4, "little")
+with open("/proc/self/status") as status:
+    size = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize"))
+soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+resource.setrlimit(resource.RLIMIT_AS, (size + 100 * 2**20, hard))
+try:
+    read_document(claims, "claims.json.gz")
+except MemoryError:
+    pass
+resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+print(read_document(small, "after.json.gz").records)
+"""
+
+
+def test_native_reader_survives_failed_allocation():
+    import os
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", _AFTER_FAILED_ALLOCATION],
+                         capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "RECORD": json.dumps(RECORDS[0])})
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "1"
+
+
+@pytest.mark.parametrize("kind", READERS)
+def test_record_nested_beyond_writer_limit_quarantined(kind):
+    deep = json.loads(json.dumps(RECORDS[0]))
+    node = deep["requestParameters"]
+    for _ in range(300):
+        node["nested"] = {}
+        node = node["nested"]
+    body = gzip.compress(json.dumps({"Records": [deep, *RECORDS[1:]]}).encode())
+    document = _read_with(kind, body, "deep.json.gz")
+    general = _read_with("general", body, "deep.json.gz")
+    _same_documents(document, general)
+    assert document.records == len(RECORDS)
+    assert [(p.index, p.field) for p in document.problems] == [(0, "(record)")]
+    assert "cannot be stored as JSON" in document.problems[0].detail
+    assert len(document.events) == len(_events(RECORDS[1:]))
+
+
 def _members(body: bytes) -> list[bytes]:
     middle = len(body) // 2
     return [gzip.compress(body[:middle]), gzip.compress(body[middle:])]

@@ -344,6 +344,9 @@ struct Inflated {
 thread_local Inflated t_inflated;
 
 constexpr unsigned char kGzipMagic[] = {0x1f, 0x8b};
+// Deflate cannot expand data more than about 1032 times, so a trailer that claims
+// more is false, and no buffer of that size is reserved for it.
+constexpr uint64_t kMaxRatio = 1032;
 
 // Inflate `data` into `t_inflated` and return its length. Returns false when the
 // data is anything but one whole gzip member that inflates to the size its
@@ -360,12 +363,15 @@ bool inflate_member(const unsigned char *data, size_t size, size_t limit,
   }
   // The trailer gives the size modulo 2^32, so a larger document fails the check
   // below and goes to the Python reader.
-  if (expected > limit) {
+  if (expected > limit || expected > static_cast<uint64_t>(size) * kMaxRatio) {
     return false;
   }
   const size_t needed = static_cast<size_t>(expected) + simdjson::SIMDJSON_PADDING;
   if (t_inflated.capacity < needed) {
+    // The old buffer goes first, so that the two are never held at once. The
+    // capacity is 0 until the new one exists, in case its allocation throws.
     t_inflated.data.reset();
+    t_inflated.capacity = 0;
     t_inflated.data.reset(new char[needed]);
     t_inflated.capacity = needed;
   }

@@ -759,8 +759,18 @@ class _Reader:
                 f"a field has the wrong type: {error_text(error)}"))
             return
         if events:
+            try:
+                raw = orjson.dumps(record)
+            except orjson.JSONEncodeError as error:
+                # orjson writes at most 254 levels of nesting, fewer than the parsers
+                # read. The record is kept as evidence, so one it cannot write is
+                # quarantined and the rest of the file is read.
+                self.result.problems.append(RecordProblem(
+                    self.result.location, index, "(record)",
+                    f"the record cannot be stored as JSON: {error}"))
+                return
             self.result.events.extend(events)
-            self.result.raw[events[0].key] = orjson.dumps(record)
+            self.result.raw[events[0].key] = raw
 
 
 def _identity_account(record: dict[str, Any]) -> str | None:
