@@ -25,7 +25,7 @@ Each measurement runs in its own child process, so memory figures do not mix:
 4. The native reader alone: every file inflated, parsed and counted by imageprov's
    native CloudTrail reader in `--workers` threads, with no image event read in
    Python and nothing stored. An ingest in threads does this and more, so this
-   rate bounds it; the script prints the rate and its ratio to each DuckDB form.
+   rate bounds it. The script prints the rate and its ratio to each DuckDB form.
 
 DuckDB runs with `SET threads` equal to `--workers`. Every file is read once before
 the first measurement, so all sides read from the page cache. Seconds cover the

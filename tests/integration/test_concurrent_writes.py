@@ -119,7 +119,7 @@ def _copy_of(record: dict[str, Any], location: str) -> tuple[Any, str]:
     return read_document(data, location), hashlib.sha256(location.encode()).hexdigest()
 
 
-def test_event_upsert_counts_rows_written_and_keeps_first_copy(database_url):
+def test_event_upsert_count_and_kept_copy(database_url):
     moment = datetime(2026, 11, 30, 8, tzinfo=UTC)
     record = trail.create_image(trail.user_identity("bob"), moment, "ami-0c0c000000000001")
     forged = json.loads(json.dumps(record))
@@ -131,7 +131,7 @@ def test_event_upsert_counts_rows_written_and_keeps_first_copy(database_url):
     assert store.save_documents([_copy_of(forged, "c/c.json")]) == 0
     assert store.save_documents([_copy_of(forged, "c/a.json")]) == 1
     # Two copies in one batch: the first is written, and the second replaces it
-    # because it sorts before it; a third that sorts after both changes nothing.
+    # because it sorts before it. A third that sorts after both changes nothing.
     other = trail.create_image(trail.user_identity("bob"), moment, "ami-0c0c000000000002")
     assert store.save_documents([_copy_of(other, "d/e.json"), _copy_of(other, "d/d.json"),
                                  _copy_of(other, "d/f.json")]) == 2
@@ -145,7 +145,7 @@ def test_event_upsert_counts_rows_written_and_keeps_first_copy(database_url):
     store.close()
 
 
-def test_event_time_stored_in_the_store_text_format(tmp_path):
+def test_event_time_text_on_sqlite(tmp_path):
     import sqlite3
 
     moment = datetime(2026, 11, 30, 8, tzinfo=UTC)

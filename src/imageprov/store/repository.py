@@ -190,7 +190,7 @@ class Store:
         self.url = url
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         # The events upsert compiled for SQLite, with the bind processor of each
-        # parameter in order: built on first use.
+        # parameter in order. It is built on first use.
         self._sqlite_event_upsert: tuple[str, list[tuple[str, Any]]] | None = None
 
     @classmethod

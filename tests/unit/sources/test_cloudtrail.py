@@ -401,7 +401,7 @@ def test_native_reader_inflates_gzip_itself():
                                                             "CreateImage")]
 
 
-def test_files_read_together_when_memory_runs_out(monkeypatch):
+def test_group_read_without_memory(monkeypatch):
     from imageprov.sources.aws import trail_documents
 
     native = trail_documents._trailscan
@@ -456,7 +456,7 @@ def test_native_reader_survives_failed_allocation():
 
 
 @pytest.mark.parametrize("kind", READERS)
-def test_record_nested_beyond_writer_limit_quarantined(kind):
+def test_deeply_nested_record_quarantined(kind):
     deep = json.loads(json.dumps(RECORDS[0]))
     node = deep["requestParameters"]
     for _ in range(300):
@@ -537,7 +537,7 @@ def test_damaged_gzip_read_alike_by_every_reader(changes, keep, tail):
     _same_documents(native, general)
 
 
-def test_gzip_larger_than_the_limit_left_to_the_python_reader(monkeypatch):
+def test_gzip_over_limit_read_in_python(monkeypatch):
     from imageprov.sources import compression
 
     body = json.dumps({"Records": RECORDS}).encode()

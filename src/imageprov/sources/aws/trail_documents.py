@@ -155,7 +155,7 @@ def read_documents(files: Sequence[tuple[bytes, str, str | None]]) -> list[LogDo
             if scanned is not None:
                 _take_native_scan(reader, scanned)
             else:
-                _read_text(data, reader, native_gzip=number not in scans)
+                _read_text(data, reader)
         documents.append(result)
     return documents
 
@@ -165,20 +165,9 @@ def _native_gzip() -> bool:
     return _trailscan is not None and hasattr(_trailscan, "scan_gzip")
 
 
-def _read_text(data: bytes, reader: _Reader, native_gzip: bool) -> None:
-    """Read a document into `reader.result`, first with the native module as a gzip
-    log file when `native_gzip` is true."""
+def _read_text(data: bytes, reader: _Reader) -> None:
+    """Read a document that the native module did not inflate into `reader.result`."""
     result = reader.result
-    if native_gzip and data[:2] == GZIP_MAGIC and _native_gzip():
-        # Any other file comes back unread.
-        try:
-            (scanned,) = _trailscan.scan_gzip([(data, reader.fallback_account)],
-                                              _EVENT_KEYS, compression.MAX_DOCUMENT_BYTES)
-        except MemoryError:
-            scanned = None
-        if scanned is not None:
-            _take_native_scan(reader, scanned)
-            return
     text = document_text(data, result)
     if text is None:
         return
