@@ -142,8 +142,8 @@ def read_documents(files: Sequence[tuple[bytes, str, str | None]]) -> list[LogDo
                     [(files[number][0], files[number][2]) for number in packed],
                     _EVENT_KEYS, compression.MAX_DOCUMENT_BYTES)
             except MemoryError:
-                # Each file is read again alone, so only the one too large for memory
-                # fails.
+                # Each file is then read by the Python reader, so only one too large
+                # for memory fails.
                 found = [None] * len(packed)
             scans = dict(zip(packed, found, strict=True))
     documents = []
