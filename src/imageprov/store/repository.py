@@ -469,11 +469,11 @@ class Store:
     def _upsert_events_sqlite(self, session: Session, values: list[dict[str, Any]]) -> int:
         """Run the events upsert on SQLite once per row, in the order given.
 
-        The statement is compiled once per store and its parameters are converted by
-        each column's own bind processor, which costs about half of what
-        SQLAlchemy's handling of a many-row insert costs per row. SQLite counts a row as changed
-        when it is inserted or when the upsert replaces it, and not when the WHERE
-        clause keeps the stored copy, so the count is that of the rows written.
+        The statement is compiled once per store, and each parameter is converted by
+        its column's bind processor. That costs about half of SQLAlchemy's handling
+        of a many-row insert, per row. SQLite counts a row as changed when it is
+        inserted or when the upsert replaces it, not when the WHERE clause keeps the
+        stored copy, so the count is that of the rows written.
         """
         if self._sqlite_event_upsert is None:
             dialect = self.engine.dialect
