@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import operator
 import re
 import sqlite3
 import time
@@ -191,7 +192,11 @@ class Store:
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         # The events upsert compiled for SQLite, with the bind processor of each
         # parameter in order. It is built on first use.
-        self._sqlite_event_upsert: tuple[str, list[tuple[str, Any]]] | None = None
+        # The compiled events upsert, the getter of its parameters from a value dict,
+        # and the bind processor of each parameter that has one, by position.
+        self._sqlite_event_upsert: (
+            tuple[str, Callable[[dict[str, Any]], tuple[Any, ...]],
+                  list[tuple[int, Callable[[Any], Any]]]] | None) = None
 
     @classmethod
     def open(cls, url: str, upgrade: bool = True) -> Store:
@@ -487,13 +492,19 @@ class Store:
                                    "column")
             # The dialect's own type: SQLite's DATETIME writes the text format that
             # every other insert of the store writes, which the generic one does not.
-            self._sqlite_event_upsert = (compiled.string, [
-                (name, columns[name].type.dialect_impl(dialect).bind_processor(dialect))
-                for name in names])
-        sql, parameters = self._sqlite_event_upsert
-        rows = [tuple(value[name] if process is None else process(value[name])
-                      for name, process in parameters)
-                for value in values]
+            processors = [columns[name].type.dialect_impl(dialect).bind_processor(dialect)
+                          for name in names]
+            self._sqlite_event_upsert = (
+                compiled.string, operator.itemgetter(*names),
+                [(index, process) for index, process in enumerate(processors)
+                 if process is not None])
+        sql, row_of, conversions = self._sqlite_event_upsert
+        rows = []
+        for value in values:
+            row = list(row_of(value))
+            for index, process in conversions:
+                row[index] = process(row[index])
+            rows.append(row)
         cursor = session.connection().connection.cursor()
         try:
             cursor.executemany(sql, rows)
@@ -1350,7 +1361,9 @@ def _event_values(item: CreationEvent, raw: bytes | None) -> dict[str, Any]:
         "time": item.time.astimezone(UTC), "action": item.action,
         "effect": item.effect.value, "platform": item.platform,
         "account": item.account, "region": item.region,
-        "principal": item.principal.model_dump(mode="json"),
+        # The JSON column writes the fields in order, enums by value and tuples as
+        # arrays, the JSON of `model_dump(mode="json")` at a third of its cost.
+        "principal": item.principal.__dict__,
         "principal_id": item.principal.id, "source_ip": item.source_ip,
         "user_agent": item.user_agent, "target": item.target,
         "registry_host": item.registry, "repository": item.repository,

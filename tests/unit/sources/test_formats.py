@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from imageprov import formats
+from imageprov.model import LogDocument
 from imageprov.sources.compression import decompress, head
 
 RECORD = {
@@ -187,3 +188,32 @@ def test_reading_many_gives_what_reading_each_gives():
     assert [len(document.events) for document in together] == [1, 1, 1, 0, len(
         alone[4].events), 0, 0, 1]
     assert together[4].events and together[4].platform == "gcp"
+
+
+def _document_with(**changes: object) -> LogDocument:
+    """A document holding one event read from `RECORD`, with `changes` applied to it."""
+    document = formats.read(json.dumps({"Records": [RECORD]}).encode(), "logs/one.json")
+    (event,) = document.events
+    document.events = [event.model_copy(update=changes)]
+    return document
+
+
+def test_storable_finds_nul_in_nested_fields():
+    principal = _document_with().events[0].principal
+    cases = {
+        "principal.chain[0]": {"principal": principal.model_copy(
+            update={"chain": ("arn:aws:iam::111122223333:role/x\x00",)})},
+        "evidence": {"evidence": b'{"a": "\x00"}'},
+        "shared_with[1]": {"shared_with": ("111122223333", "4444\x00")},
+    }
+    for field, changes in cases.items():
+        document = formats.storable(_document_with(**changes))
+        assert document.events == [], field
+        (problem,) = document.problems
+        assert f"the event's {field} contains a NUL character" in problem.detail
+
+
+def test_storable_keeps_escaped_backslash_u0000_text():
+    document = formats.storable(_document_with(user_agent="agent\\u0000"))
+    assert len(document.events) == 1
+    assert document.problems == []
