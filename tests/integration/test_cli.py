@@ -574,6 +574,33 @@ def test_ingest_from_bucket_twice_downloads_once(tmp_path, moto):
     assert "files 0 read and 2 already read" in second.stderr
 
 
+def test_ingest_from_bucket_reads_in_named_format(tmp_path, moto):
+    import boto3
+
+    from tests.helpers import trail
+
+    env = {"AWS_ENDPOINT_URL": moto.url, "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+           "COLUMNS": "400"}
+    s3 = boto3.client("s3", endpoint_url=moto.url, region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3.create_bucket(Bucket="named")
+    moment = trail.datetime(2026, 11, 30, 8, tzinfo=trail.UTC)
+    key = trail.log_key(moment + trail.timedelta(minutes=5))
+    s3.put_object(Bucket="named", Key=key, Body=trail.log_file(trail.noise(moment, 2)))
+    database = f"sqlite:///{tmp_path / 'named.db'}"
+
+    result = run_cli("ingest", "s3://named/", "--format", "azure-activity",
+                     "--database", database, env=env)
+    assert result.returncode == 1, result.stderr
+    assert "1 file(s) could not be read at all" in result.stderr
+    listing = run_cli("quarantine", "list", "--format", "json", "--database", database)
+    (row,) = json.loads(listing.stdout)
+    assert row["location"] == f"s3://named/{key}"
+    assert "no azure-activity record found" in row["error"]
+    assert "looks like cloudtrail" in row["error"]
+
+
 def test_ingest_reads_past_a_bucket_that_cannot_be_listed(tmp_path, moto):
     from tests.helpers import trail
 

@@ -302,7 +302,7 @@ def _trail(path: str, log_format: str | None, quarantine_bad_path: bool = False,
         bucket, _, prefix = path[5:].partition("/")
         # Objects read before at the same location are not downloaded again.
         return S3Trail(cycle.aws_client(boto3.Session(), "s3", None), bucket, prefix,
-                       known=known)
+                       known=known, format=log_format)
     return LocalTrail(path, log_format, quarantine_bad_path)
 
 

@@ -99,10 +99,13 @@ class S3Trail:
     """
 
     def __init__(self, client: Any, bucket: str, prefix: str = "",
-                 start_after: Any = None, claim: Any = None, known: Any = None) -> None:
+                 start_after: Any = None, claim: Any = None, known: Any = None,
+                 format: str | None = SOURCE) -> None:
         self.client = client
         self.bucket = bucket
         self.prefix = prefix
+        # The log format of every object, or None to recognise it per object.
+        self.format = format
         self.name = f"s3://{bucket}/{prefix}"
         self.start_after = start_after or (lambda _name: None)
         # A folder another replica has claimed is left to it.
@@ -167,13 +170,13 @@ class S3Trail:
                         # Keys listed again only to find late files are not counted.
                         if after is None or key > after:
                             yield LogObject(location, account_from_key(key), None,
-                                            format=SOURCE, read_before=True)
+                                            format=self.format, read_before=True)
                         continue
                     # A late file re-listed before the checkpoint does not move the
                     # checkpoint back.
                     position = max(key, after) if after else key
                     yield LogObject(location, account_from_key(key), self._loader(key),
-                                    checkpoint, position, SOURCE)
+                                    checkpoint, position, self.format)
         except (ClientError, BotoCoreError) as error:
             raise SourceError(self.name, f"listing the bucket failed: {error}") from error
 
