@@ -28,8 +28,13 @@ from imageprov.store import Store
 logger = logging.getLogger(__name__)
 
 # Files stored per transaction, and files looked up per query of known hashes.
-BATCH_FILES = 200
-CHECK_FILES = 200
+BATCH_FILES = 1000
+CHECK_FILES = 1000
+# A batch also ends once its files hold this many records, so that large files are
+# stored while the next ones are read. It ends at this many image events too, since
+# they stay in memory with their raw records until they are stored.
+BATCH_RECORDS = 200_000
+BATCH_EVENTS = 10_000
 # Bounds on file content in memory here. The reader keeps up to CHECK_BYTES between
 # the lookup of known hashes and submission. Tasks sent to the workers keep up to
 # IN_FLIGHT_BYTES until their parsed documents are taken, and the task being filled
@@ -214,7 +219,9 @@ def _not_read_before(objects: Iterable[LogObject], summary: IngestSummary,
 
 
 class _Writer:
-    """Counts parsed documents and stores them `batch_files` to a transaction."""
+    """Counts parsed documents and stores them in transactions that end at
+    `batch_files` files, or once they hold `BATCH_RECORDS` records or `BATCH_EVENTS`
+    image events."""
 
     def __init__(self, store: Store, summary: IngestSummary,
                  on_file: Callable[[str], None] | None, batch_files: int,
@@ -227,6 +234,8 @@ class _Writer:
         self.summary = summary
         self.on_file = on_file
         self.batch: list[tuple[LogDocument, str]] = []
+        self.batch_records = 0
+        self.batch_events = 0
         # Checkpoint positions of the files accepted for parsing, by location, and
         # the positions the current batch reaches, stored with it.
         self.positions: dict[str, tuple[str, str]] = {}
@@ -257,7 +266,10 @@ class _Writer:
             # Documents arrive in the order their files were listed, so the newest
             # position taken is the furthest one that every earlier file has reached.
             self.reached[position[0]] = position[1]
-        if len(self.batch) >= self.batch_files:
+        self.batch_records += document.records
+        self.batch_events += len(document.events)
+        if (len(self.batch) >= self.batch_files or self.batch_records >= BATCH_RECORDS
+                or self.batch_events >= BATCH_EVENTS):
             self.flush()
         if self.on_file:
             self.on_file(document.location)
@@ -270,6 +282,7 @@ class _Writer:
         for _, sha256 in self.batch:
             self.unstored.pop(sha256, None)
         self.batch.clear()
+        self.batch_records = self.batch_events = 0
         self.batches += 1
         if self.collect:
             # See `_collections_per_batch`.

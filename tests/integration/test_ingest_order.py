@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from imageprov import cycle
+from imageprov import ingest as ingest_module
 from imageprov.errors import SourceError
 from imageprov.ingest import ingest
 from imageprov.model import Image, ImageKind, Platform, ami_arn
@@ -161,6 +162,30 @@ def test_checkpoint_moves_only_with_stored_files(tmp_path, monkeypatch, new_data
     assert store.checkpoint("folder") == "key-1"
     assert store.log_file_count() == 2
     assert len(names) == 5
+
+
+@pytest.mark.parametrize(("bound", "limit", "files_per_batch"), [
+    ("BATCH_RECORDS", 12, [1, 2, 2]),
+    ("BATCH_EVENTS", 2, [1, 2, 1, 1]),
+])
+def test_batch_ends_at_record_or_event_bound(tmp_path, monkeypatch, new_database,
+                                             bound, limit, files_per_batch):
+    # The five files hold 12, 11, 1, 2 and 5 records, and 2, 1, 1, 2 and 0 image events.
+    _write_files(tmp_path / "logs")
+    monkeypatch.setattr(ingest_module, bound, limit)
+    store = Store.open(new_database())
+    original = store.save_documents
+    batches: list[int] = []
+
+    def counting(documents, checkpoints=None):
+        batches.append(len(documents))
+        return original(documents, checkpoints)
+
+    monkeypatch.setattr(store, "save_documents", counting)
+    summary = ingest(store, LocalTrail(tmp_path / "logs").objects(), workers=1)
+    assert batches == files_per_batch
+    assert summary.files == 5
+    assert store.log_file_count() == 5
 
 
 def test_conflicting_duplicates_resolve_by_file_order(tmp_path, new_database):
