@@ -160,3 +160,22 @@ def test_event_time_text_on_sqlite(tmp_path):
     # The format SQLAlchemy writes for every other time column on SQLite.
     assert stored == "2026-11-30 08:00:00.000000"
     assert len(read_at) == len(stored)
+
+
+def test_sqlite_batch_error_raised_as_sqlalchemy_error(tmp_path):
+    import pytest
+    from sqlalchemy.exc import OperationalError
+
+    moment = datetime(2026, 11, 30, 8, tzinfo=UTC)
+    record = trail.create_image(trail.user_identity("bob"), moment, "ami-0c0c000000000001")
+    path = tmp_path / "imageprov.db"
+    Store.open(f"sqlite:///{path}").close()
+    store = Store.open(f"sqlite:///file:{path}?mode=ro&uri=true", upgrade=False)
+    try:
+        with pytest.raises(OperationalError) as raised:
+            store.save_documents([_copy_of(record, "ro/secret-location.json")])
+    finally:
+        store.close()
+    assert "readonly database" in str(raised.value.orig)
+    # The parameters, which hold record text, are not part of the message.
+    assert "secret-location" not in str(raised.value)

@@ -30,6 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import text as sql_text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
@@ -1373,6 +1374,11 @@ class _SqliteBatch:
         try:
             cursor.executemany(self.sql, rows)
             return cursor.rowcount
+        except sqlite3.Error as error:
+            # Wrapped as SQLAlchemy wraps a driver error, so that callers handle it
+            # like any other, and without the parameters, which hold record text.
+            raise DBAPIError.instance(self.sql, None, error, sqlite3.Error,
+                                      hide_parameters=True, ismulti=True) from error
         finally:
             cursor.close()
 
