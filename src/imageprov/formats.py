@@ -3,11 +3,14 @@
 A location's configuration may name its format; otherwise each format is asked in
 turn whether it recognises the document's first bytes. CloudTrail comes last and
 reads whatever no other format claims, since it also recognises the notices and
-digest files that sit beside trail files and reports unknown JSON as such.
+digest files that sit beside trail files and reports unknown JSON as such. A
+document that starts the way AWS writes CloudTrail is CloudTrail's before any other
+format is asked.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,11 +45,24 @@ FORMATS: tuple[LogFormat, ...] = (
 BY_NAME = {item.name: item for item in FORMATS}
 
 
+# The starts of a CloudTrail log file, of a record and of an EventBridge event, as
+# AWS writes them. Text further in comes from callers, such as an image's name or
+# description, so markers that another format looks for there must not decide the
+# format. Otherwise a CreateImage named "push_data" and described as "repository"
+# would make its log file a Docker Hub payload, and the file's events would be lost.
+_CLOUDTRAIL_START = re.compile(
+    rb'\{\s*"(?:Records"\s*:\s*\[|eventVersion"\s*:)'
+    rb'|\{\s*"version"\s*:\s*"0"\s*,\s*"id"\s*:\s*"[^"\\]*"\s*,'
+    rb'\s*"detail-type"\s*:\s*"AWS [^"\\]* via CloudTrail"')
+
+
 def choose(data: bytes, name: str | None = None) -> LogFormat:
     """Return the named format, or the one that recognises the document."""
     if name is not None:
         return BY_NAME[name]
     start = head(data)
+    if _CLOUDTRAIL_START.match(start):
+        return FALLBACK
     for item in FORMATS:
         if item is not FALLBACK and item.recognises(start):
             return item

@@ -217,3 +217,42 @@ def test_storable_keeps_escaped_backslash_u0000_text():
     document = formats.storable(_document_with(user_agent="agent\\u0000"))
     assert len(document.events) == 1
     assert document.problems == []
+
+
+def _hijacking_record() -> dict[str, object]:
+    """A CreateImage whose caller-chosen name and description carry the markers of
+    Docker Hub payloads and registry evidence."""
+    record = json.loads(json.dumps(RECORD))
+    record["requestParameters"] = {
+        "instanceId": "i-0123456789abcdef0", "name": "push_data",
+        "description": '"push_data" "repository" "found_via" "manifest_digest"'}
+    record["additionalEventData"] = {"push_data": {"tag": "v1"}, "repository": {},
+                                     "found_via": "x", "manifest_digest": "y"}
+    return record
+
+
+def test_cloudtrail_start_decides_over_markers_in_values():
+    record = _hijacking_record()
+    envelope = {"version": "0", "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718",
+                "detail-type": "AWS API Call via CloudTrail", "source": "aws.ec2",
+                "account": "111122223333", "time": "2026-03-01T10:00:00Z",
+                "region": "us-east-1", "resources": [], "detail": record}
+    documents = {
+        "log file": json.dumps({"Records": [record]}).encode(),
+        "gzip log file": gzip.compress(json.dumps({"Records": [record]}).encode()),
+        "record line": (json.dumps(record) + "\n").encode(),
+        "EventBridge event": json.dumps(envelope).encode(),
+    }
+    for shape, data in documents.items():
+        assert formats.choose(data) is formats.FALLBACK, shape
+        document = formats.read(data, f"logs/{shape}.json")
+        assert [event.target for event in document.events] == [
+            "ami-0123456789abcdef0"], shape
+        assert document.problems == [], shape
+
+
+def test_docker_hub_payload_still_recognised():
+    payload = {"push_data": {"pushed_at": 1764583200, "pusher": "bot", "tag": "v1"},
+               "repository": {"repo_name": "team/app"}}
+    chosen = formats.choose(json.dumps(payload).encode())
+    assert chosen.name == "dockerhub-webhook"
