@@ -54,6 +54,12 @@ TASK_BYTES = 2**20
 # Tasks in flight per worker. Enough queued work keeps the workers busy while this
 # process stores a batch.
 IN_FLIGHT_PER_WORKER = 8
+# Image events expected per task and in flight. A parsed event takes far more memory
+# than the file content it comes from: 7.2 KiB against 78 bytes of gzip, measured on
+# log files of CreateImage and PutImage calls only. So the bounds on content above
+# shrink as files get denser in events (see `_EventDensity`).
+TASK_EVENTS = 2_000
+IN_FLIGHT_EVENTS = 8_000
 # The smallest document, as stored, that goes to a thread when its format reads it
 # in native code. Reading a smaller one is mostly Python work per file, which holds
 # the GIL, so worker processes read such documents faster.
@@ -423,6 +429,7 @@ def _parse_parallel(
     pending: deque[tuple[Future[list[LogDocument]], list[str], int]] = deque()
     held_bytes = 0
     limit = workers * IN_FLIGHT_PER_WORKER
+    density = _EventDensity()
     group: list[_Task] = []
     digests: list[str] = []
     group_bytes = 0
@@ -452,23 +459,57 @@ def _parse_parallel(
                       item.content_hash))
         digests.append(sha256)
         group_bytes += len(data)
-        if len(group) < TASK_FILES and group_bytes < TASK_BYTES:
+        if (len(group) < TASK_FILES
+                and group_bytes < density.content_for(TASK_EVENTS, TASK_BYTES)):
             continue
         submit()
-        while len(pending) >= limit or held_bytes >= IN_FLIGHT_BYTES:
-            held_bytes -= _take_oldest(pending, take)
+        # Until a task is taken, the density of events is unknown, so one task per
+        # worker goes out.
+        while (len(pending) >= (limit if density.known else workers)
+               or held_bytes >= density.content_for(IN_FLIGHT_EVENTS, IN_FLIGHT_BYTES)):
+            held_bytes -= _take_oldest(pending, take, density)
     if group:
         submit()
     while pending:
-        _take_oldest(pending, take)
+        _take_oldest(pending, take, density)
+
+
+class _EventDensity:
+    """An estimate of image events per byte of file content, from the tasks taken.
+
+    The estimate follows a rise at once and halves with each sparser task, so a
+    stretch of dense files does not slow the rest of a run for long.
+    """
+
+    def __init__(self) -> None:
+        self.per_byte: float | None = None
+
+    @property
+    def known(self) -> bool:
+        return self.per_byte is not None
+
+    def observe(self, events: int, size: int) -> None:
+        density = events / max(size, 1)
+        self.per_byte = (density if self.per_byte is None
+                         else max(density, self.per_byte / 2))
+
+    def content_for(self, events: int, bound: int) -> int:
+        """Return the bytes of content expected to hold `events` image events, or
+        `bound` if that is less."""
+        if not self.per_byte:
+            return bound
+        return max(1, min(bound, int(events / self.per_byte)))
 
 
 def _take_oldest(
     pending: deque[tuple[Future[list[LogDocument]], list[str], int]],
     take: Callable[[LogDocument, str], None],
+    density: _EventDensity,
 ) -> int:
     """Take the documents of the oldest task and return the bytes it was sent."""
     future, digests, size = pending.popleft()
-    for document, digest in zip(future.result(), digests, strict=True):
+    documents = future.result()
+    density.observe(sum(len(document.events) for document in documents), size)
+    for document, digest in zip(documents, digests, strict=True):
         take(document, digest)
     return size

@@ -143,3 +143,58 @@ def test_group_read_alone_when_reading_together_fails(tmp_path, monkeypatch, cap
     monkeypatch.setattr(ingest_module.formats, "read_many", broken)
     assert ingest_module._parse_group(group) == expected
     assert f"reading {len(group)} files together failed" in caplog.text
+
+
+def test_event_density_bounds_follow_rise_and_decay():
+    density = ingest_module._EventDensity()
+    assert not density.known
+    assert density.content_for(100, 2**20) == 2**20
+    density.observe(0, 1000)
+    assert density.known
+    assert density.content_for(100, 2**20) == 2**20
+    density.observe(50, 1000)
+    assert density.content_for(100, 2**20) == 2000
+    # A sparser task halves the estimate, and a denser one raises it at once.
+    density.observe(1, 1000)
+    assert density.content_for(100, 2**20) == 4000
+    density.observe(200, 1000)
+    assert density.content_for(100, 2**20) == 500
+    # At least one byte, so that a file is always sent.
+    density.observe(10**9, 1)
+    assert density.content_for(1, 2**20) == 1
+
+
+def test_tasks_shrink_for_files_dense_in_events(tmp_path, monkeypatch, new_database):
+    folder = tmp_path / "dense"
+    moment = datetime(2026, 11, 30, 8, tzinfo=UTC)
+    for number in range(40):
+        records = [trail.create_image(trail.user_identity("bob"),
+                                      moment + timedelta(seconds=index),
+                                      f"ami-{number * 100 + index:017x}",
+                                      eid=f"dense-{number}-{index}")
+                   for index in range(50)]
+        path = folder / f"{number:03d}.json"
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(trail.log_file(records))
+    monkeypatch.setattr(ingest_module, "THREADED_MIN_BYTES", 0)
+    monkeypatch.setattr(ingest_module, "TASK_EVENTS", 100)
+    monkeypatch.setattr(ingest_module, "IN_FLIGHT_EVENTS", 200)
+    original = ingest_module._parse_group
+    sizes: list[int] = []
+
+    def recording(group):
+        sizes.append(len(group))
+        return original(group)
+
+    monkeypatch.setattr(ingest_module, "_parse_group", recording)
+    store = Store.open(new_database())
+    try:
+        summary = ingest(store, LocalFolder(folder).objects(), workers=2)
+    finally:
+        ingest_module.close_workers()
+    assert summary.new_events == 2000
+    # Two full tasks go out before any is taken. Then a task ends once its files
+    # are expected to hold 100 events: the files of 50 vary in size, so at most 3.
+    assert sizes[:2] == [ingest_module.TASK_FILES] * 2
+    assert max(sizes[2:]) <= 3
+    assert sum(sizes) == 40

@@ -76,3 +76,26 @@ def test_week_date_record_quarantined_and_span_kept():
 def test_json_type_names():
     assert [json_type(v) for v in ({}, [], "", 1, 1.5, True, None)] == [
         "object", "array", "string", "number", "number", "boolean", "null"]
+
+
+def test_record_json_is_compact_and_sized_to_its_text():
+    import tracemalloc
+
+    import orjson
+
+    from imageprov.sources.fields import record_json
+
+    record = {"eventName": "CreateImage", "requestParameters": {"name": "é" * 600},
+              "n": [1, 2.5, None, True]}
+    assert record_json(record) == orjson.dumps(record)
+    assert record_json(record, option=orjson.OPT_SORT_KEYS) == orjson.dumps(
+        record, option=orjson.OPT_SORT_KEYS)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        kept = [record_json(record) for _ in range(100)]
+        per_copy = (tracemalloc.get_traced_memory()[0] - before) / len(kept)
+    finally:
+        tracemalloc.stop()
+    # The text and a bytes object's header, not the writer's buffer.
+    assert per_copy < len(kept[0]) + 200

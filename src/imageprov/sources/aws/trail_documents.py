@@ -66,6 +66,7 @@ from imageprov.sources.fields import (
     error_text,
     is_utc_second,
     json_type,
+    record_json,
     undecodable_path,
 )
 from imageprov.sources.aws.event_table import BY_KEY, EVENT_NAMES
@@ -749,7 +750,7 @@ class _Reader:
             return
         if events:
             try:
-                raw = orjson.dumps(record)
+                raw = record_json(record)
             except orjson.JSONEncodeError as error:
                 # orjson writes at most 254 levels of nesting, fewer than the parsers
                 # read. The record is kept as evidence, so one it cannot write is

@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 from imageprov.errors import RecordError
-from imageprov.sources.fields import error_text
+from imageprov.sources.fields import error_text, record_json
 from imageprov.model import (
     CreationEvent,
     EventEffect,
@@ -149,7 +149,7 @@ class _Reader:
             return
         if event is not None:
             self.result.events.append(event)
-            self.result.raw[event.key] = orjson.dumps(value)
+            self.result.raw[event.key] = record_json(value)
 
     def _count(self, account: str, when: str) -> None:
         self.result.records += 1

@@ -28,7 +28,7 @@ except ImportError:  # pragma: no cover - exercised only where the wheel is miss
     simdjson = None
 
 from imageprov.errors import RecordError
-from imageprov.sources.fields import is_utc_second
+from imageprov.sources.fields import is_utc_second, record_json
 from imageprov.model import LogDocument, RecordProblem
 from imageprov.sources import LogFormat
 from imageprov.sources.azure.operations import BY_OPERATION
@@ -227,7 +227,7 @@ class _Reader:
             self.result.problems.append(error.problem)
         for event, raw in events:
             self.result.events.append(event)
-            self.result.raw[event.key] = orjson.dumps(raw)
+            self.result.raw[event.key] = record_json(raw)
 
 
 # Keys that make a record one of the other shapes (see `activity.shape_of`).

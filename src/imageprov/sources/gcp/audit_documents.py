@@ -30,6 +30,7 @@ from imageprov.sources.fields import (
     error_text,
     is_utc_second,
     loads_tolerantly,
+    record_json,
     undecodable_path,
 )
 from imageprov.model import LogDocument, RecordOrigin, RecordProblem
@@ -251,7 +252,7 @@ class _Reader:
                 continue
             for event in events:
                 self.result.events.append(event)
-                self.result.raw[event.key] = orjson.dumps(entry)
+                self.result.raw[event.key] = record_json(entry)
         if self.duplicates:
             self.result.notices.append(
                 f"{self.duplicates} duplicate entries (same logName and insertId) read once")

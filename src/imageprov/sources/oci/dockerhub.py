@@ -33,6 +33,7 @@ from imageprov.model import (
 )
 from imageprov.sources import LogFormat
 from imageprov.sources.compression import decompress
+from imageprov.sources.fields import record_json
 from imageprov.sources.oci import event_table
 
 SOURCE = event_table.DOCKERHUB
@@ -129,7 +130,7 @@ def read(data: bytes, location: str, fallback_account: str | None = None) -> Log
             continue
         document.events.append(event)
         kept = {key: value for key, value in payload.items() if key != "callback_url"}
-        document.raw[event.key] = orjson.dumps(kept)
+        document.raw[event.key] = record_json(kept)
     return document
 
 

@@ -34,6 +34,7 @@ from imageprov.model import (
     RecordProblem,
 )
 from imageprov.sources import LogFormat
+from imageprov.sources.fields import record_json
 from imageprov.sources.oci.cosign import DSSE_LAYER, FORMAT_NAME, SIGNATURE_LAYER
 from imageprov.sources.oci.notifications import parse_rfc3339
 
@@ -164,7 +165,7 @@ def _event(kind: str, layer: dict[str, Any], blobs: dict[str, bytes],
     annotations = layer.get("annotations") if isinstance(layer.get("annotations"),
                                                          dict) else {}
     found = _evidence(kind, layer, blobs[digest], annotations, common, origin)
-    evidence = orjson.dumps(found, option=orjson.OPT_SORT_KEYS)
+    evidence = record_json(found, option=orjson.OPT_SORT_KEYS)
     registry = str(common["registry"])
     # The same signature may be listed by the Referrers API and under a cosign tag,
     # so the key leaves out where it was found.

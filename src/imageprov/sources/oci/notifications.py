@@ -41,6 +41,7 @@ from imageprov.model import (
 )
 from imageprov.sources import LogFormat
 from imageprov.sources.compression import decompress
+from imageprov.sources.fields import record_json
 from imageprov.sources.oci import event_table
 
 SOURCE = event_table.REGISTRY
@@ -256,7 +257,7 @@ def read(data: bytes, location: str, fallback_account: str | None = None) -> Log
                         ignored += 1
                     else:
                         document.events.append(event)
-                        document.raw[event.key] = orjson.dumps(record)
+                        document.raw[event.key] = record_json(record)
                 index += 1
     if ignored:
         document.notices.append("blob, mount and pull events left out")
