@@ -18,6 +18,7 @@ import orjson
 from pydantic import BaseModel
 
 from imageprov.model import (
+    MAX_EVENT_TEXT,
     MAX_SPAN_ACCOUNT,
     MAX_SPAN_REGION,
     CreationEvent,
@@ -154,15 +155,25 @@ _NUL = "\x00"
 
 
 def storable(document: LogDocument) -> LogDocument:
-    """Quarantine the events of `document` that contain a NUL character, in place.
+    """Quarantine the events of `document` that contain a NUL character or a text
+    longer than the store keeps, in place.
 
-    Such a value fails the whole batch on PostgreSQL. The record is kept out, with
+    Either value fails the whole batch on PostgreSQL. The record is kept out, with
     the field named, and the rest of the file is stored. A NUL in the account or
     region of a time span becomes U+FFFD, and a value longer than its column is
     cut, since spans record no record index.
     """
     kept: list[CreationEvent] = []
     for event in document.events:
+        overlong = _overlong_field(event)
+        if overlong is not None:
+            field, length = overlong
+            document.raw.pop(event.key, None)
+            document.problems.append(RecordProblem(
+                document.location, event.origin.index, field,
+                f"the event's {field} is {length} characters long, more than the "
+                f"{MAX_EVENT_TEXT[field]} the database stores"))
+            continue
         # Every field is checked, not only the raw record: an event also takes
         # values from an envelope or from an earlier record of its operation.
         raw = document.raw.get(event.key)
@@ -200,6 +211,16 @@ def _storable_spans(spans: dict[tuple[str, str], list[str]]
     for scope, (first, last) in spans.items():
         widen_span(joined, _storable_scope(scope), first, last)
     return joined
+
+
+def _overlong_field(event: CreationEvent) -> tuple[str, int] | None:
+    """Return the first text field of `event` longer than the store keeps, with its
+    length, or None."""
+    for field, limit in MAX_EVENT_TEXT.items():
+        value = event.principal.id if field == "principal.id" else getattr(event, field)
+        if value is not None and len(value) > limit:
+            return field, len(value)
+    return None
 
 
 def _holds_nul(value: Any) -> bool:

@@ -82,6 +82,36 @@ def test_nul_from_an_envelope_quarantines_the_event(database_url: str, tmp_path:
         store.close()
 
 
+AZURE_ACTIVITY = (Path(__file__).parents[1] / "data" / "azure" / "activity"
+                  / "resourceId=" / "SUBSCRIPTIONS" / "5F0C2A1E-0B7D-4C1A-9E33-0A7C2D4B6E10"
+                  / "y=2026" / "m=11" / "d=30" / "h=09" / "m=00" / "PT1H.json")
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_overlong_principal_quarantines_its_event(database_url: str, tmp_path: Path):
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    # The managed identity's resource id becomes the principal's id.
+    text = AZURE_ACTIVITY.read_text()
+    assert "aib-builder" in text
+    (folder / "a-activity.json").write_text(text.replace("aib-builder", "aib-" + "y" * 600))
+    (folder / "b-trail.json").write_bytes(trail.log_file([
+        trail.create_image(BUILD, T0, "ami-0000000000000b021", ip="10.20.0.5")]))
+    store = Store.open(database_url)
+    try:
+        summary = ingest(store, LocalFolder(folder).objects())
+        assert "ami-0000000000000b021" in [event.target for event in store.events()]
+        problems = [row for row in store.quarantined() if row.field == "principal.id"]
+        assert len(problems) == 1
+        assert problems[0].location.endswith("a-activity.json")
+        assert "more than the 512 the database stores" in problems[0].error
+        assert max(len(event.principal.id) for event in store.events()) <= 512
+        assert store.log_file_count() == 2
+        assert summary.files_failed == 0
+    finally:
+        store.close()
+
+
 @pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 @pytest.mark.parametrize(("field", "limit"), [("awsRegion", 64),
                                               ("recipientAccountId", 128)])

@@ -2,6 +2,7 @@
 
 from imageprov.model.events import (
     INCOMPLETE_OPERATION,
+    MAX_EVENT_TEXT,
     CreationEvent,
     EventEffect,
     LogValidation,
@@ -34,6 +35,7 @@ __all__ = [
     "FAMILY_TAG",
     "HEADS_FAMILY_TAG",
     "INCOMPLETE_OPERATION",
+    "MAX_EVENT_TEXT",
     "MAX_SPAN_ACCOUNT",
     "MAX_SPAN_REGION",
     "CreationEvent",

@@ -93,6 +93,16 @@ class RecordOrigin(BaseModel):
 # logged as a separate entry: it never attributes, but it keeps the request.
 INCOMPLETE_OPERATION = "incomplete-operation"
 
+# The maximum length in characters the store keeps of each text field of an event,
+# by field name, with `principal.id` for the principal's. PostgreSQL rejects a longer
+# value, and with it the whole batch, so an event with one is quarantined first.
+MAX_EVENT_TEXT = {
+    "key": 300, "source": 32, "event_id": 128, "action": 160, "platform": 16,
+    "account": 128, "region": 64, "principal.id": 512, "source_ip": 256,
+    "target": 256, "registry": 256, "repository": 256, "tag": 256,
+    "source_image": 256, "source_region": 64, "error_code": 256,
+}
+
 
 class CreationEvent(BaseModel):
     """One successful or failed call that concerns an image.

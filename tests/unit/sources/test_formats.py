@@ -256,3 +256,28 @@ def test_docker_hub_payload_still_recognised():
                "repository": {"repo_name": "team/app"}}
     chosen = formats.choose(json.dumps(payload).encode())
     assert chosen.name == "dockerhub-webhook"
+
+
+def test_storable_quarantines_text_longer_than_stored():
+    principal = _document_with().events[0].principal
+    kept = formats.storable(_document_with(principal=principal.model_copy(
+        update={"id": "a" * 512})))
+    assert len(kept.events) == 1
+    document = formats.storable(_document_with(principal=principal.model_copy(
+        update={"id": "a" * 513})))
+    assert document.events == []
+    assert document.raw == {}
+    (problem,) = document.problems
+    assert problem.field == "principal.id"
+    assert problem.detail == ("the event's principal.id is 513 characters long, more "
+                              "than the 512 the database stores")
+
+
+def test_stored_text_limits_match_event_columns():
+    from imageprov.model import MAX_EVENT_TEXT
+    from imageprov.store.tables import EventRow
+
+    columns = {"principal.id": "principal_id", "registry": "registry_host"}
+    for field, limit in MAX_EVENT_TEXT.items():
+        column = EventRow.__table__.columns[columns.get(field, field)]
+        assert column.type.length == limit, field
