@@ -46,13 +46,15 @@ FORMATS: tuple[LogFormat, ...] = (
 BY_NAME = {item.name: item for item in FORMATS}
 
 
-# The starts of a CloudTrail log file, of a record and of an EventBridge event, as
-# AWS writes them. Text further in comes from callers, such as an image's name or
-# description, so markers that another format looks for there must not decide the
-# format. Otherwise a CreateImage named "push_data" and described as "repository"
-# would make its log file a Docker Hub payload, and the file's events would be lost.
+# The starts of a CloudTrail log file, of a record, of LookupEvents output or one of
+# its items, and of an EventBridge event, as AWS writes them. Text further in comes
+# from callers, such as an image's name or a session name, so markers that another
+# format looks for there must not decide the format. Otherwise a CreateImage named
+# "push_data" and described as "repository" would make its log file a Docker Hub
+# payload, and the file's events would be lost.
 _CLOUDTRAIL_START = re.compile(
-    rb'\{\s*"(?:Records"\s*:\s*\[|eventVersion"\s*:)'
+    rb'\{\s*"(?:Records"\s*:\s*\[|eventVersion"\s*:|EventId"\s*:)'
+    rb'|\{\s*"Events"\s*:\s*\[\s*(?:\]|\{\s*"EventId"\s*:)'
     rb'|\{\s*"version"\s*:\s*"0"\s*,\s*"id"\s*:\s*"[^"\\]*"\s*,'
     rb'\s*"detail-type"\s*:\s*"AWS [^"\\]* via CloudTrail"')
 

@@ -237,17 +237,25 @@ def test_cloudtrail_start_decides_over_markers_in_values():
                 "detail-type": "AWS API Call via CloudTrail", "source": "aws.ec2",
                 "account": "111122223333", "time": "2026-03-01T10:00:00Z",
                 "region": "us-east-1", "resources": [], "detail": record}
+    # Username is the caller's user or session name, and each item repeats it.
+    items = [{"EventId": "e1", "EventName": "CreateImage", "ReadOnly": "false",
+              "EventTime": "2026-03-01T10:00:00Z", "EventSource": "ec2.amazonaws.com",
+              "Username": name, "Resources": [], "CloudTrailEvent": json.dumps(record)}
+             for name in ("push_data", "repository", "operationName")]
     documents = {
         "log file": json.dumps({"Records": [record]}).encode(),
         "gzip log file": gzip.compress(json.dumps({"Records": [record]}).encode()),
         "record line": (json.dumps(record) + "\n").encode(),
         "EventBridge event": json.dumps(envelope).encode(),
+        "LookupEvents output": json.dumps({"Events": items}).encode(),
+        "LookupEvents items": "".join(json.dumps(item) + "\n" for item in items).encode(),
     }
     for shape, data in documents.items():
         assert formats.choose(data) is formats.FALLBACK, shape
         document = formats.read(data, f"logs/{shape}.json")
+        copies = 3 if shape.startswith("LookupEvents") else 1
         assert [event.target for event in document.events] == [
-            "ami-0123456789abcdef0"], shape
+            "ami-0123456789abcdef0"] * copies, shape
         assert document.problems == [], shape
 
 
