@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import itertools
 import multiprocessing
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -413,6 +415,49 @@ def close_workers() -> None:
         threads.shutdown()
 
 
+class _Gate:
+    """A barrier that holds reader threads back while the documents they finished,
+    and this process has not taken yet, hold `IN_FLIGHT_EVENTS` image events or more.
+
+    The thread that reads the oldest task not taken always goes on, since this
+    process waits for that task, so the gate cannot stop a run.
+    """
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._held = 0
+        self._oldest = 0
+        self._open = False
+
+    def enter(self, ticket: int) -> None:
+        with self._condition:
+            self._condition.wait_for(lambda: self._open or self._held < IN_FLIGHT_EVENTS
+                                     or ticket <= self._oldest)
+
+    def open(self) -> None:
+        """Let every waiting thread go on: the run ended, so nothing more is taken."""
+        with self._condition:
+            self._open = True
+            self._condition.notify_all()
+
+    def finished(self, events: int) -> None:
+        with self._condition:
+            self._held += events
+
+    def taken(self, ticket: int, events: int) -> None:
+        with self._condition:
+            self._held -= events
+            self._oldest = ticket + 1
+            self._condition.notify_all()
+
+
+def _parse_gated(gate: _Gate, ticket: int, group: list[_Task]) -> list[LogDocument]:
+    gate.enter(ticket)
+    documents = _parse_group(group)
+    gate.finished(sum(len(document.events) for document in documents))
+    return documents
+
+
 def _parse_parallel(
     files: Iterable[tuple[LogObject, bytes, str]],
     workers: int,
@@ -426,10 +471,14 @@ def _parse_parallel(
     # code goes to a thread of this process, which needs neither pickling nor a
     # pipe. Any other goes to a worker process, because Python code holds the GIL. Files are grouped only with
     # neighbours of the same kind, so documents arrive in the order of their files.
-    pending: deque[tuple[Future[list[LogDocument]], list[str], int]] = deque()
+    pending: deque[_Sent] = deque()
     held_bytes = 0
     limit = workers * IN_FLIGHT_PER_WORKER
     density = _EventDensity()
+    # Reader threads finish tasks faster than this process stores their events when
+    # files are dense in them, so the gate bounds what they read ahead.
+    gate = _Gate()
+    tickets = itertools.count()
     group: list[_Task] = []
     digests: list[str] = []
     group_bytes = 0
@@ -437,41 +486,64 @@ def _parse_parallel(
 
     def submit() -> None:
         nonlocal group, digests, group_bytes, held_bytes
-        executor = _threads(workers) if group_threaded else _executor(workers)
-        pending.append((executor.submit(_parse_group, group), digests, group_bytes))
+        ticket = next(tickets)
+        if group_threaded:
+            future = _threads(workers).submit(_parse_gated, gate, ticket, group)
+        else:
+            future = _executor(workers).submit(_parse_group, group)
+        pending.append(_Sent(future, ticket, digests, group_bytes, group_threaded))
         held_bytes += group_bytes
         group, digests, group_bytes = [], [], 0
 
-    for item, data, sha256 in files:
-        # The format is recognised here once, and named in the task. An unknown
-        # format name goes on to `formats.read`, which quarantines the file.
-        try:
-            chosen: LogFormat | None = formats.choose(data, item.format)
-        except KeyError:
-            chosen = None
-        threaded = (chosen is not None and chosen.threaded
-                    and len(data) >= THREADED_MIN_BYTES)
-        if group and threaded != group_threaded:
+    try:
+        for item, data, sha256 in files:
+            # The format is recognised here once, and named in the task. An unknown
+            # format name goes on to `formats.read`, which quarantines the file.
+            try:
+                chosen: LogFormat | None = formats.choose(data, item.format)
+            except KeyError:
+                chosen = None
+            threaded = (chosen is not None and chosen.threaded
+                        and len(data) >= THREADED_MIN_BYTES)
+            if group and threaded != group_threaded:
+                submit()
+            group_threaded = threaded
+            group.append((item.location, data, item.fallback_account,
+                          chosen.name if chosen is not None else item.format,
+                          item.content_hash))
+            digests.append(sha256)
+            group_bytes += len(data)
+            if (len(group) < TASK_FILES
+                    and group_bytes < density.content_for(TASK_EVENTS, TASK_BYTES)):
+                continue
             submit()
-        group_threaded = threaded
-        group.append((item.location, data, item.fallback_account,
-                      chosen.name if chosen is not None else item.format,
-                      item.content_hash))
-        digests.append(sha256)
-        group_bytes += len(data)
-        if (len(group) < TASK_FILES
-                and group_bytes < density.content_for(TASK_EVENTS, TASK_BYTES)):
-            continue
-        submit()
-        # Until a task is taken, the density of events is unknown, so one task per
-        # worker goes out.
-        while (len(pending) >= (limit if density.known else workers)
-               or held_bytes >= density.content_for(IN_FLIGHT_EVENTS, IN_FLIGHT_BYTES)):
-            held_bytes -= _take_oldest(pending, take, density)
-    if group:
-        submit()
-    while pending:
-        _take_oldest(pending, take, density)
+            # Until a task is taken, the density of events is unknown, so one task
+            # per worker goes out.
+            in_flight = density.content_for(IN_FLIGHT_EVENTS, IN_FLIGHT_BYTES)
+            while (len(pending) >= (limit if density.known else workers)
+                   or held_bytes >= in_flight):
+                held_bytes -= _take_oldest(pending, take, density, gate)
+                in_flight = density.content_for(IN_FLIGHT_EVENTS, IN_FLIGHT_BYTES)
+        if group:
+            submit()
+        while pending:
+            _take_oldest(pending, take, density, gate)
+    finally:
+        # After an error here, threads still waiting at the gate must not hold the
+        # shared reader threads for good.
+        gate.open()
+
+
+@dataclass
+class _Sent:
+    """A task sent to a worker, with what taking its documents needs."""
+
+    future: Future[list[LogDocument]]
+    ticket: int
+    digests: list[str]
+    size: int
+    # Whether a reader thread reads it, through the gate, or a worker process.
+    threaded: bool
 
 
 class _EventDensity:
@@ -502,14 +574,17 @@ class _EventDensity:
 
 
 def _take_oldest(
-    pending: deque[tuple[Future[list[LogDocument]], list[str], int]],
+    pending: deque[_Sent],
     take: Callable[[LogDocument, str], None],
     density: _EventDensity,
+    gate: _Gate,
 ) -> int:
     """Take the documents of the oldest task and return the bytes it was sent."""
-    future, digests, size = pending.popleft()
-    documents = future.result()
-    density.observe(sum(len(document.events) for document in documents), size)
-    for document, digest in zip(documents, digests, strict=True):
+    sent = pending.popleft()
+    documents = sent.future.result()
+    events = sum(len(document.events) for document in documents)
+    density.observe(events, sent.size)
+    gate.taken(sent.ticket, events if sent.threaded else 0)
+    for document, digest in zip(documents, sent.digests, strict=True):
         take(document, digest)
-    return size
+    return sent.size

@@ -198,3 +198,108 @@ def test_tasks_shrink_for_files_dense_in_events(tmp_path, monkeypatch, new_datab
     assert sizes[:2] == [ingest_module.TASK_FILES] * 2
     assert max(sizes[2:]) <= 3
     assert sum(sizes) == 40
+
+
+def test_gate_holds_threads_until_events_taken(monkeypatch):
+    import threading
+
+    monkeypatch.setattr(ingest_module, "IN_FLIGHT_EVENTS", 10)
+    gate = ingest_module._Gate()
+    gate.finished(10)
+    passed: list[int] = []
+
+    def reader(ticket: int) -> None:
+        gate.enter(ticket)
+        passed.append(ticket)
+
+    later = threading.Thread(target=reader, args=(2,))
+    later.start()
+    later.join(timeout=0.3)
+    assert later.is_alive()
+    # The oldest task not taken always goes on.
+    reader(0)
+    assert passed == [0]
+    gate.taken(0, 10)
+    later.join(timeout=5)
+    assert passed == [0, 2]
+
+
+def test_gate_opens_when_the_run_ends(monkeypatch):
+    import threading
+
+    monkeypatch.setattr(ingest_module, "IN_FLIGHT_EVENTS", 1)
+    gate = ingest_module._Gate()
+    gate.finished(5)
+    waiting = threading.Thread(target=gate.enter, args=(3,))
+    waiting.start()
+    waiting.join(timeout=0.3)
+    assert waiting.is_alive()
+    gate.open()
+    waiting.join(timeout=5)
+    assert not waiting.is_alive()
+
+
+def test_failed_ingest_leaves_reader_threads_free(tmp_path, monkeypatch, new_database):
+    import threading
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    moment = datetime(2026, 11, 30, 8, tzinfo=UTC)
+    # Files without image events first, so that many tasks go out, then files
+    # dense in them, which fill the gate while this process is still taking.
+    for number in range(16):
+        (folder / f"a{number:03d}.json").write_bytes(
+            trail.log_file(trail.noise(moment, 5)))
+    for number in range(30):
+        records = [trail.create_image(trail.user_identity("bob"),
+                                      moment + timedelta(seconds=index),
+                                      f"ami-{number * 100 + index:017x}",
+                                      eid=f"gate-{number}-{index}")
+                   for index in range(20)]
+        (folder / f"b{number:03d}.json").write_bytes(trail.log_file(records))
+    monkeypatch.setattr(ingest_module, "THREADED_MIN_BYTES", 0)
+    monkeypatch.setattr(ingest_module, "TASK_FILES", 1)
+    monkeypatch.setattr(ingest_module, "IN_FLIGHT_EVENTS", 1)
+    monkeypatch.setattr(ingest_module, "BATCH_EVENTS", 20)
+    failing = Store.open(new_database())
+    original = failing._write_event_values
+    calls = {"count": 0}
+
+    def fail_second(session, values):
+        calls["count"] += 1
+        if calls["count"] == 2:
+            raise RuntimeError("disk full")
+        return original(session, values)
+
+    monkeypatch.setattr(failing, "_write_event_values", fail_second)
+    gates: list[ingest_module._Gate] = []
+
+    class RecordedGate(ingest_module._Gate):
+        def __init__(self) -> None:
+            super().__init__()
+            gates.append(self)
+
+    monkeypatch.setattr(ingest_module, "_Gate", RecordedGate)
+    run: threading.Thread | None = None
+    try:
+        with pytest.raises(RuntimeError, match="disk full"):
+            ingest(failing, LocalFolder(folder).objects(), workers=2)
+
+        # The same reader threads serve the next run.
+        store = Store.open(new_database())
+        outcome: list[int] = []
+        run = threading.Thread(target=lambda: outcome.append(
+            ingest(store, LocalFolder(folder).objects(), workers=2).new_events),
+            daemon=True)
+        run.start()
+        run.join(timeout=20)
+        assert not run.is_alive()
+        assert outcome == [600]
+    finally:
+        # Frees threads that a failing run left waiting, so that the test fails
+        # instead of hanging.
+        for gate in gates:
+            gate.open()
+        if run is not None:
+            run.join(timeout=20)
+        ingest_module.close_workers()
