@@ -164,18 +164,22 @@ def test_event_density_bounds_follow_rise_and_decay():
     assert density.content_for(1, 2**20) == 1
 
 
-def test_tasks_shrink_for_files_dense_in_events(tmp_path, monkeypatch, new_database):
-    folder = tmp_path / "dense"
+def _write_dense_files(folder: Path, files: int, events: int, prefix: str = "") -> None:
+    """Write log files whose records are all CreateImage calls, `events` a file."""
+    folder.mkdir(parents=True, exist_ok=True)
     moment = datetime(2026, 11, 30, 8, tzinfo=UTC)
-    for number in range(40):
+    for number in range(files):
         records = [trail.create_image(trail.user_identity("bob"),
                                       moment + timedelta(seconds=index),
                                       f"ami-{number * 100 + index:017x}",
                                       eid=f"dense-{number}-{index}")
-                   for index in range(50)]
-        path = folder / f"{number:03d}.json"
-        path.parent.mkdir(exist_ok=True)
-        path.write_bytes(trail.log_file(records))
+                   for index in range(events)]
+        (folder / f"{prefix}{number:03d}.json").write_bytes(trail.log_file(records))
+
+
+def test_tasks_shrink_for_files_dense_in_events(tmp_path, monkeypatch, new_database):
+    folder = tmp_path / "dense"
+    _write_dense_files(folder, 40, 50)
     monkeypatch.setattr(ingest_module, "THREADED_MIN_BYTES", 0)
     monkeypatch.setattr(ingest_module, "TASK_EVENTS", 100)
     monkeypatch.setattr(ingest_module, "IN_FLIGHT_EVENTS", 200)
@@ -250,13 +254,7 @@ def test_failed_ingest_leaves_reader_threads_free(tmp_path, monkeypatch, new_dat
     for number in range(16):
         (folder / f"a{number:03d}.json").write_bytes(
             trail.log_file(trail.noise(moment, 5)))
-    for number in range(30):
-        records = [trail.create_image(trail.user_identity("bob"),
-                                      moment + timedelta(seconds=index),
-                                      f"ami-{number * 100 + index:017x}",
-                                      eid=f"gate-{number}-{index}")
-                   for index in range(20)]
-        (folder / f"b{number:03d}.json").write_bytes(trail.log_file(records))
+    _write_dense_files(folder, 30, 20, prefix="b")
     monkeypatch.setattr(ingest_module, "THREADED_MIN_BYTES", 0)
     monkeypatch.setattr(ingest_module, "TASK_FILES", 1)
     monkeypatch.setattr(ingest_module, "IN_FLIGHT_EVENTS", 1)
