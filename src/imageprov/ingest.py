@@ -43,7 +43,8 @@ BATCH_EVENTS = 10_000
 # adds up to TASK_BYTES. Each bound lets at least one file through, however large.
 # NOTE: a worker parses a whole file at once and needs about four times its
 # uncompressed size in memory (the JSON text and the objects orjson builds, measured
-# on generated CloudTrail files), so peak memory grows with the largest file.
+# on generated CloudTrail files), and about eight times for a file of image events
+# only, so peak memory grows with the largest file.
 CHECK_BYTES = 16 * 2**20
 IN_FLIGHT_BYTES = 32 * 2**20
 # Stored batches between two collections of every generation while the cyclic
@@ -59,7 +60,8 @@ IN_FLIGHT_PER_WORKER = 8
 # Image events expected per task and in flight. A parsed event takes far more memory
 # than the file content it comes from: 7.2 KiB against 78 bytes of gzip, measured on
 # log files of CreateImage and PutImage calls only. So the bounds on content above
-# shrink as files get denser in events (see `_EventDensity`).
+# shrink as files get denser in events (see `_EventDensity`), and reader threads wait
+# while finished documents not yet taken hold IN_FLIGHT_EVENTS (see `_Gate`).
 TASK_EVENTS = 2_000
 IN_FLIGHT_EVENTS = 8_000
 # The smallest document, as stored, that goes to a thread when its format reads it
