@@ -22,7 +22,7 @@ from tests.helpers import trail
 T0 = datetime(2026, 11, 20, 0, 0, tzinfo=UTC)
 KILLS = 24
 INGEST_KILLS = 14
-FILES = 160
+FILES = 240
 LEGACY_IMAGES = 3000
 EVALUATING = "step=evaluate started"
 EVALUATED = "step=evaluate images="
