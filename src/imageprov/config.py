@@ -385,9 +385,9 @@ class Config(_Strict):
     policy: Path
     # Strict, so that `workers: true` is an error rather than one worker.
     workers: int = Field(default=2, ge=1, le=64, strict=True)
-    # The most log files stored per transaction, which also ends at 200,000 records
-    # or 10,000 image events: larger is faster, smaller loses less work when the
-    # process is killed.
+    # The maximum number of log files stored per transaction, which also ends at
+    # 200,000 records or 10,000 image events. Larger is faster, and smaller loses
+    # less work when the process is killed.
     batch_files: int = Field(default=1000, ge=1, le=10_000)
     aws: AwsConfig = Field(default_factory=AwsConfig)
     azure: AzureConfig = Field(default_factory=AzureConfig)

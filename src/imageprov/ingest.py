@@ -418,8 +418,9 @@ def close_workers() -> None:
 
 
 class _Gate:
-    """A barrier that holds reader threads back while the documents they finished,
-    and this process has not taken yet, hold `IN_FLIGHT_EVENTS` image events or more.
+    """A barrier that stops reader threads from starting a task while the documents
+    they finished, and this process has not taken yet, contain `IN_FLIGHT_EVENTS`
+    image events or more.
 
     The thread that reads the oldest task not taken always goes on, since this
     process waits for that task, so the gate cannot stop a run.
@@ -427,14 +428,15 @@ class _Gate:
 
     def __init__(self) -> None:
         self._condition = threading.Condition()
-        self._held = 0
+        self._events_held = 0
         self._oldest = 0
         self._open = False
 
     def enter(self, ticket: int) -> None:
         with self._condition:
-            self._condition.wait_for(lambda: self._open or self._held < IN_FLIGHT_EVENTS
-                                     or ticket <= self._oldest)
+            self._condition.wait_for(
+                lambda: self._open or self._events_held < IN_FLIGHT_EVENTS
+                or ticket <= self._oldest)
 
     def open(self) -> None:
         """Let every waiting thread go on: the run ended, so nothing more is taken."""
@@ -444,11 +446,11 @@ class _Gate:
 
     def finished(self, events: int) -> None:
         with self._condition:
-            self._held += events
+            self._events_held += events
 
     def taken(self, ticket: int, events: int) -> None:
         with self._condition:
-            self._held -= events
+            self._events_held -= events
             self._oldest = ticket + 1
             self._condition.notify_all()
 
