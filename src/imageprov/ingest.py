@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 # Files stored per transaction, and files looked up per query of known hashes.
 BATCH_FILES = 1000
 CHECK_FILES = 1000
-# A batch also ends once its files hold this many records, so that large files are
+# A batch also ends once its files contain this many records, so that large files are
 # stored while the next ones are read. It ends at this many image events too, since
 # they stay in memory with their raw records until they are stored.
 BATCH_RECORDS = 200_000
@@ -230,7 +230,7 @@ def _not_read_before(objects: Iterable[LogObject], summary: IngestSummary,
 
 class _Writer:
     """Counts parsed documents and stores them in transactions that end at
-    `batch_files` files, or once they hold `BATCH_RECORDS` records or `BATCH_EVENTS`
+    `batch_files` files, or once they contain `BATCH_RECORDS` records or `BATCH_EVENTS`
     image events."""
 
     def __init__(self, store: Store, summary: IngestSummary,

@@ -1353,8 +1353,8 @@ class _SqliteBatch:
         if len(names) < 2 or sorted(names) != sorted(columns):
             raise RuntimeError(f"{row_class.__tablename__}: the statement binds {names}, "
                                f"not one parameter per column of {columns}")
-        # The dialect's own type: SQLite's DATETIME writes the text format that every
-        # other write of the store writes, which the generic one does not.
+        # The dialect's own type: SQLite's DATETIME writes the same text format as the
+        # store's other writes, which the generic type does not.
         processors = [by_name[name].type.dialect_impl(dialect).bind_processor(dialect)
                       for name in names]
         return cls(compiled.string, operator.itemgetter(*names),
@@ -1376,7 +1376,7 @@ class _SqliteBatch:
             return cursor.rowcount
         except sqlite3.Error as error:
             # Wrapped as SQLAlchemy wraps a driver error, so that callers handle it
-            # like any other, and without the parameters, which hold record text.
+            # like any other, and without the parameters, which contain record text.
             raise DBAPIError.instance(self.sql, None, error, sqlite3.Error,
                                       hide_parameters=True, ismulti=True) from error
         finally:

@@ -268,9 +268,9 @@ def test_docker_hub_payload_still_recognised():
 
 def test_storable_quarantines_text_longer_than_stored():
     principal = _document_with().events[0].principal
-    kept = formats.storable(_document_with(principal=principal.model_copy(
+    at_limit = formats.storable(_document_with(principal=principal.model_copy(
         update={"id": "a" * 512})))
-    assert len(kept.events) == 1
+    assert len(at_limit.events) == 1
     document = formats.storable(_document_with(principal=principal.model_copy(
         update={"id": "a" * 513})))
     assert document.events == []
