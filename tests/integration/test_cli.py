@@ -550,17 +550,23 @@ def test_unknown_platform_is_rejected(example):
     assert "unknown platform 'nope'" in result.stderr
 
 
-def test_ingest_from_bucket_twice_downloads_once(tmp_path, moto):
+def _moto_bucket(moto, name: str) -> tuple[dict[str, str], object]:
+    """Create a bucket in moto; return the CLI's environment for it and an S3 client."""
     import boto3
-
-    from tests.helpers import trail
 
     env = {"AWS_ENDPOINT_URL": moto.url, "AWS_ACCESS_KEY_ID": "testing",
            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
            "COLUMNS": "400"}
     s3 = boto3.client("s3", endpoint_url=moto.url, region_name="us-east-1",
                       aws_access_key_id="testing", aws_secret_access_key="testing")
-    s3.create_bucket(Bucket="twice")
+    s3.create_bucket(Bucket=name)
+    return env, s3
+
+
+def test_ingest_from_bucket_twice_downloads_once(tmp_path, moto):
+    from tests.helpers import trail
+
+    env, s3 = _moto_bucket(moto, "twice")
     moment = trail.datetime(2026, 11, 30, 8, tzinfo=trail.UTC)
     for minutes in (5, 10):
         when = moment + trail.timedelta(minutes=minutes)
@@ -575,16 +581,9 @@ def test_ingest_from_bucket_twice_downloads_once(tmp_path, moto):
 
 
 def test_ingest_from_bucket_reads_in_named_format(tmp_path, moto):
-    import boto3
-
     from tests.helpers import trail
 
-    env = {"AWS_ENDPOINT_URL": moto.url, "AWS_ACCESS_KEY_ID": "testing",
-           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-           "COLUMNS": "400"}
-    s3 = boto3.client("s3", endpoint_url=moto.url, region_name="us-east-1",
-                      aws_access_key_id="testing", aws_secret_access_key="testing")
-    s3.create_bucket(Bucket="named")
+    env, s3 = _moto_bucket(moto, "named")
     moment = trail.datetime(2026, 11, 30, 8, tzinfo=trail.UTC)
     key = trail.log_key(moment + trail.timedelta(minutes=5))
     s3.put_object(Bucket="named", Key=key, Body=trail.log_file(trail.noise(moment, 2)))
