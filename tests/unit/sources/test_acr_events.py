@@ -59,3 +59,42 @@ def test_repository_event_failure_kept():
     assert event.error_code == "401"
     assert event.principal.id == "ana@contoso.com"
     assert event.source_ip == "81.2.69.160"
+
+
+def test_overlong_event_id_quarantined_not_cut():
+    # Cut to the column's 128 characters, two ids that differ further on would
+    # name two pushes alike.
+    body = {**DATA, "id": "a" * 129}
+    document = formats.read(json.dumps(body).encode(), "hook.json")
+    assert document.events == []
+    (problem,) = document.problems
+    assert (problem.index, problem.field) == (0, "id")
+    assert "129 characters" in problem.detail
+
+
+def test_overlong_correlation_id_quarantined():
+    row = {"TimeGenerated": "2026-11-30T08:00:00Z", "OperationName": "Push",
+           "LoginServer": "contosoacr.azurecr.io", "Repository": "team/app",
+           "Digest": DIGEST, "CorrelationId": "c" * 200}
+    document = formats.read(json.dumps([row]).encode(), "rows.json")
+    assert document.events == []
+    (problem,) = document.problems
+    assert problem.field == "CorrelationId"
+
+
+def test_long_keys_stay_distinct_and_storable():
+    # The registry and the id are each within their columns; the key that joins
+    # them is not, and cutting it would make the two pushes one.
+    registry = "r" * 200 + ".azurecr.io"
+    grids = [[{"id": DATA["id"], "topic": TOPIC, "subject": "team/app:v1",
+               "eventType": "Microsoft.ContainerRegistry.ImagePushed",
+               "eventTime": "2026-11-30T08:00:01Z", "dataVersion": "1.0",
+               "data": {**DATA, "id": f"{'b' * 120}{n}",
+                        "request": {**DATA["request"], "host": registry}}}]
+             for n in range(2)]
+    keys = [formats.read(json.dumps(grid).encode(), f"grid{n}.json").events[0].key
+            for n, grid in enumerate(grids)]
+    assert all(len(key) == 300 for key in keys)
+    assert keys[0] != keys[1]
+    again = formats.read(json.dumps(grids[0]).encode(), "again.json").events[0].key
+    assert again == keys[0]

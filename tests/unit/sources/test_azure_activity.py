@@ -190,3 +190,15 @@ def test_json_lines_bad_line_falls_back():
     assert len(document.events) == 1
     (problem,) = document.problems
     assert (problem.index, problem.field) == (1, "(json)")
+
+
+@pytest.mark.parametrize("field", ["eventDataId", "correlationId"])
+def test_overlong_operation_id_quarantined_not_cut(field):
+    # The id that names the event is never cut: two cut ids could name two
+    # operations alike.
+    record = {**_rest("Succeeded"), "eventDataId": None, field: "x" * 129}
+    document = read_document(json.dumps({"value": [record]}).encode(), "list.json")
+    assert document.events == []
+    (problem,) = document.problems
+    assert problem.field == field
+    assert "129 characters" in problem.detail

@@ -18,6 +18,7 @@ are not images an inventory lists.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import orjson
@@ -25,6 +26,7 @@ import orjson
 from imageprov.errors import RecordError
 from imageprov.sources.fields import error_text, record_json
 from imageprov.model import (
+    MAX_EVENT_TEXT,
     CreationEvent,
     EventEffect,
     LogDocument,
@@ -52,6 +54,16 @@ _EVENT_TYPES = {
 _REPOSITORY_OPERATIONS = {"push": EventEffect.PUSH, "delete": EventEffect.DELETE,
                           "untag": None, "pull": None}
 _MAX_TEXT = 256
+
+
+def _storable_key(key: str) -> str:
+    """Return `key`, or where it is longer than the store keeps, its start followed
+    by the SHA-256 of the whole key, so that two long keys stay distinct."""
+    limit = MAX_EVENT_TEXT["key"]
+    if len(key) <= limit:
+        return key
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    return f"{key[:limit - len(digest) - 1]}#{digest}"
 
 
 def read_document(data: bytes, location: str,
@@ -222,7 +234,8 @@ class _Reader:
                      else Principal(kind=PrincipalKind.UNKNOWN, id="unknown"))
         address = _host_address(_text(request.get("addr")))
         return self._event(
-            key=f"{SOURCE}:{registry}:{event_id}", event_id=event_id, when=when,
+            key=f"{SOURCE}:{registry}:{event_id}", event_id=event_id, id_field="id",
+            when=when,
             action=f"acr:{action.lower()}", effect=effect, account=account,
             principal=principal, address=address,
             user_agent=_text(request.get("useragent")), registry=registry,
@@ -271,7 +284,8 @@ class _Reader:
         correlation = _text(fields.get("CorrelationId")) or f"{when.isoformat()}"
         key_tail = f"{correlation}:{operation.lower()}:{digest.lower()}"
         return self._event(
-            key=f"{SOURCE}:{registry}:{key_tail}", event_id=correlation, when=when,
+            key=f"{SOURCE}:{registry}:{key_tail}", event_id=correlation,
+            id_field="CorrelationId", when=when,
             action=f"acr:{operation.lower()}", effect=effect, account=account,
             principal=principal_from_login(fields.get("Identity")),
             address=_text(fields.get("CallerIpAddress")),
@@ -280,20 +294,25 @@ class _Reader:
             tag=_text(fields.get("Tag")), error=(result or result_type) if failed else None,
             index=index, shape="acr-repository-events")
 
-    def _event(self, *, key: str, event_id: str, when: Any, action: str,
+    def _event(self, *, key: str, event_id: str, id_field: str, when: Any, action: str,
                effect: EventEffect, account: str, principal: Principal,
                address: str | None, user_agent: str | None, registry: str,
                repository: str, digest: str, tag: str | None, error: str | None,
                index: int, shape: str) -> CreationEvent:
         for field_name, text in (("digest", digest), ("repository", repository),
                                  ("tag", tag), ("registry", registry),
-                                 ("address", address), ("id", event_id)):
+                                 ("address", address)):
             if text is not None and len(text) > _MAX_TEXT:
                 raise RecordError(self.result.location, index, field_name,
                                   f"value of {len(text)} characters is longer than "
                                   f"{_MAX_TEXT}")
+        if len(event_id) > MAX_EVENT_TEXT["event_id"]:
+            # A cut id could name two pushes alike, so the record is kept out.
+            raise RecordError(self.result.location, index, id_field,
+                              f"value of {len(event_id)} characters is longer than "
+                              f"{MAX_EVENT_TEXT['event_id']}")
         return CreationEvent(
-            source=SOURCE, key=key[:300], event_id=event_id[:128], time=when,
+            source=SOURCE, key=_storable_key(key), event_id=event_id, time=when,
             action=action, effect=effect, platform="azure", account=account,
             region=SCOPE_REGION, principal=principal, source_ip=address,
             user_agent=user_agent, target=digest, registry=registry,

@@ -30,6 +30,7 @@ import orjson
 from imageprov.errors import RecordError
 from imageprov.sources.fields import parse_log_time
 from imageprov.model import (
+    MAX_EVENT_TEXT,
     CreationEvent,
     Principal,
     PrincipalKind,
@@ -296,6 +297,19 @@ def events_from_records(records: Iterable[ActivityRecord], location: str
     return found, problems
 
 
+def _event_id(final: ActivityRecord, base_key: str) -> tuple[str, str]:
+    """Return the id that names an operation's event, with the field it came from:
+    the event data id, else the operation id, else the correlation id, else the
+    event's key."""
+    fields = _FIELDS[final.shape]
+    for value, name in ((final.event_id, fields[6]),
+                        (final.operation_id, _OPERATION_ID[final.shape][0]),
+                        (final.correlation_id, fields[5])):
+        if value:
+            return value, name
+    return base_key, "(key)"
+
+
 def _events(final: ActivityRecord, group: list[ActivityRecord], key: tuple[str, ...],
             location: str) -> list[CreationEvent]:
     row = operations.lookup(final.operation)
@@ -355,14 +369,19 @@ def _events(final: ActivityRecord, group: list[ActivityRecord], key: tuple[str, 
                               f"value of {len(value)} characters is longer than {limit}")
     digest = hashlib.sha256("|".join(key[2:]).encode()).hexdigest()[:16]
     base_key = f"{SOURCE}:{key[0]}:{key[1][:160]}:{digest}"
-    event_id = final.event_id or final.operation_id or final.correlation_id or base_key
+    event_id, id_field = _event_id(final, base_key)
+    if len(event_id) > MAX_EVENT_TEXT["event_id"]:
+        # A cut id could name two operations alike, so the record is kept out.
+        raise RecordError(location, index, id_field,
+                          f"value of {len(event_id)} characters is longer than "
+                          f"{MAX_EVENT_TEXT['event_id']}")
     origin = RecordOrigin(location=location, index=index, shape=f"azure-{final.shape}")
     events = []
     for position, (target, repository, tag) in enumerate(targets):
         events.append(CreationEvent(
             source=SOURCE,
             key=base_key if len(targets) == 1 else f"{base_key}#{position}",
-            event_id=event_id[:128],
+            event_id=event_id,
             time=final.time,
             action=final.operation,
             effect=row.effect,
