@@ -289,3 +289,41 @@ def test_stored_text_limits_match_event_columns():
     for field, limit in MAX_EVENT_TEXT.items():
         column = EventRow.__table__.columns[columns.get(field, field)]
         assert column.type.length == limit, field
+
+
+def test_record_keys_decide_over_markers_in_any_key_order():
+    record = _hijacking_record()
+    # `jq -S` writes the keys of every object sorted, and an EventBridge event may
+    # come with `detail` first.
+    resorted = json.dumps(record, sort_keys=True)
+    envelope = {"detail": record, "detail-type": "AWS API Call via CloudTrail",
+                "source": "aws.ec2", "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718",
+                "version": "0", "account": "111122223333", "region": "us-east-1",
+                "time": "2026-03-01T10:00:00Z", "resources": []}
+    item = {"Username": "push_data", "EventId": "e1", "EventName": "CreateImage",
+            "ReadOnly": "false", "EventTime": "2026-03-01T10:00:00Z",
+            "EventSource": "ec2.amazonaws.com", "Resources": [],
+            "CloudTrailEvent": json.dumps(record)}
+    documents = {
+        "sorted record": resorted.encode(),
+        "sorted record lines": (resorted + "\n" + resorted + "\n").encode(),
+        "sorted records in an array": json.dumps([record], sort_keys=True).encode(),
+        "EventBridge event with detail first": json.dumps(envelope).encode(),
+        "LookupEvents item with EventId later": json.dumps({"Events": [item]}).encode(),
+    }
+    for shape, data in documents.items():
+        assert formats.choose(data) is formats.FALLBACK, shape
+        document = formats.read(data, f"logs/{shape}.json")
+        assert "ami-0123456789abcdef0" in [event.target for event in document.events], shape
+
+
+def test_record_keys_in_values_or_nested_maps_decide_nothing():
+    # A caller chooses tag names and string values, so CloudTrail's keys there
+    # must not take a Docker Hub payload away from its reader.
+    keys = {"eventVersion": "1.08", "eventSource": "ec2.amazonaws.com",
+            "eventName": "CreateImage"}
+    payload = {"push_data": {"pushed_at": 1764583200, "pusher": "bot", "tag": "v1",
+                             "labels": keys},
+               "callback_url": json.dumps(keys),
+               "repository": {"repo_name": "team/app", "tags": keys}}
+    assert formats.choose(json.dumps(payload).encode()).name == "dockerhub-webhook"
