@@ -66,7 +66,7 @@ _TOKEN = re.compile(rb'("[^"\\]*(?:\\.[^"\\]*)*")(\s*:)?|[{}\[\]]')
 # The keys that only a CloudTrail record, or an item of LookupEvents output, has.
 _RECORD_KEYS = (frozenset({b'"eventVersion"', b'"eventSource"', b'"eventName"'}),
                 frozenset({b'"EventId"', b'"CloudTrailEvent"'}))
-# Where a record sits: the top level of a document or of a JSON line, an item of a
+# The places of a record: the top level of a document or of a JSON line, an item of a
 # top-level array, an item of `Records` or `Events`, or an EventBridge `detail`.
 _RECORD_PLACES = frozenset({(), (b"[]",), (b'"Records"', b"[]"), (b'"Events"', b"[]"),
                             (b'"detail"',)})
