@@ -45,6 +45,9 @@ class TrailLocation(_Strict):
     event_sources: list[str] = Field(
         default_factory=lambda: ["ec2.amazonaws.com", "ecr.amazonaws.com"])
     backfill: Duration = timedelta(days=7)
+    # For s3_bucket: how far before the day of the last key read each listing
+    # starts, in whole days, for files that arrive after a later key was read.
+    reread: Duration = timedelta(days=1)
     # Saved `aws cloudtrail list-public-keys` output. When set, the digest files of
     # a folder or bucket trail are checked after each read.
     public_keys: Path | None = None

@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -270,6 +270,11 @@ def _scopes(pairs: Iterable[tuple[str, str]]) -> tuple[str, str]:
     return ",".join(sorted(accounts)) or "-", ",".join(sorted(regions)) or "-"
 
 
+def _whole_days(span: timedelta) -> int:
+    """Return the number of whole days that cover `span`."""
+    return -(-span // timedelta(days=1))
+
+
 def trail_objects(location: TrailLocation, api: AwsApi | None,
                   start_after: Callable[[str], str | None] | None = None,
                   claim: Callable[[str], bool] | None = None,
@@ -280,7 +285,8 @@ def trail_objects(location: TrailLocation, api: AwsApi | None,
     else:
         client = aws_client(_boto_session(api), "s3", location.region)
         objects = S3Trail(client, location.s3_bucket or "", location.prefix,
-                          start_after=start_after, claim=claim, known=known).objects()
+                          start_after=start_after, claim=claim, known=known,
+                          reread_days=_whole_days(location.reread)).objects()
     if location.public_keys is None:
         yield from objects
         return

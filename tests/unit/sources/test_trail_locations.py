@@ -148,3 +148,35 @@ def test_relisting_starts_a_day_before_checkpoint():
     assert _listing_start("logs/", "logs/x.json") == "logs/x.json"
     assert _listing_start(folder, folder + "0001/01/01/x.json.gz") == (
         folder + "0001/01/01/x.json.gz")
+
+
+def test_reread_days_reach_files_delivered_late():
+    from imageprov.sources.aws.trail_locations import S3Trail
+
+    folder = "AWSLogs/111122223333/CloudTrail/us-east-1/"
+    late = folder + "2026/02/26/late.json.gz"
+    keys = [late, folder + "2026/03/01/last.json.gz"]
+    checkpoint = folder + "2026/03/01/last.json.gz"
+
+    def listed(days: int) -> list[str]:
+        trail = S3Trail(_Listing(keys), "bucket", start_after=lambda _name: checkpoint,
+                        reread_days=days)
+        return [item.location for item in trail.objects() if not item.read_before]
+
+    assert "s3://bucket/" + late not in listed(1)
+    assert "s3://bucket/" + late in listed(3)
+
+
+def test_reread_of_trail_location_checked_and_rounded_up():
+    from datetime import timedelta
+
+    import pydantic
+
+    from imageprov.config import TrailLocation
+    from imageprov.cycle import _whole_days
+
+    location = TrailLocation(s3_bucket="trail", reread="36h")
+    assert _whole_days(location.reread) == 2
+    assert _whole_days(TrailLocation(s3_bucket="trail").reread) == 1
+    with pytest.raises(pydantic.ValidationError, match="longer than the maximum"):
+        TrailLocation(s3_bucket="trail", reread=timedelta(days=400))

@@ -34,18 +34,20 @@ _NOT_LOGS = frozenset({"CloudTrail-Digest", "CloudTrail-Insight"})
 # is five below its own prefix, so this leaves room for a few folders above it.
 MAX_FOLDER_DEPTH = 10
 
-# Days before the checkpoint's day that are listed again on every read, for files
-# that sort before the checkpoint: files delivered in the same minute sort by a
-# random suffix, and copied or replicated buckets can receive older keys late.
-# NOTE: a file that arrives more than this late, by its key's date, is not read.
+# Days before the checkpoint's day that are listed again on every read, by
+# default, for files that sort before the checkpoint: files delivered in the same
+# minute sort by a random suffix, and copied or replicated buckets can receive
+# older keys late. A file that arrives later than this, by its key's date, is not
+# read by the daemon; `imageprov ingest s3://...` lists the whole prefix.
 REREAD_DAYS = 1
 _DAY_FOLDER = re.compile(r"(\d{4})/(\d{2})/(\d{2})/")
 
 
-def _listing_start(folder: str, after: str | None) -> str | None:
-    """Return the key to list `folder` after: the start of the day folder
-    `REREAD_DAYS` before the checkpoint's day, or the checkpoint itself where the
-    keys are not in the dated layout."""
+def _listing_start(folder: str, after: str | None,
+                   days: int = REREAD_DAYS) -> str | None:
+    """Return the key to list `folder` after: the start of the day folder `days`
+    before the checkpoint's day, or the checkpoint itself where the keys are not in
+    the dated layout."""
     if after is None or not after.startswith(folder):
         return after
     match = _DAY_FOLDER.match(after, len(folder))
@@ -53,7 +55,7 @@ def _listing_start(folder: str, after: str | None) -> str | None:
         return after
     try:
         day = date(*(int(part) for part in match.groups()))
-        earlier = day - timedelta(days=REREAD_DAYS)
+        earlier = day - timedelta(days=days)
     except (ValueError, OverflowError):
         return after
     # Every key of that day folder, and of later ones, sorts after this prefix.
@@ -100,12 +102,13 @@ class S3Trail:
 
     def __init__(self, client: Any, bucket: str, prefix: str = "",
                  start_after: Any = None, claim: Any = None, known: Any = None,
-                 format: str | None = SOURCE) -> None:
+                 format: str | None = SOURCE, reread_days: int = REREAD_DAYS) -> None:
         self.client = client
         self.bucket = bucket
         self.prefix = prefix
         # The log format of every object, or None to recognise it per object.
         self.format = format
+        self.reread_days = reread_days
         self.name = f"s3://{bucket}/{prefix}"
         self.start_after = start_after or (lambda _name: None)
         # A folder another replica has claimed is left to it.
@@ -156,7 +159,7 @@ class S3Trail:
     def _folder_objects(self, folder: str, checkpoint: str,
                         after: str | None) -> Iterator[LogObject]:
         paginator = self.client.get_paginator("list_objects_v2")
-        start = _listing_start(folder, after)
+        start = _listing_start(folder, after, self.reread_days)
         trail_folder = _REGION_FOLDER.search(folder) is not None
         options = {"StartAfter": start} if start else {}
         try:
