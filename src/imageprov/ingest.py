@@ -12,12 +12,14 @@ import hashlib
 import itertools
 import multiprocessing
 import logging
+import os
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
+from multiprocessing.connection import Connection
 from dataclasses import dataclass, field
 
 from imageprov.errors import SourceError
@@ -368,17 +370,44 @@ _EXECUTORS: dict[int, ProcessPoolExecutor] = {}
 _THREADS: dict[int, ThreadPoolExecutor] = {}
 
 
+# A pipe whose write end only this process holds, made for the first parser
+# processes. They wait on its read end and exit when it closes. Workers of a fork
+# server are not this process's children, and they hold their task queue open
+# themselves, so without it they would outlive a process killed by SIGKILL.
+_LIFELINE: list[Connection] = []
+
+
 def _executor(workers: int) -> ProcessPoolExecutor:
     executor = _EXECUTORS.get(workers)
     if executor is None:
         # Workers come from a fork server, not from this process: the daemon runs
         # scheduler and metrics threads, and forking a threaded process can copy a
-        # lock that some other thread holds.
-        context = (multiprocessing.get_context("forkserver")
-                   if "forkserver" in multiprocessing.get_all_start_methods() else None)
-        executor = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+        # lock that some other thread holds. A fork server's children inherit no
+        # file of this process, so none of them holds the lifeline's write end.
+        if "forkserver" in multiprocessing.get_all_start_methods():
+            context = multiprocessing.get_context("forkserver")
+            if not _LIFELINE:
+                _LIFELINE.extend(context.Pipe(duplex=False))
+            executor = ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                                           initializer=_watch_lifeline,
+                                           initargs=(_LIFELINE[0],))
+        else:
+            executor = ProcessPoolExecutor(max_workers=workers)
         _EXECUTORS[workers] = executor
     return executor
+
+
+def _watch_lifeline(lifeline: Connection) -> None:
+    """Start a thread that ends this parser process once the process that started
+    it has ended, in whatever way."""
+    def watch() -> None:
+        try:
+            lifeline.recv()
+        except (EOFError, OSError):
+            pass
+        os._exit(1)
+
+    threading.Thread(target=watch, name="imageprov-lifeline", daemon=True).start()
 
 
 def _threads(workers: int) -> ThreadPoolExecutor:

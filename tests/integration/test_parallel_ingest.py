@@ -301,3 +301,50 @@ def test_failed_ingest_leaves_reader_threads_free(tmp_path, monkeypatch, new_dat
         if run is not None:
             run.join(timeout=20)
         ingest_module.close_workers()
+
+
+_STARTS_WORKERS = """
+import sys, time
+from imageprov import ingest
+
+if __name__ == "__main__":
+    ingest.start_workers(2)
+    (executor,) = ingest._EXECUTORS.values()
+    print(" ".join(str(pid) for pid in executor._processes), flush=True)
+    time.sleep(120)
+"""
+
+
+def _running(pid: int) -> bool:
+    """Say whether a process exists and is not a zombie waiting to be reaped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_parser_processes_end_when_parent_is_killed(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "starts_workers.py"
+    script.write_text(_STARTS_WORKERS)
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        workers = [int(pid) for pid in parent.stdout.readline().split()]
+        assert len(workers) == 2
+        assert all(_running(pid) for pid in workers)
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(timeout=10)
+        deadline = time.monotonic() + 15
+        while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert [pid for pid in workers if _running(pid)] == []
+    finally:
+        parent.kill()
+        parent.stdout.close()
