@@ -143,8 +143,16 @@ def document_text(data: bytes, result: LogDocument) -> bytes | None:
     """Return a document's text, uncompressed and without a byte-order mark.
 
     An invalid gzip stream is recorded in `result` as a problem of the file, and an
-    empty document as a notice; both return None, so the caller reads nothing.
+    empty document as a notice; both return None, so the caller reads nothing. A
+    file named `.gz` with no bytes at all is a problem too: gzip data is never empty,
+    so the file was cut short or emptied.
     """
+    if not data and result.location.endswith(".gz"):
+        result.problems.append(RecordProblem(
+            result.location, -1, "(file)",
+            "the file is empty where gzip data was expected: a truncated upload or "
+            "an emptied copy"))
+        return None
     try:
         text = decompress(data)
     except DocumentTooLarge as error:

@@ -327,3 +327,20 @@ def test_record_keys_in_values_or_nested_maps_decide_nothing():
                "callback_url": json.dumps(keys),
                "repository": {"repo_name": "team/app", "tags": keys}}
     assert formats.choose(json.dumps(payload).encode()).name == "dockerhub-webhook"
+
+
+def test_zero_byte_gzip_file_is_a_problem():
+    # Gzip data always has a header, so a `.json.gz` with no bytes was cut short.
+    document = formats.read(b"", "AWSLogs/1/CloudTrail/us-east-1/2026/11/30/x.json.gz")
+    assert document.notices == []
+    (problem,) = document.problems
+    assert (problem.index, problem.field) == (-1, "(file)")
+    assert "empty where gzip data was expected" in problem.detail
+
+
+def test_empty_gzip_member_and_plain_file_are_notices():
+    for data, name in ((gzip.compress(b""), "x.json.gz"), (b"", "x.json"),
+                       (b"  \n", "x.json")):
+        document = formats.read(data, name)
+        assert document.problems == [], name
+        assert document.notices == ["empty file"], name
