@@ -279,6 +279,7 @@ def trail_objects(location: TrailLocation, api: AwsApi | None,
                   start_after: Callable[[str], str | None] | None = None,
                   claim: Callable[[str], bool] | None = None,
                   known: Callable[[list[str]], set[str]] | None = None,
+                  stop: threading.Event | None = None,
                   ) -> Iterator[LogObject]:
     if location.path is not None:
         objects = LocalTrail(location.path).objects()
@@ -286,7 +287,7 @@ def trail_objects(location: TrailLocation, api: AwsApi | None,
         client = aws_client(_boto_session(api), "s3", location.region)
         objects = S3Trail(client, location.s3_bucket or "", location.prefix,
                           start_after=start_after, claim=claim, known=known,
-                          reread_days=_whole_days(location.reread)).objects()
+                          reread_days=_whole_days(location.reread), stop=stop).objects()
     if location.public_keys is None:
         yield from objects
         return
@@ -335,7 +336,7 @@ def _read_location(config: Config, store: Store, location: TrailLocation,
     # Claims on trail folders last until the files read under them are stored.
     with store.claims() as claim:
         objects = _until(stop, trail_objects(location, config.aws.api, store.checkpoint,
-                                             claim, store.known_locations))
+                                             claim, store.known_locations, stop))
         return ingest(store, objects, config.workers, on_file, config.batch_files)
 
 

@@ -180,3 +180,29 @@ def test_reread_of_trail_location_checked_and_rounded_up():
     assert _whole_days(TrailLocation(s3_bucket="trail").reread) == 1
     with pytest.raises(pydantic.ValidationError, match="longer than the maximum"):
         TrailLocation(s3_bucket="trail", reread=timedelta(days=400))
+
+
+def test_stop_ends_the_search_for_region_folders():
+    import threading
+
+    from imageprov.sources.aws.trail_locations import S3Trail
+
+    keys = [f"AWSLogs/{account:012d}/CloudTrail/us-east-1/2026/11/30/f.json.gz"
+            for account in range(50)]
+    stop = threading.Event()
+
+    class _Stopping(_Listing):
+        """Sets the stop event at the first listing, as a signal would."""
+
+        calls = 0
+
+        def paginate(self, **options):
+            type(self).calls += 1
+            stop.set()
+            return super().paginate(**options)
+
+    trail = S3Trail(_Stopping(keys), "bucket", stop=stop)
+    assert list(trail.objects()) == []
+    # Without the stop, the search lists the top, AWSLogs/, each of the 50 account
+    # folders and each CloudTrail folder below them.
+    assert _Stopping.calls == 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -102,13 +103,17 @@ class S3Trail:
 
     def __init__(self, client: Any, bucket: str, prefix: str = "",
                  start_after: Any = None, claim: Any = None, known: Any = None,
-                 format: str | None = SOURCE, reread_days: int = REREAD_DAYS) -> None:
+                 format: str | None = SOURCE, reread_days: int = REREAD_DAYS,
+                 stop: threading.Event | None = None) -> None:
         self.client = client
         self.bucket = bucket
         self.prefix = prefix
         # The log format of every object, or None to recognise it per object.
         self.format = format
         self.reread_days = reread_days
+        # Once set, the search for region folders lists no further page, and no
+        # folder is read.
+        self.stop = stop
         self.name = f"s3://{bucket}/{prefix}"
         self.start_after = start_after or (lambda _name: None)
         # A folder another replica has claimed is left to it.
@@ -137,9 +142,13 @@ class S3Trail:
         if depth >= MAX_FOLDER_DEPTH:
             cut_off.append(prefix)
             return []
+        if self._stopped():
+            return []
         paginator = self.client.get_paginator("list_objects_v2")
         found: list[str] = []
         for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/"):
+            if self._stopped():
+                return found
             for common in page.get("CommonPrefixes", []):
                 child = common["Prefix"]
                 if child.rstrip("/").rsplit("/", 1)[-1] in _NOT_LOGS:
@@ -147,8 +156,14 @@ class S3Trail:
                 found.extend(self._region_folders(child, depth + 1, cut_off))
         return found
 
+    def _stopped(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
+
     def objects(self) -> Iterator[LogObject]:
-        for folder in self.folders():
+        folders = self.folders()
+        if self._stopped():
+            return
+        for folder in folders:
             checkpoint = f"s3://{self.bucket}/{folder}"
             if not self.claim(checkpoint):
                 logger.info("%s is being read by another replica", checkpoint)
