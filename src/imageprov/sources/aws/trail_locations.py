@@ -36,10 +36,10 @@ _NOT_LOGS = frozenset({"CloudTrail-Digest", "CloudTrail-Insight"})
 MAX_FOLDER_DEPTH = 10
 
 # Days before the checkpoint's day that are listed again on every read, by
-# default, for files that sort before the checkpoint: files delivered in the same
-# minute sort by a random suffix, and copied or replicated buckets can receive
-# older keys late. A file that arrives later than this, by its key's date, is not
-# read by the daemon; `imageprov ingest s3://...` lists the whole prefix.
+# default. Files delivered in the same minute sort by a random suffix, and copied
+# or replicated buckets can receive older keys late, so a new file can sort before
+# the checkpoint. The daemon does not read a file that arrives later than this, by
+# its key's date, but `imageprov ingest s3://...` lists the whole prefix.
 REREAD_DAYS = 1
 _DAY_FOLDER = re.compile(r"(\d{4})/(\d{2})/(\d{2})/")
 
