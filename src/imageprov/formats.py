@@ -4,8 +4,9 @@ A location's configuration may name its format; otherwise each format is asked i
 turn whether it recognises the document's first bytes. CloudTrail comes last and
 reads whatever no other format claims, since it also recognises the notices and
 digest files that sit beside trail files and reports unknown JSON as such. A
-document that starts the way AWS writes CloudTrail, or whose first record has a
-CloudTrail record's keys, is CloudTrail's before any other format is asked.
+document that starts the way AWS writes CloudTrail, or whose first record has the
+keys of a CloudTrail record, LookupEvents item or EventBridge event, is CloudTrail's
+before any other format is asked. Formats look for keys among keys, not in values.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from imageprov.sources import LogFormat
 from imageprov.sources.aws import trail_documents
 from imageprov.sources.azure import acr_documents, activity_documents
 from imageprov.sources.compression import head
+from imageprov.sources import json_head
 from imageprov.sources.gcp import audit_documents
 from imageprov.sources.oci import dockerhub, evidence_documents, notifications
 
@@ -59,58 +61,21 @@ _CLOUDTRAIL_START = re.compile(
     rb'\s*"detail-type"\s*:\s*"AWS [^"\\]* via CloudTrail"')
 
 
-# A JSON string, with a colon after it where it is a key, or a bracket. Numbers,
-# literals, commas and whitespace are skipped, since only the nesting and the keys
-# matter here.
-_TOKEN = re.compile(rb'("[^"\\]*(?:\\.[^"\\]*)*")(\s*:)?|[{}\[\]]')
-# The keys that only a CloudTrail record, or an item of LookupEvents output, has.
+# The key sets that only CloudTrail's shapes have at a record place: a record, an
+# item of LookupEvents output, and an EventBridge event, which the CloudTrail
+# reader reports as a notice unless it carries a CloudTrail record. Keys at those
+# places are written by AWS, not taken from a request, so text that a caller chose
+# cannot pass for them.
 _RECORD_KEYS = (frozenset({b'"eventVersion"', b'"eventSource"', b'"eventName"'}),
-                frozenset({b'"EventId"', b'"CloudTrailEvent"'}))
-# The places of a record: the top level of a document or of a JSON line, an item of a
-# top-level array, an item of `Records` or `Events`, or an EventBridge `detail`.
-_RECORD_PLACES = frozenset({(), (b"[]",), (b'"Records"', b"[]"), (b'"Events"', b"[]"),
-                            (b'"detail"',)})
+                frozenset({b'"CloudTrailEvent"'}),
+                frozenset({b'"detail-type"', b'"source"'}))
 
 
 def _record_keys_show_cloudtrail(start: bytes) -> bool:
-    """Say whether an object where a record sits in `start` has the keys of a
-    CloudTrail record, in whatever order its keys were written.
-
-    Keys at those places are written by AWS, not taken from a request, so text that
-    a caller chose cannot pass for them. Text in a string value never counts as a
-    key, and an object cut off at the end of `start` is judged by the keys seen.
-    """
-    # One frame per open bracket: its place, and the keys seen so far for objects.
-    places: list[tuple[bytes, ...]] = []
-    keys: list[set[bytes] | None] = []
-    last_key: list[bytes] = []
-    for token in _TOKEN.finditer(start):
-        text, colon = token.group(1), token.group(2)
-        if text is not None:
-            if colon is not None and keys and keys[-1] is not None:
-                keys[-1].add(text)
-                last_key[-1] = text
-                if places[-1] in _RECORD_PLACES and any(
-                        wanted <= keys[-1] for wanted in _RECORD_KEYS):
-                    return True
-            continue
-        bracket = token.group(0)
-        if bracket in (b"}", b"]"):
-            if places:
-                places.pop()
-                keys.pop()
-                last_key.pop()
-            continue
-        if not places:
-            place: tuple[bytes, ...] = ()
-        elif keys[-1] is None:
-            place = (*places[-1], b"[]")
-        else:
-            place = (*places[-1], last_key[-1])
-        places.append(place)
-        keys.append(set() if bracket == b"{" else None)
-        last_key.append(b"")
-    return False
+    """Say whether an object at a record place in `start` has the keys of one of
+    CloudTrail's shapes, in whatever order its keys were written."""
+    return any(wanted <= found for found in json_head.scan(start).records
+               for wanted in _RECORD_KEYS)
 
 
 def choose(data: bytes, name: str | None = None) -> LogFormat:

@@ -53,6 +53,7 @@ from imageprov.model import (
     widen_span,
 )
 from imageprov.sources import LogFormat
+from imageprov.sources import json_head
 from imageprov.sources import compression
 from imageprov.sources.compression import GZIP_MAGIC, document_text
 from imageprov.sources.aws.cloudtrail import (
@@ -776,7 +777,8 @@ _MARKERS = (b'"eventVersion"', b'"eventSource"', b'"Records"', b'"CloudTrailEven
 
 def recognises(head: bytes) -> bool:
     """Say whether a document's first bytes look like CloudTrail or a notice beside it."""
-    return any(marker in head for marker in _MARKERS)
+    keys = json_head.scan(head).keys
+    return any(marker in keys for marker in _MARKERS)
 
 
 FORMAT = LogFormat("cloudtrail", "aws", recognises, read_document,

@@ -36,6 +36,7 @@ from imageprov.model import (
     RecordProblem,
 )
 from imageprov.sources import LogFormat
+from imageprov.sources import json_head
 from imageprov.sources.azure.activity import SCOPE_REGION, parse_time
 from imageprov.sources.azure.activity_documents import table_rows
 from imageprov.sources.azure.principals import principal_from_login
@@ -335,23 +336,32 @@ def _host_address(value: str | None) -> str | None:
     return value
 
 
+# Values that name ACR events, and a key only ACR's rows have.
 _MARKERS = (b'"Microsoft.ContainerRegistry.', b'"ContainerRegistryRepositoryEvents"',
-            b'"LoginServer"', b'Microsoft.ContainerRegistry/registries')
+            b'Microsoft.ContainerRegistry/registries')
+# Keys of other clouds' records, which may carry the values above in a name or a tag.
+_FOREIGN = (b'"eventSource"', b'"eventVersion"', b'"CloudTrailEvent"', b'"detail-type"',
+            b'"protoPayload"', b'"logName"')
 
 
 def recognises(head: bytes) -> bool:
-    """Say whether a document's first bytes look like ACR events."""
-    if b'"eventSource"' in head or b'"eventVersion"' in head:
+    """Say whether a document's first bytes look like ACR events.
+
+    Keys are looked for among the keys and the column names of a query response
+    alone, so that a tag or an image name that spells one decides nothing.
+    """
+    keys = json_head.scan(head).keys + json_head.column_names(head)
+    if any(marker in keys for marker in _FOREIGN):
         return False
-    if b'"operationName"' in head and b'"LoginServer"' not in head:
+    if b'"operationName"' in keys and b'"LoginServer"' not in keys:
         # An Activity Log record about a registry, such as importImage.
         return False
-    if any(marker in head for marker in _MARKERS):
+    if b'"LoginServer"' in keys or any(marker in head for marker in _MARKERS):
         return True
     # A webhook body is one bare event, where a distribution notification wraps
     # its events in {"events": [...]}.
-    return (head[:1] == b"{" and b'"events"' not in head and b'"action"' in head
-            and b'"target"' in head and b'"request"' in head
+    return (head[:1] == b"{" and b'"events"' not in keys and b'"action"' in keys
+            and b'"target"' in keys and b'"request"' in keys
             and b'.azurecr.' in head)
 
 

@@ -31,6 +31,7 @@ from imageprov.errors import RecordError
 from imageprov.sources.fields import is_utc_second, record_json
 from imageprov.model import LogDocument, RecordProblem
 from imageprov.sources import LogFormat
+from imageprov.sources import json_head
 from imageprov.sources.azure.operations import BY_OPERATION
 from imageprov.sources.azure.activity import (
     SCOPE_REGION,
@@ -258,12 +259,17 @@ _FOREIGN = (b'"eventSource"', b'"eventVersion"', b'"protoPayload"', b'"logName"'
 
 
 def recognises(head: bytes) -> bool:
-    """Say whether a document's first bytes look like Activity Log records."""
-    if any(marker in head for marker in _FOREIGN):
+    """Say whether a document's first bytes look like Activity Log records.
+
+    Keys are looked for among the keys and the column names of a query response
+    alone, so that a tag or a resource name that spells one decides nothing.
+    """
+    keys = json_head.scan(head).keys + json_head.column_names(head)
+    if any(marker in keys for marker in _FOREIGN):
         return False
-    if b'"ContainerRegistryRepositoryEvents"' in head or b'"LoginServer"' in head:
+    if b'"ContainerRegistryRepositoryEvents"' in head or b'"LoginServer"' in keys:
         return False
-    return any(marker in head for marker in _MARKERS)
+    return any(marker in keys for marker in _MARKERS)
 
 
 FORMAT = LogFormat("azure-activity", "azure", recognises, read_document)

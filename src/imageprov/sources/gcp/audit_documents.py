@@ -35,6 +35,7 @@ from imageprov.sources.fields import (
 )
 from imageprov.model import LogDocument, RecordOrigin, RecordProblem
 from imageprov.sources import LogFormat
+from imageprov.sources import json_head
 from imageprov.sources.compression import document_text
 from imageprov.sources.gcp.audit_entries import (
     SOURCE,
@@ -278,13 +279,16 @@ _CLOUDTRAIL = (b'"eventVersion"', b'"Records"', b'"CloudTrailEvent"', b'"detail-
 def recognises(head: bytes) -> bool:
     """Say whether a document's first bytes look like LogEntry JSON or a Pub/Sub body.
 
-    A document that shows a CloudTrail marker is never claimed.
+    A document that shows a CloudTrail key is never claimed. Keys are looked for
+    among the keys alone, so that a label or an image name that spells one decides
+    nothing.
     """
-    if any(marker in head for marker in _CLOUDTRAIL):
+    keys = json_head.scan(head).keys
+    if any(marker in keys for marker in _CLOUDTRAIL):
         return False
-    if any(marker in head for marker in _MARKERS):
+    if any(marker in keys for marker in _MARKERS):
         return True
-    return b'"subscription"' in head and b'"message"' in head and b'"data"' in head
+    return b'"subscription"' in keys and b'"message"' in keys and b'"data"' in keys
 
 
 FORMAT = LogFormat("gcp-audit", "gcp", recognises, read_document)

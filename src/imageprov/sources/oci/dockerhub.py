@@ -32,6 +32,7 @@ from imageprov.model import (
     RecordProblem,
 )
 from imageprov.sources import LogFormat
+from imageprov.sources import json_head
 from imageprov.sources.compression import decompress
 from imageprov.sources.fields import record_json
 from imageprov.sources.oci import event_table
@@ -44,7 +45,8 @@ _REPOSITORY = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+
 
 
 def recognises(head: bytes) -> bool:
-    return head.startswith(b"{") and b'"push_data"' in head and b'"repository"' in head
+    keys = json_head.scan(head).keys
+    return head.startswith(b"{") and b'"push_data"' in keys and b'"repository"' in keys
 
 
 def event_from_payload(payload: Any, origin: RecordOrigin) -> CreationEvent:

@@ -34,6 +34,7 @@ from imageprov.model import (
     RecordProblem,
 )
 from imageprov.sources import LogFormat
+from imageprov.sources import json_head
 from imageprov.sources.fields import record_json
 from imageprov.sources.oci.cosign import DSSE_LAYER, FORMAT_NAME, SIGNATURE_LAYER
 from imageprov.sources.oci.notifications import parse_rfc3339
@@ -51,7 +52,9 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def recognises(head: bytes) -> bool:
-    return head.startswith(b"{") and b'"found_via"' in head and b'"manifest_digest"' in head
+    keys = json_head.scan(head).keys
+    return (head.startswith(b"{") and b'"found_via"' in keys
+            and b'"manifest_digest"' in keys)
 
 
 def _signing_time(annotations: dict[str, Any], manifest: dict[str, Any],

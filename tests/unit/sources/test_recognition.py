@@ -1,0 +1,138 @@
+"""Format recognition: names, tags and descriptions that callers choose never move
+a document to another reader."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from imageprov import formats
+from imageprov.sources import json_head
+from tests.unit.sources import test_acr_events as acr
+from tests.unit.sources import test_azure_activity as activity
+from tests.unit.sources import test_formats as cloudtrail
+from tests.unit.sources import test_gcp_audit as gcp
+from tests.unit.sources import test_registry_notifications as registry
+
+# Words that are keys of some format. Here each is only a value a caller chose.
+KEY_WORDS = ["eventSource", "eventVersion", "detail-type", "CloudTrailEvent",
+             "operationName", "logName", "insertId", "protoPayload", "push_data",
+             "LoginServer"]
+
+
+def _acr_grid(tag: str) -> bytes:
+    grid = [{"id": f"{acr.DATA['id']}-{n}", "topic": acr.TOPIC, "subject": f"team/app:{t}",
+             "eventType": "Microsoft.ContainerRegistry.ImagePushed",
+             "eventTime": "2026-11-30T08:00:01Z", "dataVersion": "1.0",
+             "data": {**acr.DATA, "id": f"d{n}",
+                      "target": {**acr.DATA["target"], "tag": t}}}
+            for n, t in enumerate((tag, "v2"))]
+    return json.dumps(grid).encode()
+
+
+def _gcp_insert(name: str) -> bytes:
+    entry = gcp._entry()
+    entry["protoPayload"] = {**entry["protoPayload"],
+                             "resourceName": f"projects/p/global/images/{name.lower()}",
+                             "request": {"@type": "type.googleapis.com/compute.images.insert",
+                                         "description": name}}
+    return (json.dumps(entry) + "\n").encode()
+
+
+def _notification(tag: str) -> bytes:
+    return json.dumps({"events": [registry._event(target__tag=tag)]}).encode()
+
+
+def _docker_hub(tag: str) -> bytes:
+    return json.dumps({"callback_url": "https://registry.hub.docker.com/u/team/app/hook/1/",
+                       "push_data": {"pushed_at": 1764583200, "pusher": "bot", "tag": tag},
+                       "repository": {"repo_name": "team/app"}}).encode()
+
+
+def _activity_list(group: str) -> bytes:
+    record = activity._rest("Succeeded")
+    record["resourceId"] = record["resourceId"].replace("/rg/", f"/{group}/")
+    return json.dumps({"value": [record], "nextLink": None}).encode()
+
+
+DOCUMENTS = {
+    "acr-events": (_acr_grid, 2),
+    "gcp-audit": (_gcp_insert, 1),
+    "registry-notifications": (_notification, 1),
+    "dockerhub-webhook": (_docker_hub, 1),
+    "azure-activity": (_activity_list, 1),
+}
+
+
+@pytest.mark.parametrize("word", KEY_WORDS)
+@pytest.mark.parametrize("name", list(DOCUMENTS))
+def test_key_words_in_values_keep_their_reader(name, word):
+    build, events = DOCUMENTS[name]
+    data = build(word)
+    assert formats.choose(data).name == name
+    assert len(formats.read(data, "doc.json").events) == events
+
+
+def _lookup_item(image_id: str, description: str) -> dict[str, object]:
+    record = cloudtrail._hijacking_record()
+    record["requestParameters"] = {"instanceId": "i-0123456789abcdef0", "name": "golden",
+                                   "description": description,
+                                   "tagSpecificationSet": {"items": [
+                                       {"key": f"k{n}", "value": "v" * 60}
+                                       for n in range(50)]}}
+    record["responseElements"] = {"imageId": image_id}
+    record["eventID"] = image_id
+    return {"EventId": image_id, "EventName": "CreateImage",
+            "EventTime": "2026-03-01T10:00:00Z", "Username": "builder",
+            "CloudTrailEvent": json.dumps(record)}
+
+
+def test_sorted_lookup_events_past_the_head_stay_cloudtrail():
+    # Sorted keys put CloudTrailEvent first, so the EventId of the first item falls
+    # past the first 4 KiB, and an ACR marker in a description would decide.
+    items = [_lookup_item("ami-0123456789abcdef0",
+                          "mirror of Microsoft.ContainerRegistry/registries/team"),
+             _lookup_item("ami-0123456789abcdef1", "golden")]
+    data = json.dumps({"Events": items}, sort_keys=True).encode()
+    assert b'"EventId"' not in data[:4096]
+    assert formats.choose(data) is formats.FALLBACK
+    targets = [event.target for event in formats.read(data, "lookup.json").events]
+    assert targets == ["ami-0123456789abcdef0", "ami-0123456789abcdef1"]
+
+
+def test_eventbridge_lines_after_a_custom_event_stay_cloudtrail():
+    custom = {"version": "0", "id": "c1", "detail-type": "Order placed",
+              "source": "com.example.orders", "account": "111122223333",
+              "time": "2026-03-01T10:00:00Z", "region": "us-east-1", "resources": [],
+              "detail": {"operationName": "x" * 5000}}
+    record = cloudtrail._hijacking_record()
+    envelope = {"version": "0", "id": "e1", "detail-type": "AWS API Call via CloudTrail",
+                "source": "aws.ec2", "account": "111122223333",
+                "time": "2026-03-01T10:00:00Z", "region": "us-east-1", "resources": [],
+                "detail": record}
+    data = "\n".join(json.dumps(item) for item in (custom, envelope)).encode()
+    assert formats.choose(data) is formats.FALLBACK
+    document = formats.read(data, "events.json")
+    assert [event.target for event in document.events] == ["ami-0123456789abcdef0"]
+    assert any("Order placed" in notice for notice in document.notices)
+
+
+@pytest.mark.parametrize("start", [
+    b'{"a":"' + b'\\"' * 500_000,
+    b'{"a":"' + b'\\"x' * 300_000 + b'\\',
+    b"[" * 1_000_000,
+    b'{"a":' * 200_000,
+])
+def test_head_scan_is_linear(start):
+    # A quadratic scan of these would run for hours, not milliseconds.
+    head = json_head.scan(start)
+    assert head.keys in (b"", b'"a"' * (start.count(b'"a"')))
+
+
+def test_head_scan_tells_keys_from_values():
+    head = json_head.scan(b'{"k": "v", "m": {"push_data": "\\"eventName\\": 1"}, '
+                          b'"Records": [{"eventVersion": "1", "cut": "abc')
+    assert head.keys == b'"k""m""push_data""Records""eventVersion""cut"'
+    assert head.records == (frozenset({b'"k"', b'"m"', b'"Records"'}),
+                            frozenset({b'"eventVersion"', b'"cut"'}))
