@@ -30,7 +30,7 @@ from imageprov.model import (
 from imageprov.sources import LogFormat
 from imageprov.sources.aws import trail_documents
 from imageprov.sources.azure import acr_documents, activity_documents
-from imageprov.sources.compression import head
+from imageprov.sources.compression import emptied_gzip, head
 from imageprov.sources import json_head
 from imageprov.sources.gcp import audit_documents
 from imageprov.sources.oci import dockerhub, evidence_documents, notifications
@@ -99,6 +99,8 @@ def read(data: bytes, location: str, fallback_account: str | None = None,
         chosen = choose(data, name)
     except KeyError:
         return _unknown_format(location, name)
+    if emptied_gzip(data, location):
+        return _emptied(location, chosen)
     return _checked(chosen.read(data, location, fallback_account), data, chosen, name)
 
 
@@ -120,6 +122,10 @@ def read_many(
             results.append(_unknown_format(location, name))
             start += 1
             continue
+        if emptied_gzip(data, location):
+            results.append(_emptied(location, chosen))
+            start += 1
+            continue
         end = start + 1
         if chosen.read_many is not None:
             while end < len(documents) and _same_format(documents[end], chosen):
@@ -136,10 +142,21 @@ def read_many(
 
 def _same_format(document: tuple[bytes, str, str | None, str | None],
                  chosen: LogFormat) -> bool:
+    if emptied_gzip(document[0], document[1]):
+        return False
     try:
         return choose(document[0], document[3]) is chosen
     except KeyError:
         return False
+
+
+def _emptied(location: str, chosen: LogFormat) -> LogDocument:
+    document = LogDocument(location=location, source=chosen.name, platform=chosen.platform)
+    document.problems.append(RecordProblem(
+        location, -1, "(file)",
+        "the file is empty where gzip data was expected: a truncated upload or an "
+        "emptied copy"))
+    return document
 
 
 def _unknown_format(location: str, name: str | None) -> LogDocument:

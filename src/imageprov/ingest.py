@@ -26,7 +26,7 @@ from imageprov.errors import SourceError
 from imageprov.model import LogDocument, RecordProblem
 from imageprov import formats
 from imageprov.sources import LogFormat, LogObject
-from imageprov.sources.compression import decompress
+from imageprov.sources.compression import decompress, emptied_gzip
 from imageprov.store import Store
 
 logger = logging.getLogger(__name__)
@@ -331,14 +331,20 @@ def _fresh_files(
                 _quarantine_unloadable(store, item, sha256)
                 summary.problems += 1
                 summary.files_failed += 1
-            elif _read_before(item.location, min(
-                    (where for where in (known.get(sha256), unstored.get(sha256)) if where),
-                    default=None)):
+                continue
+            # Every emptied gzip file is reported, though all of them share one hash,
+            # and none of them is stored as read.
+            emptied = emptied_gzip(data, item.location)
+            copies = () if emptied else (known.get(sha256), unstored.get(sha256))
+            if _read_before(item.location,
+                            min((where for where in copies if where), default=None)):
                 summary.skipped += 1
                 if on_file:
                     on_file(item.location)
             else:
-                unstored[sha256] = min(item.location, unstored.get(sha256, item.location))
+                if not emptied:
+                    unstored[sha256] = min(item.location,
+                                           unstored.get(sha256, item.location))
                 if item.checkpoint is not None and item.position is not None:
                     writer.positions[item.location] = (item.checkpoint, item.position)
                 fresh.append((item, data, sha256))

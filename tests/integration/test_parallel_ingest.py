@@ -348,3 +348,22 @@ def test_parser_processes_end_when_parent_is_killed(tmp_path):
     finally:
         parent.kill()
         parent.stdout.close()
+
+
+def test_every_emptied_gzip_file_reported_each_run(tmp_path, new_database):
+    # All emptied files share one content hash, which must not hide any of them.
+    folder = tmp_path / "emptied"
+    folder.mkdir()
+    for name in ("a.json", "b.json.gz", "c.json.gz", "d.JSON.GZ"):
+        (folder / name).write_bytes(b"")
+    store = Store.open(new_database())
+    try:
+        for _ in range(2):
+            summary = ingest(store, LocalFolder(folder).objects(), workers=1)
+            with store.engine.connect() as connection:
+                quarantined = {row.location.rsplit("/", 1)[-1] for row in
+                               connection.execute(select(QuarantineRow.location))}
+            assert quarantined == {"b.json.gz", "c.json.gz", "d.JSON.GZ"}
+            assert summary.problems == 3
+    finally:
+        store.close()

@@ -139,20 +139,18 @@ def _without_blank_start(text: bytes) -> bytes:
     return text.lstrip()
 
 
+def emptied_gzip(data: bytes, location: str) -> bool:
+    """Say whether a file named as gzip has no bytes at all. Gzip data always has a
+    header, so such a file was cut short or emptied."""
+    return not data and location.lower().endswith(".gz")
+
+
 def document_text(data: bytes, result: LogDocument) -> bytes | None:
     """Return a document's text, uncompressed and without a byte-order mark.
 
     An invalid gzip stream is recorded in `result` as a problem of the file, and an
-    empty document as a notice; both return None, so the caller reads nothing. A
-    file named `.gz` with no bytes at all is a problem too: gzip data is never empty,
-    so the file was cut short or emptied.
+    empty document as a notice; both return None, so the caller reads nothing.
     """
-    if not data and result.location.endswith(".gz"):
-        result.problems.append(RecordProblem(
-            result.location, -1, "(file)",
-            "the file is empty where gzip data was expected: a truncated upload or "
-            "an emptied copy"))
-        return None
     try:
         text = decompress(data)
     except DocumentTooLarge as error:

@@ -333,16 +333,18 @@ class Store:
             copy_hashes: list[str] = []
             file_values: list[dict[str, Any]] = []
             for document, sha256 in documents:
+                if _unread(document):
+                    # Not marked as read, so the file is read again next time, by a
+                    # fixed release or after the file is repaired. Its problems are
+                    # stored even where the same bytes were read under another name:
+                    # an emptied `.json.gz` is a problem, an emptied `.json` is not.
+                    unread.append(document)
+                    continue
                 if sha256 in stored:
                     # Another copy of stored content: its events still go to the
                     # upsert, which keeps them only where this copy sorts first.
                     copies.append(document)
                     copy_hashes.append(sha256)
-                    continue
-                if _unread(document):
-                    # Not marked as read, so the file is read again next time, by a
-                    # fixed release or after the file is repaired.
-                    unread.append(document)
                     continue
                 stored.add(sha256)
                 fresh.append(document)

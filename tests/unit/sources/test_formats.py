@@ -6,6 +6,8 @@ import gzip
 import json
 from pathlib import Path
 
+import pytest
+
 from imageprov import formats
 from imageprov.model import LogDocument
 from imageprov.sources.compression import decompress, head
@@ -329,13 +331,17 @@ def test_record_keys_in_values_or_nested_maps_decide_nothing():
     assert formats.choose(json.dumps(payload).encode()).name == "dockerhub-webhook"
 
 
-def test_zero_byte_gzip_file_is_a_problem():
+@pytest.mark.parametrize("name", [None, "registry-notifications", "dockerhub-webhook",
+                                  "cosign-evidence", "cloudtrail"])
+@pytest.mark.parametrize("location", ["AWSLogs/1/CloudTrail/x.json.gz", "X.JSON.GZ"])
+def test_zero_byte_gzip_file_is_a_problem(location, name):
     # Gzip data always has a header, so a `.json.gz` with no bytes was cut short.
-    document = formats.read(b"", "AWSLogs/1/CloudTrail/us-east-1/2026/11/30/x.json.gz")
-    assert document.notices == []
-    (problem,) = document.problems
-    assert (problem.index, problem.field) == (-1, "(file)")
-    assert "empty where gzip data was expected" in problem.detail
+    for document in (formats.read(b"", location, name=name),
+                     formats.read_many([(b"", location, None, name)])[0]):
+        assert document.notices == []
+        (problem,) = document.problems
+        assert (problem.index, problem.field) == (-1, "(file)")
+        assert "empty where gzip data was expected" in problem.detail
 
 
 def test_empty_gzip_member_and_plain_file_are_notices():
