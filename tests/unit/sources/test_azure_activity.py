@@ -202,3 +202,26 @@ def test_overlong_operation_id_quarantined_not_cut(field):
     (problem,) = document.problems
     assert problem.field == field
     assert "129 characters" in problem.detail
+
+
+def test_long_correlation_ids_keep_operations_apart():
+    records = []
+    for suffix, when in (("first", "2026-11-30T08:00:05Z"), ("second", "2026-11-30T09:00:05Z")):
+        record = _rest("Succeeded")
+        record.update(correlationId="c" * 160 + "-" + suffix, eventDataId=f"e-{suffix}",
+                      eventTimestamp=when)
+        records.append(record)
+    document = read_document(json.dumps({"value": records}).encode(), "list.json")
+    keys = [event.key for event in document.events]
+    assert len(keys) == 2
+    assert keys[0] != keys[1]
+    assert all(len(key) <= 300 for key in keys)
+
+
+def test_overlong_nested_operation_id_named_by_its_path():
+    record = {**_export("Success"), "correlationId": None,
+              "properties": {"operationId": "o" * 129}}
+    document = read_document(json.dumps(record).encode(), "export.json")
+    assert document.events == []
+    (problem,) = document.problems
+    assert problem.field == "properties.operationId"

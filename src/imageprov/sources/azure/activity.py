@@ -168,6 +168,8 @@ class ActivityRecord:
     source_ip: str | None
     principal: Principal
     properties: dict[str, Any] = field(default_factory=dict)
+    # The key that `operation_id` was read from.
+    operation_id_field: str = ""
 
     @property
     def final(self) -> bool:
@@ -236,8 +238,9 @@ def normalise(record: dict[str, Any], index: int, location: str,
         address = _text(_path(record, "HTTPRequest.clientIpAddress"))
     properties = next((p for p in (_json_object(_path(record, k)) for k in _PROPERTIES[shape])
                        if p is not None), {})
-    operation_id = next((_text(_path(record, k)) for k in _OPERATION_ID[shape]
-                         if _text(_path(record, k))), None)
+    operation_id, operation_id_field = next(
+        ((_text(_path(record, k)), k) for k in _OPERATION_ID[shape] if _text(_path(record, k))),
+        (None, _OPERATION_ID[shape][0]))
     return ActivityRecord(
         index=index, shape=shape, raw=record, time=when, operation=operation.lower(),
         status=normal_status(status_text), status_text=status_text,
@@ -245,7 +248,7 @@ def normalise(record: dict[str, Any], index: int, location: str,
         correlation_id=_text(_path(record, correlation_key)), operation_id=operation_id,
         event_id=_text(_path(record, event_key)), subscription=subscription,
         source_ip=address, principal=principal_from_claims(claims, caller, evidence),
-        properties=properties,
+        properties=properties, operation_id_field=operation_id_field,
     )
 
 
@@ -303,7 +306,7 @@ def _event_id(final: ActivityRecord, base_key: str) -> tuple[str, str]:
     event's key."""
     fields = _FIELDS[final.shape]
     for value, name in ((final.event_id, fields[6]),
-                        (final.operation_id, _OPERATION_ID[final.shape][0]),
+                        (final.operation_id, final.operation_id_field),
                         (final.correlation_id, fields[5])):
         if value:
             return value, name
@@ -367,7 +370,10 @@ def _events(final: ActivityRecord, group: list[ActivityRecord], key: tuple[str, 
         if isinstance(value, str) and len(value) > limit:
             raise RecordError(location, index, name,
                               f"value of {len(value)} characters is longer than {limit}")
-    digest = hashlib.sha256("|".join(key[2:]).encode()).hexdigest()[:16]
+    # The key shows the first 160 characters of the operation's id. A longer id goes
+    # whole into the hash, so that two ids that share those characters stay apart.
+    hashed = key[2:] if len(key[1]) <= 160 else key[1:]
+    digest = hashlib.sha256("|".join(hashed).encode()).hexdigest()[:16]
     base_key = f"{SOURCE}:{key[0]}:{key[1][:160]}:{digest}"
     event_id, id_field = _event_id(final, base_key)
     if len(event_id) > MAX_EVENT_TEXT["event_id"]:
