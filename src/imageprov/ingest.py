@@ -18,6 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from multiprocessing.connection import Connection
 from dataclasses import dataclass, field
@@ -403,6 +404,12 @@ def _executor(workers: int) -> ProcessPoolExecutor:
     return executor
 
 
+def _discard_executor(workers: int) -> None:
+    executor = _EXECUTORS.pop(workers, None)
+    if executor is not None:
+        executor.shutdown(wait=False, cancel_futures=True)
+
+
 def _watch_lifeline(lifeline: Connection) -> None:
     """Start a thread that ends this parser process once the process that started
     it has ended, in whatever way."""
@@ -567,6 +574,12 @@ def _parse_parallel(
             submit()
         while pending:
             _take_oldest(pending, take, density, gate)
+    except BrokenProcessPool:
+        # A parser process died (killed, or out of memory), and its pool takes no
+        # more tasks, so the next run starts a new one. The files of this run that
+        # were not stored are read again then.
+        _discard_executor(workers)
+        raise
     finally:
         # After an error here, threads still waiting at the gate must not hold the
         # shared reader threads for good.

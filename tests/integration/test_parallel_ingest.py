@@ -367,3 +367,31 @@ def test_every_emptied_gzip_file_reported_each_run(tmp_path, new_database):
             assert summary.problems == 3
     finally:
         store.close()
+
+
+def test_pool_with_a_killed_parser_replaced_next_run(tmp_path, new_database):
+    import os
+    import signal
+    from concurrent.futures.process import BrokenProcessPool
+
+    folder = tmp_path / "small"
+    for number in range(40):
+        when = T0 + timedelta(minutes=number)
+        path = folder / trail.log_key(when, suffix=f"Small{number:02d}Abcdefghijk")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(trail.log_file([trail.create_image(
+            BUILD, when, f"ami-00000000000{number:05d}", ip="10.0.0.7")]))
+    store = Store.open(new_database())
+    try:
+        ingest_module.start_workers(2)
+        (executor,) = ingest_module._EXECUTORS.values()
+        os.kill(next(iter(executor._processes)), signal.SIGKILL)
+        with pytest.raises(BrokenProcessPool):
+            ingest(store, LocalFolder(folder).objects(), workers=2)
+        summary = ingest(store, LocalFolder(folder).objects(), workers=2)
+        assert summary.files + summary.skipped == 40
+        with store.engine.connect() as connection:
+            assert connection.exec_driver_sql("SELECT count(*) FROM events").scalar_one() == 40
+    finally:
+        ingest_module.close_workers()
+        store.close()
