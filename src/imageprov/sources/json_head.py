@@ -25,8 +25,16 @@ _TOKEN = re.compile(rb'("[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z))(\s*:)?|[{}\[\]]')
 ITEM = b"[]"
 RECORD_PLACES = frozenset({(), (ITEM,), (b'"Records"', ITEM), (b'"Events"', ITEM),
                            (b'"detail"',), (ITEM, b'"detail"')})
-# Record places are at most this deep, so deeper objects keep no place.
-_PLACE_DEPTH = max(len(place) for place in RECORD_PLACES)
+# The places whose keys formats are recognised by: the record places, the items of
+# the lists that Azure and Google wrap records in, the `properties` of a record, and
+# the `message` of a Pub/Sub push. Deeper objects hold request bodies, tags and
+# labels, whose keys callers choose, so their keys are left out.
+_WRAPPED = (b'"records"', b'"value"', b'"entries"')
+MARKER_PLACES = RECORD_PLACES | {(name, ITEM) for name in _WRAPPED} | {
+    (*place, key) for place in ((), (ITEM,), *((name, ITEM) for name in _WRAPPED))
+    for key in (b'"properties"', b'"message"')}
+# Those places are at most this deep, so deeper objects keep no place.
+_PLACE_DEPTH = max(len(place) for place in MARKER_PLACES)
 
 
 # A column of a Log Analytics query response, whose column names are values.
@@ -42,7 +50,7 @@ def column_names(start: bytes) -> bytes:
 class Head:
     """The keys found in a document's start."""
 
-    # Every key, with its quotes, in the order found, at any depth.
+    # Every key of an object at a marker place, with its quotes, in the order found.
     keys: bytes
     # The keys of each object at a record place, in the order the objects opened.
     records: tuple[frozenset[bytes], ...]
@@ -52,22 +60,26 @@ class Head:
 def scan(start: bytes) -> Head:
     """Return the keys in `start`, the first bytes of a JSON document.
 
-    Text in a string value never counts as a key. An object cut off at the end of
-    `start` has the keys seen before the cut.
+    Text in a string value never counts as a key, nor does a key of an object
+    below the marker places. An object cut off at the end of `start` has the keys
+    seen before the cut.
     """
     keys: list[bytes] = []
     records: list[set[bytes]] = []
-    # One frame per open bracket: its place, or None below the record places, the
-    # index of its key set in `records` or -1, and for objects the last key seen.
+    # One frame per open bracket: its place, or None below the marker places, the
+    # index of its key set in `records` or -1, whether its keys are kept, and for
+    # objects the last key seen.
     places: list[tuple[bytes, ...] | None] = []
     record_of: list[int] = []
     objects: list[bool] = []
+    kept: list[bool] = []
     last_key: list[bytes] = []
     for token in _TOKEN.finditer(start):
         text = token.group(1)
         if text is not None:
             if token.group(2) is not None and objects and objects[-1]:
-                keys.append(text)
+                if kept[-1]:
+                    keys.append(text)
                 last_key[-1] = text
                 if record_of[-1] >= 0:
                     records[record_of[-1]].add(text)
@@ -77,6 +89,7 @@ def scan(start: bytes) -> Head:
                 places.pop()
                 record_of.pop()
                 objects.pop()
+                kept.pop()
                 last_key.pop()
             continue
         place: tuple[bytes, ...] | None
@@ -89,6 +102,7 @@ def scan(start: bytes) -> Head:
         is_object = token.group(0) == b"{"
         places.append(place)
         objects.append(is_object)
+        kept.append(is_object and place in MARKER_PLACES)
         last_key.append(b"")
         if is_object and place in RECORD_PLACES:
             records.append(set())
