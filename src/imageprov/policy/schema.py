@@ -109,12 +109,30 @@ Duration = Annotated[timedelta, BeforeValidator(_duration), AfterValidator(_wind
 Cidr = Annotated[Network, BeforeValidator(_network)]
 Expiry = Annotated[datetime, BeforeValidator(_expiry), AfterValidator(_in_utc)]
 Pattern = Annotated[str, Field(min_length=1)]
+# A verdict stores the name of the rule that decided it, in a column of 256
+# characters, after a prefix such as `builder:`.
+MAX_RULE_NAME = 200
+RuleName = Annotated[str, Field(min_length=1, max_length=MAX_RULE_NAME)]
 
 _CREATING = [effect.value for effect in EventEffect if effect.creates]
 
 
+def _without_nul(value: Any) -> Any:
+    """Reject text that contains a NUL character, which PostgreSQL text cannot
+    store: names and reasons end up in verdicts."""
+    texts = value if isinstance(value, (list, tuple)) else [value]
+    if any(isinstance(text, str) and "\x00" in text for text in texts):
+        raise ValueError("contains a NUL character (U+0000)")
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable_text(cls, value: Any) -> Any:
+        return _without_nul(value)
 
 
 class Builder(_Strict):
@@ -129,7 +147,7 @@ class Builder(_Strict):
           user_agents: ["*Packer/*"]
     """
 
-    name: str = Field(min_length=1)
+    name: RuleName
     principals: list[Pattern] = Field(default_factory=list)
     roles: list[Pattern] = Field(default_factory=list)
     services: list[Pattern] = Field(default_factory=list)
@@ -202,7 +220,7 @@ class SigningKey(_Strict):
             -----END PUBLIC KEY-----
     """
 
-    name: str = Field(min_length=1)
+    name: RuleName
     public_key: str = Field(min_length=1)
 
     @field_validator("public_key")
@@ -242,7 +260,7 @@ class RegistryRule(_Strict):
             source_repositories: ["https://git.example/team/*"]
     """
 
-    name: str = Field(min_length=1)
+    name: RuleName
     repositories: list[Pattern] = Field(min_length=1)
     signed_by: list[str] = Field(default_factory=list)
     provenance: ProvenanceRule | None = None

@@ -286,3 +286,27 @@ def test_azure_exceptions_differing_in_case_are_duplicates():
     with pytest.raises(PolicyError) as caught:
         parse_policy(text, "p")
     assert "name the same image" in str(caught.value)
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"builders": [{"name": "a\x00b", "roles": ["r"]}]},
+     "builders[0] (a\x00b).name: Value error, contains a NUL character"),
+    ({"builders": [{"name": "n" * 201, "roles": ["r"]}]},
+     "builders[0] (" + "n" * 201 + ").name: String should have at most 200 characters"),
+    ({"builders": [{"name": "ci", "roles": ["r\x00"]}]},
+     "builders[0] (ci).roles: Value error, contains a NUL character"),
+    ({"exceptions": [{"image": "ami-1", "reason": "vendor\x00", "expires": "2099-01-01"}]},
+     "exceptions[0] (ami-1).reason: Value error, contains a NUL character"),
+])
+def test_text_a_verdict_cannot_store_rejected(changes, message):
+    # Rule names and reasons are stored with verdicts: a NUL, or a name longer than
+    # the rule column, would fail every evaluation on PostgreSQL.
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(_with(**changes), "p.yaml")
+    assert any(problem.startswith(message) for problem in caught.value.problems), (
+        caught.value.problems)
+
+
+def test_rule_name_at_limit_accepted():
+    policy = parse_policy(_with(builders=[{"name": "n" * 200, "roles": ["r"]}]), "p.yaml")
+    assert policy.builders[0].name == "n" * 200
