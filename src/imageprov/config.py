@@ -60,6 +60,8 @@ class TrailLocation(_Strict):
                 "give exactly one of path, s3_bucket, sqs_queue_url or lookup_events")
         if self.lookup_events and not self.region:
             raise ValueError("lookup_events needs the region it reads")
+        if "reread" in self.model_fields_set and self.s3_bucket is None:
+            raise ValueError("reread applies to s3_bucket locations only")
         if self.public_keys is not None and self.path is None and self.s3_bucket is None:
             raise ValueError("public_keys applies to path or s3_bucket locations, "
                              "whose digest files can be listed")

@@ -367,7 +367,7 @@ def test_scan_unconvertible_expiry_touches_nothing(example, tmp_path):
     config, database = example
     policy = tmp_path / "policy.yaml"
     policy.write_text(policy.read_text().replace(
-        "expires: 2027-06-30", 'expires: "9999-12-31T23:59:59-05:00"'))
+        "expires: 2031-06-30", 'expires: "9999-12-31T23:59:59-05:00"'))
     result = run_cli("scan", "--config", str(config), "--database", database)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr

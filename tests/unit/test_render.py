@@ -17,3 +17,12 @@ def test_markup_escaped_and_plain_text_kept():
     assert safe("[red]x[/]") == "\\[red]x\\[/]"
     assert safe("arn:aws:iam::111122223333:role/Build é") == (
         "arn:aws:iam::111122223333:role/Build é")
+
+
+def test_safe_lines_keeps_driver_hints_readable():
+    from imageprov.cli.render import safe_lines
+
+    text = 'connection failed: Connection refused\n\tIs the server running on "127.0.0.1"?'
+    assert safe_lines(text) == (
+        'connection failed: Connection refused\n    Is the server running on "127.0.0.1"?')
+    assert "\N{REPLACEMENT CHARACTER}" in safe_lines("bell \x07 escape \x1b[31m")

@@ -233,8 +233,8 @@ def ingest(
     paths: Annotated[list[str], typer.Argument(help="Files, folders or s3://bucket/prefix.")],
     database: DatabaseOption = None,
     workers: Annotated[int, typer.Option(
-        min=1, help="Files read at once: threads for CloudTrail log files, processes "
-                    "for other formats.")] = 2,
+        min=1, help="Files read at once: threads for CloudTrail log files of 64 KiB or "
+                    "more, processes for the other files.")] = 2,
     log_format: Annotated[str | None, typer.Option(
         "--format", help="Log format of every file; recognised per file when omitted.")
     ] = None,

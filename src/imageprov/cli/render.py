@@ -35,8 +35,9 @@ def safe(text: str) -> str:
 
 
 def safe_lines(text: str) -> str:
-    """Return `safe(text)` with the line breaks of a multi-line message kept."""
-    return "\n".join(safe(line) for line in text.split("\n"))
+    """Return `safe(text)` with the line breaks of a multi-line message kept, and
+    its tabs, which drivers indent their hints with, as spaces."""
+    return "\n".join(safe(line.expandtabs(4)) for line in text.split("\n"))
 
 
 STATUS_STYLE = {

@@ -206,3 +206,12 @@ def test_stop_ends_the_search_for_region_folders():
     # Without the stop, the search lists the top, AWSLogs/, each of the 50 account
     # folders and each CloudTrail folder below them.
     assert _Stopping.calls == 1
+
+
+def test_reread_rejected_where_nothing_is_listed_again():
+    import pydantic
+
+    from imageprov.config import TrailLocation
+
+    with pytest.raises(pydantic.ValidationError, match="reread applies to s3_bucket"):
+        TrailLocation(path="logs", reread="3d")
