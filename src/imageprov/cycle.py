@@ -354,9 +354,12 @@ def _azure_objects(config: Config, store: Store, location: Any,
     from imageprov.sources.azure import clients
     from imageprov.sources.azure.blob_locations import BlobLogs
 
+    # A file is read in the format of the list its location is in, unless the
+    # location names one, as a blob is: a record could otherwise pass for another
+    # cloud's, and its events would be lost.
     if location.path is not None:
         yield from LocalFolder(location.path, lambda _path: location.subscription,
-                               location.format).objects()
+                               location.format or default_format).objects()
         return
     container = clients.blob_container(config.azure, location)
     blobs = BlobLogs(container, location.prefix, location.format or default_format,

@@ -40,3 +40,17 @@ def test_relative_paths_resolved(tmp_path):
     assert config.azure.ca_bundle == tmp_path / "ca.pem"
     assert config.azure.activity_logs[0].path == tmp_path / "logs"
     assert config.azure.credential.certificate_path == tmp_path / "sp.pem"
+
+
+@pytest.mark.parametrize("kind", ["azure-activity", "acr-events"])
+def test_local_azure_logs_read_in_their_list_format(tmp_path, kind):
+    from imageprov.config import AzureLogLocation
+    from imageprov.cycle import _azure_objects
+
+    (tmp_path / "PT1H.json").write_text("{}")
+    location = AzureLogLocation(path=tmp_path)
+    (item,) = _azure_objects(None, None, location, kind)
+    assert item.format == kind
+    named = AzureLogLocation(path=tmp_path, format="acr-events")
+    assert [item.format for item in _azure_objects(None, None, named, kind)] == [
+        "acr-events"]
