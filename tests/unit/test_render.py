@@ -26,3 +26,10 @@ def test_safe_lines_keeps_driver_hints_readable():
     assert safe_lines(text) == (
         'connection failed: Connection refused\n    Is the server running on "127.0.0.1"?')
     assert "\N{REPLACEMENT CHARACTER}" in safe_lines("bell \x07 escape \x1b[31m")
+
+
+def test_clipped_names_the_length_it_left_out():
+    from imageprov.cli.render import clipped
+
+    assert clipped("a" * 512) == "a" * 512
+    assert clipped("a" * 5_000_000) == "a" * 512 + "... (5,000,000 characters)"

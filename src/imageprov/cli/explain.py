@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from imageprov.cli.render import safe
+from imageprov.cli.render import clipped, safe
 from imageprov.correlate import Correlator
 from imageprov.model import DISPLACED_TAG, FAMILY_TAG, HEADS_FAMILY_TAG, Image
 from imageprov.errors import ImageprovError
@@ -68,7 +68,7 @@ def show(console: Console, store: Store, image: Image) -> None:
             cells = [event.time.isoformat(), event.action + mark, event.principal.id,
                      event.principal.issuer or "-",
                      f"{event.source_ip or '-'} [{caller.kind.value}]",
-                     event.user_agent or "-", event.error_code or "ok",
+                     clipped(event.user_agent or "-"), event.error_code or "ok",
                      f"{event.origin.location} #{event.origin.index}",
                      event.log_validation.value]
             table.add_row(*(safe(cell) for cell in cells))

@@ -34,6 +34,17 @@ def safe(text: str) -> str:
     return escape(plain(text))
 
 
+def clipped(text: str, limit: int = 512) -> str:
+    """Return `text`, or its first `limit` characters and its length where longer.
+
+    A user agent has no length limit in a record, and a table cell of megabytes
+    takes seconds to lay out.
+    """
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text):,} characters)"
+
+
 def safe_lines(text: str) -> str:
     """Return `safe(text)` with the line breaks of a multi-line message kept, and
     its tabs, which drivers indent their hints with, as spaces."""
