@@ -7,7 +7,7 @@ import os
 import sys
 from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -369,6 +369,15 @@ def explain(
         store.close()
 
 
+def _expiry_text(expires: datetime) -> str:
+    """Return when an exception expired, as the policy file gives it: a bare date
+    expires at midnight UTC after it."""
+    if (expires.hour, expires.minute, expires.second, expires.microsecond) == (0, 0, 0, 0):
+        return f"at the end of {(expires - timedelta(days=1)).date().isoformat()} UTC"
+    return f"at {expires.isoformat()}"
+
+
+
 @policy_app.command("check")
 def policy_check(
     path: Annotated[Path, typer.Argument(help="Policy file (YAML).")],
@@ -387,7 +396,7 @@ def policy_check(
     for index, exception in enumerate(policy.exceptions):
         if exception.expires <= now:
             err.print(f"warning: {where}: exceptions[{index}]: the exception for "
-                      f"{safe(exception.image)} expired {exception.expires.isoformat()} "
+                      f"{safe(exception.image)} expired {_expiry_text(exception.expires)} "
                       "and no longer applies", highlight=False)
     for warning in policy_warnings(policy):
         err.print(f"warning: {where}: {safe(warning)}", highlight=False)
