@@ -3,7 +3,9 @@ a document to another reader."""
 
 from __future__ import annotations
 
+import base64
 import json
+from pathlib import Path
 
 import pytest
 
@@ -118,11 +120,77 @@ def test_eventbridge_lines_after_a_custom_event_stay_cloudtrail():
     assert any("Order placed" in notice for notice in document.notices)
 
 
+def _chosen(data: bytes) -> tuple[str, int]:
+    return formats.choose(data).name, len(formats.read(data, "doc.json").events)
+
+
+def _rest_with(**changes: object) -> bytes:
+    return json.dumps({"value": [{**activity._rest("Succeeded"), **changes}]}).encode()
+
+
+def _push_of_large_entry() -> bytes:
+    # Pub/Sub sends `message` first, so base64 data fills the first 4 KiB.
+    entry = gcp._entry()
+    entry["protoPayload"]["request"]["description"] = "d" * 2400
+    data = base64.b64encode(json.dumps(entry).encode()).decode()
+    return json.dumps({"message": {"attributes": {}, "data": data, "messageId": "1",
+                                   "publishTime": "2026-01-02T03:04:06Z"},
+                       "subscription": "projects/p/subscriptions/audit"}).encode()
+
+
+def _log_files_in_an_array(**request: str) -> bytes:
+    record = json.loads(json.dumps(cloudtrail.RECORD))
+    record["requestParameters"] = {"instanceId": "i-0123456789abcdef0", **request}
+    return json.dumps([{"Records": [record]}]).encode()
+
+
+def _broken_line_first() -> bytes:
+    lines = [b"{not json\n", *(json.dumps(gcp._entry(insertId=f"i{n}")).encode() + b"\n"
+                               for n in range(2))]
+    return b"".join(lines)
+
+
+CHOSEN = {
+    "array of log files, ACR path in a description": (_log_files_in_an_array(
+        description="mirror of Microsoft.ContainerRegistry/registries/team"),
+        ("cloudtrail", 1)),
+    "array of log files, Activity key as a name": (_log_files_in_an_array(
+        name="operationName"), ("cloudtrail", 1)),
+    "ACR webhook, actor named detail-type": (json.dumps(
+        {**acr.DATA, "actor": {"name": "detail-type"}}).encode(), ("acr-events", 1)),
+    "ACR webhook saved as an array": (json.dumps([acr.DATA]).encode(), ("acr-events", 1)),
+    "GCP lines after a broken first line": (_broken_line_first(), ("gcp-audit", 2)),
+    "registry notification, tag of an ACR event type": (json.dumps({"events": [
+        registry._event(target__tag="Microsoft.ContainerRegistry.ImagePushed")]}).encode(),
+        ("registry-notifications", 1)),
+    "registry notification, actor named operationName": (json.dumps({"events": [
+        registry._event(actor__name="operationName")]}).encode(),
+        ("registry-notifications", 1)),
+    "Docker Hub, ACR path in the description": (json.dumps({
+        "push_data": {"pushed_at": 1764583200, "pusher": "bot", "tag": "v1"},
+        "repository": {"repo_name": "team/app", "full_description":
+                       "Mirrored to Microsoft.ContainerRegistry/registries/team"}}).encode(),
+        ("dockerhub-webhook", 1)),
+    "Activity, resource group named after ACR's category": (_rest_with(
+        resourceGroupName="ContainerRegistryRepositoryEvents"), ("azure-activity", 1)),
+    "Activity, display name LoginServer": (_rest_with(
+        claims={"upn": "ana@contoso.com", "name": "LoginServer"}), ("azure-activity", 1)),
+    "Pub/Sub push of a large entry": (_push_of_large_entry(), ("gcp-audit", 1)),
+}
+
+
+@pytest.mark.parametrize("case", list(CHOSEN))
+def test_chosen_reader_keeps_the_events(case):
+    data, expected = CHOSEN[case]
+    assert _chosen(data) == expected
+
+
 @pytest.mark.parametrize(("start", "keys"), [
     (b'{"a":"' + b'\\"' * 500_000, b'"a"'),
     (b'{"a":"' + b'\\"x' * 300_000 + b'\\', b'"a"'),
     (b"[" * 1_000_000, b""),
     (b'{"a":' * 200_000, b'"a"'),
+    (b'"' + b'\\"' * 500_000 + b'\\\n', b""),
 ])
 def test_head_scan_is_linear(start, keys):
     # A quadratic scan of these would run for hours, not milliseconds.

@@ -19,6 +19,7 @@ are not images an inventory lists.
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any
 
 import orjson
@@ -336,10 +337,15 @@ def _host_address(value: str | None) -> str | None:
     return value
 
 
-# Values that name ACR events, and a key only ACR's rows have.
-_MARKERS = (b'"Microsoft.ContainerRegistry.', b'"ContainerRegistryRepositoryEvents"',
-            b'Microsoft.ContainerRegistry/registries')
-# Keys of other clouds' records, which may carry the values above in a name or a tag.
+# The values that name ACR events, under the keys that carry them: an Event Grid or
+# CloudEvents type, a registry topic or resource id, and the category of repository
+# events.
+MARKER_VALUES = re.compile(
+    rb'"(?:eventType|type)":"Microsoft\.ContainerRegistry\.'
+    rb'|"(?:topic|source|_ResourceId|resourceId)":"[^"]*Microsoft\.ContainerRegistry/registries'
+    rb'|"(?:category|type|name)":"ContainerRegistryRepositoryEvents"', re.IGNORECASE)
+_AZURECR_HOST = re.compile(rb'"host":"[^"]*\.azurecr\.', re.IGNORECASE)
+# Keys of other clouds' records.
 _FOREIGN = (b'"eventSource"', b'"eventVersion"', b'"CloudTrailEvent"', b'"detail-type"',
             b'"protoPayload"', b'"logName"')
 
@@ -347,22 +353,23 @@ _FOREIGN = (b'"eventSource"', b'"eventVersion"', b'"CloudTrailEvent"', b'"detail
 def recognises(head: bytes) -> bool:
     """Say whether a document's first bytes look like ACR events.
 
-    Keys are looked for among the keys and the column names of a query response
-    alone, so that a tag or an image name that spells one decides nothing.
+    Keys, and values under named keys, are looked for where records sit and among
+    the column names of a query response alone, so that a tag, an image name or a
+    description that spells one decides nothing.
     """
-    keys = json_head.scan(head).keys + json_head.column_names(head)
+    found = json_head.scan(head)
+    keys = found.keys + found.columns
     if any(marker in keys for marker in _FOREIGN):
         return False
     if b'"operationName"' in keys and b'"LoginServer"' not in keys:
         # An Activity Log record about a registry, such as importImage.
         return False
-    if b'"LoginServer"' in keys or any(marker in head for marker in _MARKERS):
+    if b'"LoginServer"' in keys or MARKER_VALUES.search(found.pairs):
         return True
     # A webhook body is one bare event, where a distribution notification wraps
     # its events in {"events": [...]}.
-    return (head[:1] == b"{" and b'"events"' not in keys and b'"action"' in keys
-            and b'"target"' in keys and b'"request"' in keys
-            and b'.azurecr.' in head)
+    return (b'"events"' not in keys and b'"action"' in keys and b'"target"' in keys
+            and b'"request"' in keys and _AZURECR_HOST.search(found.pairs) is not None)
 
 
 FORMAT = LogFormat("acr-events", "azure", recognises, read_document)

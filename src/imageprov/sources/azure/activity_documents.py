@@ -264,10 +264,14 @@ def recognises(head: bytes) -> bool:
     Keys are looked for among the keys and the column names of a query response
     alone, so that a tag or a resource name that spells one decides nothing.
     """
-    keys = json_head.scan(head).keys + json_head.column_names(head)
+    # ACR's reader imports this module's table reader, so it is imported here.
+    from imageprov.sources.azure import acr_documents
+
+    found = json_head.scan(head)
+    keys = found.keys + found.columns
     if any(marker in keys for marker in _FOREIGN):
         return False
-    if b'"ContainerRegistryRepositoryEvents"' in head or b'"LoginServer"' in keys:
+    if acr_documents.MARKER_VALUES.search(found.pairs) or b'"LoginServer"' in keys:
         return False
     return any(marker in keys for marker in _MARKERS)
 

@@ -288,7 +288,8 @@ def recognises(head: bytes) -> bool:
         return False
     if any(marker in keys for marker in _MARKERS):
         return True
-    return b'"subscription"' in keys and b'"message"' in keys and b'"data"' in keys
+    # A push body's base64 data can fill the first 4 KiB before `subscription`.
+    return b'"message"' in keys and b'"data"' in keys
 
 
 FORMAT = LogFormat("gcp-audit", "gcp", recognises, read_document)
