@@ -393,25 +393,19 @@ def test_policy_check_warns_of_trust_in_all(tmp_path):
     ]
 
 
-def test_policy_check_names_expired_exception(tmp_path):
+@pytest.mark.parametrize(("expires", "when"), [
+    # A bare date lasts to its end, and the warning names the date the file gives.
+    ("2020-01-01", "at the end of 2020-01-01 UTC"),
+    ("'2020-01-01T18:30:00Z'", "at 2020-01-01T18:30:00+00:00"),
+])
+def test_policy_check_names_expired_exception(tmp_path, expires, when):
     old = tmp_path / "old.yaml"
     old.write_text("builders:\n  - {name: ci, roles: [r]}\nexceptions:\n"
-                   "  - {image: ami-1, reason: vendor, expires: 2020-01-01}\n")
+                   f"  - {{image: ami-1, reason: vendor, expires: {expires}}}\n")
     result = run_cli("policy", "check", str(old), env={"COLUMNS": "400"})
     assert result.returncode == 0, result.stderr
-    # The date is the one the file gives: a bare date lasts to its end.
-    assert (f"warning: {old}: exceptions[0]: the exception for ami-1 expired at the "
-            "end of 2020-01-01 UTC and no longer applies") in result.stderr
-
-
-def test_policy_check_names_expired_exception_time(tmp_path):
-    old = tmp_path / "old.yaml"
-    old.write_text("builders:\n  - {name: ci, roles: [r]}\nexceptions:\n"
-                   "  - {image: ami-1, reason: vendor, expires: '2020-01-01T18:30:00Z'}\n")
-    result = run_cli("policy", "check", str(old), env={"COLUMNS": "400"})
-    assert result.returncode == 0, result.stderr
-    assert (f"warning: {old}: exceptions[0]: the exception for ami-1 expired at "
-            "2020-01-01T18:30:00+00:00 and no longer applies") in result.stderr
+    assert (f"warning: {old}: exceptions[0]: the exception for ami-1 expired {when} "
+            "and no longer applies") in result.stderr
 
 
 def test_bad_cron_and_busy_port_reported(tmp_path):
