@@ -390,7 +390,7 @@ def _executor(workers: int) -> ProcessPoolExecutor:
         # Workers come from a fork server, not from this process: the daemon runs
         # scheduler and metrics threads, and forking a threaded process can copy a
         # lock that some other thread holds. A fork server's children inherit no
-        # file of this process, so none of them holds the lifeline's write end.
+        # file of this process, so the lifeline's write end stays here alone.
         if "forkserver" in multiprocessing.get_all_start_methods():
             context = multiprocessing.get_context("forkserver")
             if not _LIFELINE:

@@ -2,8 +2,8 @@
 
 Formats are recognised by the first few KiB of a document. Callers choose many
 string values in audit records (image names, tags, descriptions), and the keys of
-tag maps and request bodies, so a marker is looked for only among the keys, and the
-values of named keys, of the objects where records sit. This module tokenises a
+tag maps and request bodies. So a marker is looked for only among the keys of the
+objects where records sit, and among the values of named keys there. This module tokenises a
 document's start, which may end inside a string, in one pass.
 """
 
@@ -80,7 +80,7 @@ def scan(start: bytes) -> Head:
     places: list[tuple[bytes, ...] | None] = []
     record_of: list[int] = []
     objects: list[bool] = []
-    kept: list[bool] = []
+    keeps_keys: list[bool] = []
     last_key: list[bytes] = []
     for token in _TOKEN.finditer(start):
         text = token.group(1)
@@ -88,13 +88,13 @@ def scan(start: bytes) -> Head:
             if not objects or not objects[-1]:
                 continue
             if token.group(2) is not None:
-                if kept[-1]:
+                if keeps_keys[-1]:
                     keys.append(text)
                 last_key[-1] = text
                 if record_of[-1] >= 0:
                     records[record_of[-1]].add(text)
             elif last_key[-1]:
-                if kept[-1]:
+                if keeps_keys[-1]:
                     pairs.append(last_key[-1] + b":" + text)
                 elif places[-1] == _COLUMNS and last_key[-1] == _NAME:
                     columns.append(text)
@@ -105,7 +105,7 @@ def scan(start: bytes) -> Head:
             places.clear()
             record_of.clear()
             objects.clear()
-            kept.clear()
+            keeps_keys.clear()
             last_key.clear()
             continue
         if bracket in (b"}", b"]"):
@@ -113,7 +113,7 @@ def scan(start: bytes) -> Head:
                 places.pop()
                 record_of.pop()
                 objects.pop()
-                kept.pop()
+                keeps_keys.pop()
                 last_key.pop()
             continue
         place: tuple[bytes, ...] | None
@@ -128,7 +128,7 @@ def scan(start: bytes) -> Head:
         is_object = bracket == b"{"
         places.append(place)
         objects.append(is_object)
-        kept.append(is_object and place in MARKER_PLACES)
+        keeps_keys.append(is_object and place in MARKER_PLACES)
         last_key.append(b"")
         if is_object and place in RECORD_PLACES:
             records.append(set())

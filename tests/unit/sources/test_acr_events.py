@@ -83,8 +83,8 @@ def test_overlong_correlation_id_quarantined():
 
 
 def test_long_keys_stay_distinct_and_storable():
-    # The registry and the id are each within their columns; the key that joins
-    # them is not, and cutting it would make the two pushes one.
+    # The registry and the id each fit their columns, but the key that joins them
+    # does not, so cutting it would make the two pushes one.
     registry = "r" * 200 + ".azurecr.io"
     grids = [[{"id": DATA["id"], "topic": TOPIC, "subject": "team/app:v1",
                "eventType": "Microsoft.ContainerRegistry.ImagePushed",
