@@ -6,7 +6,8 @@ reads whatever no other format claims, since it also recognises the notices and
 digest files that sit beside trail files and reports unknown JSON as such. A
 document that starts the way AWS writes CloudTrail, or whose first record has the
 keys of a CloudTrail record, LookupEvents item or EventBridge event, is CloudTrail's
-before any other format is asked. Formats look for keys among keys, not in values.
+before any other format is asked. The other formats look for their markers among
+the keys of records, not in string values.
 """
 
 from __future__ import annotations
@@ -74,8 +75,8 @@ _RECORD_KEYS = (frozenset({b'"eventVersion"', b'"eventSource"', b'"eventName"'})
 def _record_keys_show_cloudtrail(start: bytes) -> bool:
     """Say whether an object at a record place in `start` has the keys of one of
     CloudTrail's shapes, in whatever order its keys were written."""
-    return any(wanted <= found for found in json_head.scan(start).records
-               for wanted in _RECORD_KEYS)
+    return any(shape_keys <= found for found in json_head.scan(start).records
+               for shape_keys in _RECORD_KEYS)
 
 
 def choose(data: bytes, name: str | None = None) -> LogFormat:

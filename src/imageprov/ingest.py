@@ -377,10 +377,9 @@ _EXECUTORS: dict[int, ProcessPoolExecutor] = {}
 _THREADS: dict[int, ThreadPoolExecutor] = {}
 
 
-# A pipe whose write end only this process holds, made for the first parser
-# processes. They wait on its read end and exit when it closes. Workers of a fork
-# server are not this process's children, and they hold their task queue open
-# themselves, so without it they would outlive a process killed by SIGKILL.
+# A pipe whose write end is in this process alone. Parser processes wait on its
+# read end and exit when it closes, so they end even when this process is killed by
+# SIGKILL: they are children of the fork server, and keep their task queue open.
 _LIFELINE: list[Connection] = []
 
 

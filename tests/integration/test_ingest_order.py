@@ -19,6 +19,7 @@ from imageprov.sources.aws.trail_locations import LocalTrail, LogObject
 from imageprov.sources.files import LocalFolder
 from imageprov.store import Store
 from tests.helpers import trail
+from tests.helpers.failing_store import fail_event_write
 
 T0 = datetime(2026, 11, 3, 6, 0, tzinfo=UTC)
 NOW = T0 + timedelta(days=2)
@@ -145,16 +146,7 @@ def test_checkpoint_moves_only_with_stored_files(tmp_path, monkeypatch, new_data
         for n, item in enumerate(LocalTrail(tmp_path / "logs").objects())
     ]
     store = Store.open(new_database())
-    original = store._write_event_values
-    calls = {"count": 0}
-
-    def failing(session, values):
-        calls["count"] += 1
-        if calls["count"] == 2:
-            raise RuntimeError("disk full")
-        return original(session, values)
-
-    monkeypatch.setattr(store, "_write_event_values", failing)
+    fail_event_write(monkeypatch, store)
     try:
         ingest(store, objects, workers=1, batch_files=2)
     except RuntimeError:

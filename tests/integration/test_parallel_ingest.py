@@ -22,6 +22,7 @@ from imageprov.sources.files import LocalFolder
 from imageprov.store import Store
 from imageprov.store.tables import CoverageRow, LogFileRow, QuarantineRow
 from tests.helpers import trail
+from tests.helpers.failing_store import fail_event_write
 
 DATA = Path(__file__).parents[1] / "data"
 T0 = datetime(2026, 11, 4, 8, 0, tzinfo=UTC)
@@ -260,16 +261,7 @@ def test_failed_ingest_leaves_reader_threads_free(tmp_path, monkeypatch, new_dat
     monkeypatch.setattr(ingest_module, "IN_FLIGHT_EVENTS", 1)
     monkeypatch.setattr(ingest_module, "BATCH_EVENTS", 20)
     failing = Store.open(new_database())
-    original = failing._write_event_values
-    calls = {"count": 0}
-
-    def fail_second(session, values):
-        calls["count"] += 1
-        if calls["count"] == 2:
-            raise RuntimeError("disk full")
-        return original(session, values)
-
-    monkeypatch.setattr(failing, "_write_event_values", fail_second)
+    fail_event_write(monkeypatch, failing)
     gates: list[ingest_module._Gate] = []
 
     class RecordedGate(ingest_module._Gate):
@@ -324,7 +316,7 @@ def _running(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def test_parser_processes_end_when_parent_is_killed(tmp_path):
+def test_parsers_end_with_killed_parent(tmp_path):
     import os
     import signal
     import subprocess
@@ -350,7 +342,7 @@ def test_parser_processes_end_when_parent_is_killed(tmp_path):
         parent.stdout.close()
 
 
-def test_every_emptied_gzip_file_reported_each_run(tmp_path, new_database):
+def test_emptied_gzip_files_reported_each_run(tmp_path, new_database):
     # All emptied files share one content hash, which must not hide any of them.
     folder = tmp_path / "emptied"
     folder.mkdir()
@@ -369,7 +361,7 @@ def test_every_emptied_gzip_file_reported_each_run(tmp_path, new_database):
         store.close()
 
 
-def test_pool_with_a_killed_parser_replaced_next_run(tmp_path, new_database):
+def test_killed_parser_pool_replaced(tmp_path, new_database):
     import os
     import signal
     from concurrent.futures.process import BrokenProcessPool

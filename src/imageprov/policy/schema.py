@@ -122,7 +122,8 @@ def _without_nul(value: Any) -> Any:
     store: names and reasons end up in verdicts."""
     texts = value if isinstance(value, (list, tuple)) else [value]
     if any(isinstance(text, str) and "\x00" in text for text in texts):
-        raise ValueError("contains a NUL character (U+0000)")
+        raise ValueError("contains a NUL character (U+0000), which the database "
+                         "cannot store: remove it")
     return value
 
 

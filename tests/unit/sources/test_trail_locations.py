@@ -167,7 +167,7 @@ def test_reread_days_reach_files_delivered_late():
     assert "s3://bucket/" + late in listed(3)
 
 
-def test_reread_of_trail_location_checked_and_rounded_up():
+def test_reread_checked_and_rounded_up():
     from datetime import timedelta
 
     import pydantic
@@ -182,7 +182,7 @@ def test_reread_of_trail_location_checked_and_rounded_up():
         TrailLocation(s3_bucket="trail", reread=timedelta(days=400))
 
 
-def test_stop_ends_the_search_for_region_folders():
+def test_stop_ends_region_folder_search():
     import threading
 
     from imageprov.sources.aws.trail_locations import S3Trail
@@ -208,7 +208,7 @@ def test_stop_ends_the_search_for_region_folders():
     assert _Stopping.calls == 1
 
 
-def test_reread_rejected_where_nothing_is_listed_again():
+def test_reread_rejected_without_bucket():
     import pydantic
 
     from imageprov.config import TrailLocation

@@ -280,8 +280,8 @@ def recognises(head: bytes) -> bool:
     """Say whether a document's first bytes look like LogEntry JSON or a Pub/Sub body.
 
     A document that shows a CloudTrail key is never claimed. Keys are looked for
-    among the keys alone, so that a label or an image name that spells one decides
-    nothing.
+    among the keys of records alone, so that a label or an image name that spells
+    one decides nothing.
     """
     keys = json_head.scan(head).keys
     if any(marker in keys for marker in _CLOUDTRAIL):
